@@ -1,0 +1,92 @@
+"""The `bridgezoo` command line. Heavy imports (torch, plugins) happen inside the commands, not at --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _fmt_relation(rel: dict) -> str:
+    kind = rel.get("kind", "none")
+    if kind == "none":
+        return "none" + (f" ({rel['note']})" if rel.get("note") else "")
+    parts = [f"θ={rel.get('theta')}"]
+    if rel.get("lam") is not None:
+        parts.append(f"λ={rel['lam']:.4g}" if isinstance(rel["lam"], float) else f"λ={rel['lam']}")
+    parts.append(f"π={rel.get('pi')}")
+    return f"{kind}: " + ", ".join(parts)
+
+
+def cmd_list(args) -> int:
+    import bridgezoo as bz
+
+    bridges = [bz.get_bridge(name).describe() for name in bz.list_bridges()]
+    backbones = []
+    for name in bz.list_backbones():
+        from bridgezoo.registry import registry
+
+        entry = registry().entry("backbone", name)
+        backbones.append({"name": name, "summary": entry.summary, "plugin": entry.plugin})
+    if args.json:
+        print(json.dumps({"bridges": bridges, "backbones": backbones}, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="bridges", show_lines=True)
+    for col in ("name", "paper", "T", "NFE", "objective", "π", "samplers (first = official)", "relation to (θ, λ, π)"):
+        table.add_column(col, overflow="fold")
+    for b in bridges:
+        table.add_row(b["name"], b["paper"], str(b["T"] or "cont."), str(b["default_nfe"]), b["objective"], b["pi"],
+                      ", ".join(b["samplers"]), _fmt_relation(b["relation"]))
+    console = Console(width=max(Console().width, 160))
+    console.print(table)
+    if backbones:
+        bt = Table(title="backbones")
+        for col in ("name", "summary"):
+            bt.add_column(col, overflow="fold")
+        for b in backbones:
+            bt.add_row(b["name"], b["summary"])
+        console.print(bt)
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    import bridgezoo as bz
+
+    print(json.dumps(bz.plugin_records(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridgezoo",
+        description="Train, compare and use diffusion-bridge image-restoration methods under identical settings.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("plugins", help="every plugin found, with its hooks, what it provides and its error (JSON)")
+    p.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .errors import BridgezooError
+
+    try:
+        return args.func(args)
+    except BridgezooError as exc:
+        print(f"bridgezoo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

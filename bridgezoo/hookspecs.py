@@ -1,0 +1,16 @@
+"""pluggy hook specifications of the project `bridgezoo` (entry-point group `bridgezoo`)."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("bridgezoo")
+hookimpl = pluggy.HookimplMarker("bridgezoo")
+
+
+@hookspec
+def register_bridges(register):
+    """Register bridges: register(BridgeSubclass, name="my-bridge", aliases=(), summary="...")."""
+
+
+@hookspec
+def register_backbones(register):
+    """Register backbones: register(factory, name="my-net", aliases=(), summary="..."); factory(**opts) -> nn.Module."""

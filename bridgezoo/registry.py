@@ -1,0 +1,242 @@
+"""Plugin loading (entry-point group `bridgezoo`) with isolation, and the bridge / backbone registries.
+
+Each entry point is loaded and called on its own: one that fails to import, raises in its hook, or registers a
+name already taken gives one `PluginWarning` naming its distribution and the exception, and is listed with its
+error by `bridgezoo plugins`; `BRIDGEZOO_STRICT_PLUGINS=1` raises `PluginError` instead. The built-in plugins
+(distribution `bridgezoo`) load first, so a third-party plugin cannot silently replace a built-in method.
+`BRIDGEZOO_LOAD_PLUGINS=a,b` loads only the named entry points (empty: only the built-ins).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownNameError
+
+GROUP = "bridgezoo"
+HOOKS = ("register_bridges", "register_backbones")
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or registered a clashing name; the others still work."""
+
+
+@dataclass
+class Entry:
+    """One registered bridge or backbone."""
+
+    name: str
+    obj: Any  # Bridge subclass, or backbone factory
+    aliases: tuple[str, ...]
+    summary: str
+    plugin: str
+    distribution: str
+
+
+@dataclass
+class PluginRecord:
+    """What `bridgezoo plugins` shows for one entry point."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=lambda: {"bridges": [], "backbones": []})
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "module": self.module, "hooks": self.hooks, "provides": self.provides,
+                "error": "; ".join(self.errors) or None}
+
+
+def _strict() -> bool:
+    return os.environ.get("BRIDGEZOO_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Registry:
+    """Bridges and backbones from every plugin; loads entry points on first use."""
+
+    def __init__(self):
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.kinds: dict[str, dict[str, Entry]] = {"bridge": {}, "backbone": {}}
+        self.aliases: dict[str, dict[str, str]] = {"bridge": {}, "backbone": {}}
+        self.plugins: list[PluginRecord] = []
+        self.loaded = False
+
+    # --------------------------------------------------------------- loading
+    def _entry_points(self):
+        eps = []
+        for dist in md.distributions():
+            for ep in dist.entry_points:
+                if ep.group == GROUP:
+                    eps.append((dist, ep))
+        seen, unique = set(), []
+        for dist, ep in eps:  # the same distribution may be visible twice on sys.path
+            key = (dist.metadata["Name"], ep.name, ep.value)
+            if key not in seen:
+                seen.add(key)
+                unique.append((dist, ep))
+        only = os.environ.get("BRIDGEZOO_LOAD_PLUGINS")
+        wanted = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
+        builtin = [(d, e) for d, e in unique if d.metadata["Name"] == "bridgezoo"]
+        others = [(d, e) for d, e in unique if d.metadata["Name"] != "bridgezoo"]
+        if wanted is not None:
+            others = [(d, e) for d, e in others if e.name in wanted or d.metadata["Name"] in wanted]
+        return sorted(builtin, key=lambda p: p[1].name) + sorted(others, key=lambda p: (p[0].metadata["Name"], p[1].name))
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        for dist, ep in self._entry_points():
+            self.add_plugin_from_entry_point(dist, ep)
+
+    def add_plugin_from_entry_point(self, dist, ep) -> PluginRecord:
+        record = PluginRecord(ep.name, dist.metadata["Name"], dist.version, ep.value)
+        self.plugins.append(record)
+        try:
+            module = ep.load()
+        except Exception as exc:  # noqa: BLE001 - isolation is the point
+            self._fail(record, f"import failed: {type(exc).__name__}: {exc}", exc)
+            return record
+        self.add_plugin(module, record)
+        return record
+
+    def add_plugin(self, plugin: Any, record: PluginRecord | None = None) -> PluginRecord:
+        """Register an in-process plugin object or module (tests, notebooks) exactly like an entry point."""
+        if record is None:
+            name = getattr(plugin, "__name__", type(plugin).__name__)
+            record = PluginRecord(name, "(in-process)", "", name)
+            self.plugins.append(record)
+        try:
+            self.pm.register(plugin, name=f"{record.distribution}:{record.name}")
+        except Exception as exc:  # noqa: BLE001
+            self._fail(record, f"invalid plugin: {type(exc).__name__}: {exc}", exc)
+            return record
+        for hook in HOOKS:
+            impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
+            for impl in impls:
+                record.hooks.append(hook)
+                kind = "bridge" if hook == "register_bridges" else "backbone"
+                try:
+                    impl.function(register=self._register_callback(kind, record))
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(record, f"{hook} raised {type(exc).__name__}: {exc}", exc)
+        return record
+
+    def _register_callback(self, kind: str, record: PluginRecord) -> Callable:
+        def register(obj, name: str | None = None, aliases=(), summary: str = ""):
+            name = name or getattr(obj, "name", "") or getattr(obj, "__name__", "")
+            if not name:
+                raise ValueError(f"register() needs a name for {obj!r}")
+            table, alias_table = self.kinds[kind], self.aliases[kind]
+            for n in (name, *aliases):
+                if n in table or n in alias_table:
+                    owner = table[n] if n in table else table[alias_table[n]]
+                    raise PluginError(
+                        f"{kind} name {n!r} is already registered by plugin {owner.plugin!r} "
+                        f"(distribution {owner.distribution!r})"
+                    )
+            if kind == "bridge":
+                from .bridge import Bridge
+
+                if not (isinstance(obj, type) and issubclass(obj, Bridge)):
+                    raise TypeError(f"register_bridges: {obj!r} is not a subclass of bridgezoo.Bridge")
+                summary = summary or obj.summary
+                if "name" not in obj.__dict__:
+                    obj.name = name
+            table[name] = Entry(name, obj, tuple(aliases), summary, record.name, record.distribution)
+            for a in aliases:
+                alias_table[a] = name
+            record.provides["bridges" if kind == "bridge" else "backbones"].append(name)
+
+        return register
+
+    def _fail(self, record: PluginRecord, message: str, exc: BaseException) -> None:
+        record.errors.append(message)
+        text = f"bridgezoo plugin {record.name!r} from distribution {record.distribution!r}: {message}"
+        if _strict():
+            raise PluginError(text + " (BRIDGEZOO_STRICT_PLUGINS=1)") from exc
+        warnings.warn(text + "; the other plugins are unaffected", PluginWarning, stacklevel=3)
+
+    # --------------------------------------------------------------- lookup
+    def names(self, kind: str) -> list[str]:
+        self.load()
+        return sorted(self.kinds[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        self.load()
+        name = self.aliases[kind].get(name, name)
+        if name not in self.kinds[kind]:
+            failed = [p.name for p in self.plugins if p.errors]
+            raise UnknownNameError(kind, name, list(self.kinds[kind]) + list(self.aliases[kind]), failed)
+        return self.kinds[kind][name]
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry (created on first use)."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def reset() -> None:
+    """Forget every loaded plugin (tests; after installing a plugin in a running process)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def list_bridges() -> list[str]:
+    """Names of every registered bridge, sorted."""
+    return registry().names("bridge")
+
+
+def get_bridge(name: str, **options):
+    """A bridge instance by name or alias; unknown names and options raise errors that list the valid ones."""
+    entry = registry().entry("bridge", name)
+    cls = entry.obj
+    bridge = cls.__new__(cls)
+    bridge.name = entry.name
+    bridge.__init__(**options)
+    return bridge
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Names of every registered backbone, sorted; `pattern` is an fnmatch pattern such as 'unet-*'."""
+    import fnmatch
+
+    names = registry().names("backbone")
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def get_backbone(name: str, **options):
+    """A backbone (torch.nn.Module with forward(x_t, mu, t)) by name; `timm-unet/<encoder>` style names
+    are resolved by the longest registered prefix ending in '/'."""
+    reg = registry()
+    reg.load()
+    if name not in reg.kinds["backbone"] and name not in reg.aliases["backbone"] and "/" in name:
+        prefix, rest = name.split("/", 1)
+        if prefix + "/" in reg.kinds["backbone"]:
+            return reg.kinds["backbone"][prefix + "/"].obj(rest, **options)
+    return reg.entry("backbone", name).obj(**options)
+
+
+def plugin_records() -> list[dict]:
+    """JSON-ready list of every plugin that was found, with hooks, what it provides and its error."""
+    reg = registry()
+    reg.load()
+    return [p.as_dict() for p in reg.plugins]

@@ -1,0 +1,130 @@
+"""Theta schedules (the mean-reversion rate of the generalized bridge) as continuous clocks.
+
+A *clock* is the cumulative schedule s(t) = θ̄_{0:t} = ∫_0^t θ, a non-decreasing function of continuous time
+t ∈ [0, 1] with s(0) = 0. Methods defined on a discrete grid of T steps give s at the knots t_k = k/T; between
+knots s is linear, i.e. θ(t) = ds/dt is piecewise constant, which is the exact continuous-time process whose
+Euler step over one official step reproduces the official update. All tables are built in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+F64 = torch.float64
+
+
+class Clock:
+    """Piecewise-linear cumulative schedule s(t) through the knots (k/n, values[k]), k = 0..n, values[0] = 0."""
+
+    def __init__(self, values: torch.Tensor, name: str = "custom"):
+        values = torch.as_tensor(values, dtype=F64).flatten()
+        if values.numel() < 2 or values[0] != 0:
+            raise ValueError(f"clock {name!r}: need at least two knots and values[0] == 0")
+        if bool((values[1:] < values[:-1]).any()):
+            raise ValueError(f"clock {name!r}: the cumulative schedule must be non-decreasing")
+        self.values = values
+        self.n = values.numel() - 1
+        self.name = name
+
+    @property
+    def total(self) -> float:
+        """S = s(1) = θ̄_{0:1}."""
+        return float(self.values[-1])
+
+    def _locate(self, t: torch.Tensor):
+        tt = torch.as_tensor(t, dtype=F64).clamp(0.0, 1.0) * self.n
+        # Round before flooring so that float32 grid points such as (k+1)/T land on their knot.
+        idx = torch.floor(tt + 1e-9).long().clamp(0, self.n - 1)
+        return idx, tt - idx.to(F64)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        """s(t) in float64, same shape as t (differentiable in t)."""
+        idx, frac = self._locate(t)
+        lo, hi = self.values[idx], self.values[idx + 1]
+        return lo + frac * (hi - lo)
+
+    def rate(self, t: torch.Tensor) -> torch.Tensor:
+        """θ(t) = ds/dt (per unit of t); on a knot, the rate of the interval that ends there (official index)."""
+        tt = torch.as_tensor(t, dtype=F64).clamp(0.0, 1.0) * self.n
+        idx = (torch.ceil(tt - 1e-9).long() - 1).clamp(0, self.n - 1)
+        return (self.values[idx + 1] - self.values[idx]) * self.n
+
+
+def iddpm_cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """iDDPM cosine betas β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), max_beta), ᾱ(u) = cos²((u + s)/(1 + s)·π/2), i = 0..T−1.
+
+    RDBM's released code uses these directly as θ_i (MiliLab/RDBM code/rdbm.py L93-102), with no dt.
+    """
+    u = torch.arange(T + 1, dtype=F64) / T
+    abar = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.clamp(1 - abar[1:] / abar[:-1], max=max_beta)
+
+
+def linear_betas(T: int, start: float | None = None, end: float | None = None) -> torch.Tensor:
+    """DDPM linear betas, scaled as in iDDPM so the total does not depend on T: 1e-4·1000/T … 0.02·1000/T."""
+    scale = 1000.0 / T
+    start = 1e-4 * scale if start is None else start
+    end = 0.02 * scale if end is None else end
+    return torch.linspace(start, end, T, dtype=F64)
+
+
+def sigmoid_betas(T: int, start: float | None = None, end: float | None = None, tau: float = 6.0) -> torch.Tensor:
+    """Sigmoid betas: start + (end − start)·sigmoid(linspace(−τ, τ, T)), with the scaled linear range by default."""
+    scale = 1000.0 / T
+    start = 1e-4 * scale if start is None else start
+    end = 0.02 * scale if end is None else end
+    return start + (end - start) * torch.sigmoid(torch.linspace(-tau, tau, T, dtype=F64))
+
+
+def inclusive_clock(thetas: torch.Tensor, name: str) -> Clock:
+    """Clock whose value at t = (k+1)/T is the inclusive sum θ_0 + … + θ_k (RDBM's θ̄_{0:t}); s(0) = 0."""
+    return Clock(torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(thetas, 0)]), name)
+
+
+THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant")
+
+
+def theta_clock(schedule: str, T: int, scale: float = 1.0) -> Clock:
+    """The θ schedules of the generalized bridge, on T steps; index k ↔ t = (k+1)/T.
+
+    `cosine`: iDDPM cosine betas used as θ (RDBM code); `linear` and `sigmoid`: beta schedules used as θ;
+    `constant`: θ_k = 1/T, so s(t) = t (S = 1). `scale` multiplies θ (used for the θ → 0 limits).
+    """
+    if schedule == "cosine":
+        thetas = iddpm_cosine_betas(T)
+    elif schedule == "linear":
+        thetas = linear_betas(T)
+    elif schedule == "sigmoid":
+        thetas = sigmoid_betas(T)
+    elif schedule == "constant":
+        thetas = torch.full((T,), 1.0 / T, dtype=F64)
+    else:
+        raise ValueError(f"unknown theta schedule {schedule!r}; choose one of {', '.join(THETA_SCHEDULES)}")
+    return inclusive_clock(thetas * scale, f"{schedule}×{scale:g}" if scale != 1 else schedule)
+
+
+def irsde_cosine_thetas(T: int, s: float = 0.008) -> torch.Tensor:
+    """IR-SDE / GOUB cosine θ_i = 1 − ᾱ_{i+1}, i = 0..T (T+1 values), with N = T+2 and ᾱ_k = cos²((k/N + s)/(1+s)·π/2)/ᾱ_0.
+
+    Algolzw/image-restoration-sde codes/utils/sde_utils.py L110-121; Hammour-steak/GOUB sde_utils.py L100-111.
+    Note these are 1 − ᾱ (cumulative), not betas.
+    """
+    N = T + 2
+    k = torch.arange(N + 1, dtype=F64)
+    abar = torch.cos((k / N + s) / (1 + s) * math.pi / 2) ** 2
+    abar = abar / abar[0]
+    return 1 - abar[1:-1]
+
+
+def irsde_clock(T: int, eps: float = 0.005) -> tuple[Clock, torch.Tensor, float]:
+    """IR-SDE / GOUB clock s_i = (Σ_{j≤i} θ_j − θ_0)·dt at t = i/T, dt = −ln(eps)/θ̄_T, so S = −ln(eps).
+
+    Returns (clock, thetas, dt); the official step i (1..T) is the clock interval ((i−1)/T, i/T], whose
+    increment is θ_i·dt.
+    """
+    thetas = irsde_cosine_thetas(T)
+    cum = torch.cumsum(thetas, 0) - thetas[0]
+    dt = -math.log(eps) / float(cum[-1])
+    return Clock(cum * dt, f"irsde-cosine(T={T})"), thetas, dt
