@@ -190,7 +190,7 @@ class Bridge:
             tt = t.detach().to(F64).clone().requires_grad_(True)
             out = []
             for v in self._coefficients(tt):
-                (g,) = torch.autograd.grad(v.sum(), tt, allow_unused=True) if v.requires_grad else (None,)
+                (g,) = torch.autograd.grad(v.sum(), tt, allow_unused=True, retain_graph=True) if v.requires_grad else (None,)
                 out.append(torch.zeros_like(tt) if g is None else g)
         return tuple(self._shape(v.detach(), t).to(dtype) for v in out)
 
@@ -200,7 +200,9 @@ class Bridge:
         return v.reshape(*t.shape, 1, 1, 1) if t.dim() >= 1 else v
 
     def _coef(self, t: torch.Tensor, like: torch.Tensor):
-        return tuple(v.to(device=like.device, dtype=like.dtype) for v in self.coefficients(t.detach().cpu()))
+        """(a, b, c) computed in float64 at t, shaped [B, 1, 1, 1], cast to `like`'s dtype and device."""
+        t = torch.as_tensor(t).detach().cpu()
+        return tuple(self._shape(v, t).to(device=like.device, dtype=like.dtype) for v in self._coefficients(t.to(F64)))
 
     def pi_field(self, x0: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """π(x0, μ): 0, 1 or x0 − μ (elementwise), shaped like x0."""
@@ -477,7 +479,10 @@ class SDEBridge(Bridge):
         f_m = a_t / a_s
         f_n = b_t - b_s * f_m
         v = c_t**2 - c_s**2 * f_m**2
-        return (c_s**2 * f_m * (x_t - f_n * mu) + v * (a_s * x0 + b_s * mu)) / c_t**2
+        # where c_t = 0 (a pinned end, x_t = μ) the posterior is the marginal at s: mean a_s·x0 + b_s·μ
+        w_t = safe_div(c_s**2 * f_m, c_t**2, 0.0)
+        w_0 = safe_div(v, c_t**2, 1.0)
+        return w_t * (x_t - f_n * mu) + w_0 * (a_s * x0 + b_s * mu)
 
     def loss(self, output, x0, mu, x_t, t):
         """loss_type `ml`: L1 between the one-step reverse prediction and the posterior mean (IR-SDE / GOUB)."""

@@ -33,22 +33,21 @@ class Clock:
         """S = s(1) = θ̄_{0:1}."""
         return float(self.values[-1])
 
-    def _locate(self, t: torch.Tensor):
-        tt = torch.as_tensor(t, dtype=F64).clamp(0.0, 1.0) * self.n
-        # Round before flooring so that float32 grid points such as (k+1)/T land on their knot.
-        idx = torch.floor(tt + 1e-9).long().clamp(0, self.n - 1)
-        return idx, tt - idx.to(F64)
+    def _interval(self, tt: torch.Tensor) -> torch.Tensor:
+        # The interval that ends at or after tt = t·n; on a knot, the one that ends there (the official step's).
+        # The 1e-9 makes float32 grid points such as (k+1)/T land on their knot.
+        return (torch.ceil(tt.detach() - 1e-9).long() - 1).clamp(0, self.n - 1)
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
-        """s(t) in float64, same shape as t (differentiable in t)."""
-        idx, frac = self._locate(t)
+        """s(t) in float64, same shape as t, for t in [0, 1]; differentiable in t (left derivative on a knot)."""
+        tt = torch.as_tensor(t, dtype=F64) * self.n
+        idx = self._interval(tt)
         lo, hi = self.values[idx], self.values[idx + 1]
-        return lo + frac * (hi - lo)
+        return lo + (tt - idx.to(F64)) * (hi - lo)
 
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         """θ(t) = ds/dt (per unit of t); on a knot, the rate of the interval that ends there (official index)."""
-        tt = torch.as_tensor(t, dtype=F64).clamp(0.0, 1.0) * self.n
-        idx = (torch.ceil(tt - 1e-9).long() - 1).clamp(0, self.n - 1)
+        idx = self._interval(torch.as_tensor(t, dtype=F64) * self.n)
         return (self.values[idx + 1] - self.values[idx]) * self.n
 
 
@@ -83,15 +82,19 @@ def inclusive_clock(thetas: torch.Tensor, name: str) -> Clock:
     return Clock(torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(thetas, 0)]), name)
 
 
-THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant")
+THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant", "irsde-cosine")
 
 
 def theta_clock(schedule: str, T: int, scale: float = 1.0) -> Clock:
     """The θ schedules of the generalized bridge, on T steps; index k ↔ t = (k+1)/T.
 
     `cosine`: iDDPM cosine betas used as θ (RDBM code); `linear` and `sigmoid`: beta schedules used as θ;
-    `constant`: θ_k = 1/T, so s(t) = t (S = 1). `scale` multiplies θ (used for the θ → 0 limits).
+    `constant`: θ_k = 1/T, so s(t) = t (S = 1); `irsde-cosine`: the IR-SDE / GOUB clock (S = −ln 0.005, index
+    i ∈ 0..T ↔ t = i/T). `scale` multiplies θ (used for the θ → 0 limits).
     """
+    if schedule == "irsde-cosine":
+        clock = irsde_clock(T)[0]
+        return Clock(clock.values * scale, clock.name if scale == 1 else f"{clock.name}×{scale:g}")
     if schedule == "cosine":
         thetas = iddpm_cosine_betas(T)
     elif schedule == "linear":

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+import bridgezoo as bz
+
+
+def oracle(bridge, x0):
+    """The model that returns the exact target computed from the true x0 (and the x_t it is given)."""
+
+    def model(x_t, mu, t):
+        return bridge.target(x0, mu, x_t, t)
+
+    return model
+
+
+@pytest.fixture
+def images64():
+    """A float64 pair (x0, μ) of shape [2, 3, 8, 8] inside (-0.9, 0.9), so clipping never acts."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64) * 1.8 - 0.9
+    mu = (x0 + 0.4 * torch.randn(x0.shape, generator=g, dtype=torch.float64)).clamp(-0.9, 0.9)
+    return x0, mu
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    from bridgezoo import registry
+
+    registry.reset()
+    yield
+    registry.reset()
+
+
+BRIDGES = bz.list_bridges()
