@@ -250,13 +250,17 @@ def test_fm_defaults_and_euler_matches_closed_form():
 
 
 def test_theta_schedules_are_distinct_and_valid():
-    totals = {}
+    totals, curves = {}, {}
     for schedule in ("cosine", "linear", "sigmoid", "constant", "irsde-cosine"):
         b = bz.get_bridge("rdbm", theta_schedule=schedule)
         t = torch.linspace(0, 1, 201, dtype=F64)
         a = b.coefficients(t)[0].flatten()
         assert a[0].item() == pytest.approx(1, abs=1e-14) and a[-1] == 0 and (a[1:] <= a[:-1]).all()
         totals[schedule] = b.clock.total
-    assert len({round(v, 6) for v in totals.values()}) == 5
+        curves[schedule] = a
+    names = list(curves)
+    for i, j in itertools.combinations(range(len(names)), 2):
+        assert (curves[names[i]] - curves[names[j]]).abs().max() > 1e-2, (names[i], names[j])
+    assert totals["sigmoid"] == pytest.approx(totals["linear"], rel=1e-9)  # a symmetric sigmoid keeps the sum
     assert totals["constant"] == pytest.approx(1.0)
     assert totals["linear"] == pytest.approx(100 * (1e-3 + 0.2) / 2, rel=1e-9)

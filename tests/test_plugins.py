@@ -1,0 +1,188 @@
+"""Plugin discovery through real entry points: tiny distributions (a module + a .dist-info with entry_points.txt)
+are put on sys.path, where importlib.metadata finds them exactly as it finds installed packages."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import bridgezoo as bz
+from bridgezoo.registry import PluginWarning
+
+from conftest import oracle
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(source)
+    sys.modules.pop(module, None)  # another test may have imported a module of that name
+    info = root / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[bridgezoo]\n{entry or module} = {module}\n")
+    return root
+
+
+BROKEN = "raise ImportError('needs the missing package frobnicate')\n"
+CLASH = """
+import bridgezoo as bz
+from bridgezoo_plugins.rdbm import RDBM
+
+class Impostor(RDBM):
+    summary = "not the real RDBM"
+
+@bz.hookimpl
+def register_bridges(register):
+    register(Impostor, name="rdbm")
+"""
+RAISES = """
+import bridgezoo as bz
+
+@bz.hookimpl
+def register_bridges(register):
+    raise RuntimeError("hook exploded")
+"""
+
+
+def readme_plugin():
+    """The README's third-party plugin example: (module source, entry-point name, module name)."""
+    text = README.read_text()
+    py = re.search(r"```python\n# file: (\w+)\.py\n(.*?)```", text, re.S)
+    toml = re.search(r"```toml\n# file: pyproject.toml\n(.*?)```", text, re.S)
+    assert py and toml, "README lost its plugin example"
+    import tomllib
+
+    meta = tomllib.loads(toml.group(1))
+    (ep_name, target), = meta["project"]["entry-points"]["bridgezoo"].items()
+    assert target == py.group(1)
+    return py.group(2), ep_name, py.group(1), meta["project"]["name"]
+
+
+def test_readme_plugin_example_works_through_an_entry_point(tmp_path, monkeypatch, images64):
+    source, ep_name, module, dist = readme_plugin()
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, dist, module, source, ep_name)))
+    assert "sine" in bz.list_bridges() and {"rdbm", "goub", "fm"} <= set(bz.list_bridges())
+    b = bz.get_bridge("sine", pi="residual")
+    x0, mu = images64
+    # the core gives the new bridge everything: objectives, loss, the shared DDIM sampler (oracle-exact)
+    out = b.sample(oracle(b, x0), mu, nfe=8)
+    assert (out - x0).abs().max() < 1e-5
+    for objective in bz.OBJECTIVES:
+        bo = bz.get_bridge("sine", objective=objective)
+        t = torch.full((2,), 0.4, dtype=torch.float64)
+        x_t = bo.q_sample(x0, mu, t, torch.randn_like(x0))
+        torch.testing.assert_close(bo.predict_x0(bo.target(x0, mu, x_t, t), x_t, mu, t), x0)
+    rec = [p for p in bz.plugin_records() if p["name"] == ep_name][0]
+    assert rec["distribution"] == dist and rec["provides"]["bridges"] == ["sine"] and rec["error"] is None
+
+
+def test_builtins_come_through_the_entry_point_group():
+    recs = {p["name"]: p for p in bz.plugin_records()}
+    for name in ("rdbm", "goub", "fm"):
+        assert recs[name]["distribution"] == "bridgezoo"
+        assert recs[name]["module"] == f"bridgezoo_plugins.{name}"
+        assert name in recs[name]["provides"]["bridges"]
+
+
+@pytest.mark.parametrize(
+    "source,expected",
+    [(BROKEN, "ImportError: needs the missing package frobnicate"),
+     (CLASH, "'rdbm' is already registered by plugin 'rdbm' (distribution 'bridgezoo')"),
+     (RAISES, "RuntimeError: hook exploded")],
+    ids=["import-error", "name-clash", "hook-raises"],
+)
+def test_a_bad_plugin_only_warns(tmp_path, monkeypatch, source, expected):
+    monkeypatch.delenv("BRIDGEZOO_STRICT_PLUGINS", raising=False)
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, "bridgezoo-bad", "bridgezoo_bad", source)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = bz.list_bridges()
+    ours = [w for w in caught if issubclass(w.category, PluginWarning)]
+    assert len(ours) == 1, [str(w.message) for w in ours]
+    assert "bridgezoo-bad" in str(ours[0].message) and expected in str(ours[0].message)
+    assert {"rdbm", "goub", "fm"} <= set(names)
+    assert type(bz.get_bridge("rdbm")).__name__ == "RDBM"  # the built-in was not replaced
+    rec = [p for p in bz.plugin_records() if p["distribution"] == "bridgezoo-bad"][0]
+    assert expected in rec["error"]
+
+
+def test_strict_mode_raises(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRIDGEZOO_STRICT_PLUGINS", "1")
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, "bridgezoo-bad", "bridgezoo_bad", BROKEN)))
+    with pytest.raises(bz.PluginError, match="bridgezoo-bad.*frobnicate"):
+        bz.list_bridges()
+
+
+def test_load_plugins_filter(tmp_path, monkeypatch):
+    source, ep_name, module, dist = readme_plugin()
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, dist, module, source, ep_name)))
+    monkeypatch.setenv("BRIDGEZOO_LOAD_PLUGINS", "")
+    assert "sine" not in bz.list_bridges() and "rdbm" in bz.list_bridges()
+
+
+def test_unknown_bridge_lists_close_matches_and_failed_plugins(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, "bridgezoo-bad", "bridgezoo_bad", BROKEN)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(bz.UnknownNameError) as err:
+            bz.get_bridge("rdmb")
+    msg = str(err.value)
+    assert "Did you mean 'rdbm'" in msg and "fm, goub, rdbm" in msg and "bridgezoo_bad" in msg
+    assert isinstance(err.value, KeyError)
+
+
+def test_alias_resolves():
+    assert bz.get_bridge("flow-matching").name == "fm"
+
+
+# ----------------------------------------------------------------------------- the CLI, as a real subprocess
+def run_cli(*args, env_extra=None, pythonpath=None):
+    env = dict(os.environ, **(env_extra or {}))
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_list_json():
+    res = run_cli("list", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    names = [b["name"] for b in data["bridges"]]
+    assert names == sorted(names) and {"rdbm", "goub", "fm"} <= set(names)
+    rdbm = [b for b in data["bridges"] if b["name"] == "rdbm"][0]
+    assert rdbm["T"] == 100 and rdbm["default_nfe"] == 10 and rdbm["objective"] == "noise"
+    assert rdbm["relation"]["kind"] == "exact" and rdbm["paper"].startswith("Residual Diffusion Bridge")
+
+
+def test_cli_list_table_mentions_every_bridge():
+    res = run_cli("list")
+    assert res.returncode == 0, res.stderr
+    for name in ("rdbm", "goub", "fm", "reverse_sde", "euler"):
+        assert name in res.stdout
+
+
+def test_cli_plugins_shows_a_broken_plugin_and_strict_fails(tmp_path):
+    root = make_dist(tmp_path, "bridgezoo-bad", "bridgezoo_bad", BROKEN)
+    res = run_cli("plugins", pythonpath=root, env_extra={"BRIDGEZOO_STRICT_PLUGINS": "0"})
+    assert res.returncode == 0, res.stderr
+    recs = {p["name"]: p for p in json.loads(res.stdout)}
+    assert "frobnicate" in recs["bridgezoo_bad"]["error"] and recs["rdbm"]["error"] is None
+    assert "bridgezoo-bad" in res.stderr  # the one warning
+    res = run_cli("plugins", pythonpath=root, env_extra={"BRIDGEZOO_STRICT_PLUGINS": "1"})
+    assert res.returncode == 2 and "frobnicate" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_help_does_not_import_torch():
+    code = ("import sys\nfrom bridgezoo.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip().endswith("False"), res.stdout + res.stderr
