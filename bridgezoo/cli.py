@@ -21,13 +21,20 @@ def _fmt_relation(rel: dict) -> str:
 def cmd_list(args) -> int:
     import bridgezoo as bz
 
+    from bridgezoo.backbone import backbone_card
+    from bridgezoo.registry import registry
+
     bridges = [bz.get_bridge(name).describe() for name in bz.list_bridges()]
     backbones = []
     for name in bz.list_backbones():
-        from bridgezoo.registry import registry
-
         entry = registry().entry("backbone", name)
-        backbones.append({"name": name, "summary": entry.summary, "plugin": entry.plugin})
+        row = {"name": name, "summary": entry.summary, "plugin": entry.plugin}
+        example = name + "resnet18" if name.endswith("/") else name
+        try:  # counted on the meta device: no weights are allocated, no compute is spent
+            row.update(backbone_card(lambda **o: bz.get_backbone(example, **o)), counted_as=example)
+        except Exception as exc:  # noqa: BLE001 - a third-party backbone that cannot be counted is still listed
+            row.update(params=None, params_thop=None, gmacs=None, input="?", count_error=f"{type(exc).__name__}: {exc}")
+        backbones.append(row)
     if args.json:
         print(json.dumps({"bridges": bridges, "backbones": backbones}, indent=2, default=str))
         return 0
@@ -43,11 +50,14 @@ def cmd_list(args) -> int:
     console = Console(width=max(Console().width, 160))
     console.print(table)
     if backbones:
-        bt = Table(title="backbones")
-        for col in ("name", "summary"):
+        bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
+        for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
             bt.add_column(col, overflow="fold")
+        m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
         for b in backbones:
-            bt.add_row(b["name"], b["summary"])
+            name = b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else "")
+            gm = "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}"
+            bt.add_row(name, m(b["params"]), m(b["params_thop"]), gm, b["input"], b["summary"])
         console.print(bt)
     return 0
 

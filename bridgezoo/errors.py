@@ -11,7 +11,9 @@ class BridgezooError(Exception):
 
 def suggest(word: str, choices) -> str:
     """' Did you mean …?' for close matches of `word` among `choices`, or ''."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.5)
+    choices = [str(c) for c in choices]
+    same_case = [c for c in choices if c.lower() == str(word).lower()]
+    close = same_case or difflib.get_close_matches(str(word), choices, n=3, cutoff=0.5)
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
