@@ -65,6 +65,12 @@ def safe_div(num: torch.Tensor, den: torch.Tensor, fallback) -> torch.Tensor:
     return torch.where(zero, torch.as_tensor(fallback, dtype=out.dtype, device=out.device), out)
 
 
+def official_index_grid(T: int, nfe: int) -> torch.Tensor:
+    """`linspace(−1, T−1, nfe+1).int()` reversed (RDBM L201-205, RDDM L915-935), as t with index k ↔ t = (k+1)/T."""
+    idx = torch.linspace(-1, T - 1, nfe + 1).int().to(F64)  # float32 then .int(), as the official codes
+    return (idx.flip(0) + 1) / T
+
+
 def _coerce(name: str, value: Any, spec: Option, bridge: str):
     """Validate one option value (and parse strings from the command line)."""
     default = spec.default
@@ -466,6 +472,20 @@ class SDEBridge(Bridge):
         """Probability-flow ODE, Euler: x − [f − ½·g²·score]·Δt (IR-SDE `reverse_ode`)."""
         x0 = self.predict_x0(model(x, mu, t), x, mu, t)
         return self._reverse_mean(x, mu, x0, t, s, ode_half=True), x0
+
+    @sampler(deterministic=False)
+    def _step_posterior(self, model, x, mu, t, s, generator=None):
+        """Ancestral step x_s ~ q(x_s | x_t, x̂0): posterior mean + posterior std·π̂·z (IR-SDE `posterior`)."""
+        x0 = self.x0_hat(model, x, mu, t)
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self.posterior_mean(x, x0, mu, t, s) + self.posterior_std(x, t, s) * self.pi_field(x0, mu) * z, x0
+
+    def posterior_std(self, like, t, s) -> torch.Tensor:
+        """Std of q(x_s | x_t, x0) for π = 1: sqrt(c_t² − c_s²·f_m²)·c_s/c_t (IR-SDE: λ·sqrt((1−A²)(1−C²)/(1−B²)))."""
+        a_t, _, c_t = self._coef(t, like)
+        a_s, _, c_s = self._coef(s, like)
+        v = (c_t**2 - c_s**2 * (a_t / a_s) ** 2).clamp_min(0)
+        return safe_div(v.sqrt() * c_s, c_t, 0.0)
 
     def posterior_mean(self, x_t, x0, mu, t, s) -> torch.Tensor:
         """Mean of q(x_s | x_t, x0, μ) for the Markov chain implied by the marginals (s < t).

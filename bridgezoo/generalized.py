@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import torch
 
-from .bridge import F64, Option, SDEBridge
+from .bridge import F64, Option, SDEBridge, official_index_grid
 from .errors import OptionError
 from .schedules import THETA_SCHEDULES, Clock, theta_clock
 
 
-def sinh_bridge_coefficients(clock: Clock, lam: float, t: torch.Tensor):
-    """(Θ_t, 1 − Θ_t, Σ_t) of the generalized bridge at float64 t, for any clock and λ (a variance)."""
-    S = torch.tensor(clock.total, dtype=F64)
-    s = clock(t)
+def sinh_coefficients(s: torch.Tensor, S, lam: float):
+    """(Θ, 1 − Θ, Σ) at clock value s = θ̄_{0:t} with total S = θ̄_{0:1} and λ (a variance)."""
+    S = torch.as_tensor(S, dtype=F64)
     u = S - s
     theta = torch.sinh(u) / torch.sinh(S)
     var = 2 * lam * torch.sinh(s) * torch.sinh(u) / torch.sinh(S)
     return theta, 1 - theta, var.clamp_min(0).sqrt()
+
+
+def sinh_bridge_coefficients(clock: Clock, lam: float, t: torch.Tensor):
+    """(Θ_t, 1 − Θ_t, Σ_t) of the generalized bridge at float64 t, for any clock and λ (a variance)."""
+    return sinh_coefficients(clock(t), clock.total, lam)
 
 
 class GeneralizedBridge(SDEBridge):
@@ -82,6 +86,4 @@ class ThetaBridge(GeneralizedBridge):
 
     def _grid(self, nfe: int) -> torch.Tensor:
         """The official grid `linspace(−1, T−1, nfe+1).int()` reversed, index k ↔ t = (k+1)/T (RDBM L201-205)."""
-        T = self.options["T"]
-        idx = torch.linspace(-1, T - 1, nfe + 1).int().to(F64)  # float32 then .int(), as the official code
-        return (idx.flip(0) + 1) / T
+        return official_index_grid(self.options["T"], nfe)

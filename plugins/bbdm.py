@@ -1,0 +1,117 @@
+"""BBDM — Brownian Bridge Diffusion Model (Li et al., CVPR 2023; code xuekt98/BBDM
+`model/BrownianBridge/BrownianBridgeModel.py` @ 02c3b13c).
+
+x_t = (1 − m_t)·x0 + m_t·μ + sqrt(δ_t)·ε, δ_t = 2·max_var·(m_t − m_t²) (q_sample L128-146, schedule L42-79).
+T = 1000, index k ∈ 0..T−1 ↔ t = (k+1)/T; m_k = linspace(0.001, 0.999, T) ("linear"), m(t) linear between the
+knots and m(0) = 0 so that t = 0 is clean. Almost pinned: m(1) = 0.999, so x_1 ≠ μ; sampling starts at μ.
+
+Objective `xt_minus_x0` ("grad": m_t(μ − x0) + sqrt(δ_t)ε), L1 (L88-126). Sampler `skip` (L171-221) over the
+official step list `arange(T−1, 1, −(T−1)/(NFE−2)).long()` + [1, 0] (200 steps by default), the last step
+returning x̂0:
+    σ² = (δ_t − δ_s·(1 − m_t)²/(1 − m_s)²)·δ_s/δ_t,
+    x_s = (1 − m_s)·x̂0 + m_s·μ + sqrt((δ_s − η²σ²)/δ_t)·(x_t − (1 − m_t)·x̂0 − m_t·μ) + η·σ·z.
+Known inconsistency fixed: the official code uses sqrt((δ_s − σ²)/δ_t) whatever η is (η scales only the noise),
+which is DDIM-consistent only for η = 1; here η scales the variance in both places (`official_eta=True` for the
+official update; both agree at the default η = 1). The official "sin" m schedule is `mt_type="sin"`.
+Relation: the θ → 0 limit of the generalized bridge with m_t = θ̄_{0:t}/θ̄_{0:1} and λ·θ̄_{0:1} = max_var.
+"""
+
+import torch
+
+from bridgezoo import Bridge, Option, hookimpl, sampler
+from bridgezoo.bridge import F64, safe_div
+from bridgezoo.errors import OptionError
+
+
+class BBDM(Bridge):
+    paper = "BBDM: Image-to-image Translation with Brownian Bridge Diffusion Models, Li et al., CVPR 2023"
+    summary = "Brownian bridge between x0 and μ with variance 2·max_var·m(1 − m)"
+    default_nfe = 200
+    pinned = False
+    samplers = ("skip", "ddim")
+    option_spec = {
+        "T": Option(1000, "number of official discrete steps; index k ↔ t = (k+1)/T"),
+        "max_var": Option(1.0, "max_var: δ = 2·max_var·(m − m²) (peak variance max_var/2 at m = ½)"),
+        "mt_type": Option("linear", "m schedule: linear (official default) or sin", ("linear", "sin")),
+        "eta": Option(1.0, "stochasticity of the skip sampler (official default 1)"),
+        "official_eta": Option(False, "η scales only the noise, not the mean coefficient (official behaviour)"),
+    }
+    option_defaults = {"pi": "one", "objective": "xt_minus_x0", "loss_type": "l1"}
+
+    def setup(self):
+        T = self.options["T"]
+        if T < 3:
+            raise OptionError(f"bridge {self.name!r}: need T >= 3")
+        if self.options["mt_type"] == "linear":
+            m = torch.linspace(0.001, 0.999, T, dtype=F64)
+        else:  # "sin": 1.0075^{linspace(0, T, T)}, normalized so that m_{T−1} = 0.999 (L42-79)
+            m = 1.0075 ** torch.linspace(0, T, T, dtype=F64)
+            m = m / m[-1] * 0.999
+        self.m_knots = torch.cat([torch.zeros(1, dtype=F64), m])  # m at t = k/T, k = 0..T, m(0) = 0
+
+    def m(self, t):
+        """m(t), piecewise linear through the official m_k at t = (k+1)/T, with m(0) = 0."""
+        T = self.options["T"]
+        tt = t * T
+        idx = (torch.ceil(tt.detach() - 1e-9).long() - 1).clamp(0, T - 1)
+        lo, hi = self.m_knots[idx], self.m_knots[idx + 1]
+        return lo + (tt - idx.to(F64)) * (hi - lo)
+
+    def _coefficients(self, t):
+        m = self.m(t)
+        return 1 - m, m, (2 * self.options["max_var"] * (m - m * m)).clamp_min(0).sqrt()
+
+    def _train_times(self):
+        T = self.options["T"]
+        return torch.arange(1, T + 1, dtype=F64) / T
+
+    def initial_state(self, mu, generator=None):
+        return mu.clone()  # official: x = y
+
+    def _grid_skip(self, nfe):
+        """`arange(T−1, 1, −(T−1)/(nfe−2)).long()` + [1, 0] (L69-73), as t = (k+1)/T, then 0 (return x̂0)."""
+        T = self.options["T"]
+        if nfe < 3:
+            steps = torch.tensor([T - 1, 0][: max(nfe, 1)], dtype=torch.long)
+        else:
+            steps = torch.arange(T - 1, 1, -(T - 1) / (nfe - 2), dtype=F64).long()
+            steps = torch.cat([steps, torch.tensor([1, 0])])
+        if steps[0] != T - 1:
+            steps = torch.cat([torch.tensor([T - 1]), steps])
+        return torch.cat([(steps.to(F64) + 1) / T, torch.zeros(1, dtype=F64)])
+
+    @sampler(deterministic=False)
+    def _step_skip(self, model, x, mu, t, s, generator=None):
+        """BBDM's skip-step update with η (L194-199); the step to t = 0 returns x̂0."""
+        x0 = self.x0_hat(model, x, mu, t)
+        if float(s.max()) == 0.0:
+            return x0, x0
+        a_t, m_t, c_t = self._coef(t, x)
+        a_s, m_s, c_s = self._coef(s, x)
+        d_t, d_s = c_t**2, c_s**2
+        var = safe_div((d_t - d_s * (1 - m_t) ** 2 / (1 - m_s) ** 2) * d_s, d_t, 0.0).clamp_min(0)
+        eta = self.options["eta"]
+        kept = var if self.options["official_eta"] else eta**2 * var
+        coef = safe_div((d_s - kept).clamp_min(0), d_t, 0.0).sqrt()
+        x_s = a_s * x0 + m_s * mu + coef * (x - a_t * x0 - m_t * mu)
+        if eta > 0:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x_s = x_s + eta * var.sqrt() * self.pi_field(x0, mu) * z
+        return x_s, x0
+
+    def sampler_info(self, name):
+        info = super().sampler_info(name)
+        if name == "skip" and self.options["eta"] == 0:
+            return type(info)(deterministic=True, oracle_exact=not self.options["official_eta"])
+        return info
+
+    @property
+    def relation(self):
+        mv = self.options["max_var"]
+        return {"kind": "limit", "theta": "constant θ → 0", "lam": f"max_var/θ̄_{{0:1}} = {mv:g}/θ̄", "pi": self.pi,
+                "note": "θ → 0 with m_t = θ̄_{0:t}/θ̄_{0:1}, λ·θ̄_{0:1} = max_var; endpoints m ∈ [0.001, 0.999]"}
+
+
+@hookimpl
+def register_bridges(register):
+    register(BBDM, name="bbdm", summary=BBDM.summary)

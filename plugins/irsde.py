@@ -1,0 +1,85 @@
+"""IR-SDE — Image Restoration with Mean-Reverting SDEs (Luo et al., ICML 2023; code Algolzw/image-restoration-sde
+`codes/utils/sde_utils.py` @ 2598d73c, class IRSDE L80-361).
+
+Mean-reverting OU process on the IR-SDE cosine clock s_i = (Σ_{j≤i} θ_j − θ_0)·dt, dt = −ln(eps)/θ̄_T
+(S = −ln 0.005); index i ∈ 0..T ↔ t = i/T. Marginal (mu_bar L166-170):
+    a = e^{−s_t}, b = 1 − e^{−s_t}, c = λ·sqrt(1 − e^{−2 s_t}).
+Not pinned: a(1) = eps = 0.005, c(1) ≈ λ; sampling starts from μ + λ·z (`noise_state`, L360-361).
+
+Units: the official `max_sigma` = 10 on [0, 1] images is the stationary std λ = 10/255; here images are in
+[-1, 1], so `stationary_std` = 20/255.
+
+Objective `noise` (π⊙ε) with the official maximum-likelihood loss (`loss_type="ml"`: L1 between one reverse-SDE
+step and the posterior mean, denoising_model.py L127-145; plain noise L1 with `loss_type="l1"`); training t ~ U{1..T}.
+Samplers: `posterior` (official default, L284-299), `reverse_sde`, `reverse_ode`, and the shared `ddim`.
+
+π: with π = residual the noise is ∝ |x0 − μ|, which also scales the stationary noise at t = 1; since x0 is
+unknown there, sampling starts from μ without noise (the start then lacks c(1)·π⊙ε, which is ∝ the residual).
+Relation: the generalized bridge in the limit S → ∞ at fixed s (BRIDGES.md §9), λ_gen = stationary_std².
+"""
+
+import torch
+
+from bridgezoo import Option, SDEBridge, hookimpl
+from bridgezoo.bridge import F64, DifferenceInput
+from bridgezoo.errors import OptionError
+from bridgezoo.schedules import irsde_clock
+
+
+class IRSDE(SDEBridge):
+    paper = "Image Restoration with Mean-Reverting Stochastic Differential Equations (IR-SDE), Luo et al., ICML 2023"
+    summary = "Mean-reverting SDE: an OU process from x0 towards μ with stationary noise"
+    default_nfe = 100
+    pinned = False
+    samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
+    option_spec = {
+        "stationary_std": Option(20 / 255, "stationary std λ in [-1, 1] units (official max_sigma 10/255 on [0, 1])"),
+        "eps": Option(0.005, "e^{-S}: the schedule is scaled so that θ̄_{0:1} = −ln(eps)"),
+        "difference_input": Option(False, "feed the network [x_t − μ, μ] (the official ConditionalUNet)"),
+    }
+    option_defaults = {"pi": "one", "objective": "noise", "loss_type": "ml", "T": 100}
+
+    def setup(self):
+        if self.options["T"] < 1 or not 0 < self.options["eps"] < 1:
+            raise OptionError(f"bridge {self.name!r}: need T >= 1 and 0 < eps < 1")
+        self.clock, self.thetas, self.dt = irsde_clock(self.options["T"], self.options["eps"])
+        self.lam = self.options["stationary_std"]
+
+    def _coefficients(self, t):
+        s = self.clock(t)
+        decay = torch.exp(-s)
+        return decay, 1 - decay, self.lam * (-torch.expm1(-2 * s)).clamp_min(0).sqrt()
+
+    # the SDE on its clock: dx = (μ − x)·ds + sqrt(2)·λ·π·dw_s
+    def clock_increment(self, t, s):
+        tt, ss = (v.detach().cpu().to(F64) for v in (t, s))
+        return (self.clock(tt) - self.clock(ss)).reshape(-1, 1, 1, 1)
+
+    def drift(self, x, mu, t):
+        return mu - x
+
+    def diffusion_sq(self, t):
+        return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam**2, dtype=F64)
+
+    def _train_times(self):
+        T = self.options["T"]
+        return torch.arange(1, T + 1, dtype=F64) / T  # official t ~ U{1..T} (denoising_model.py L351)
+
+    def initial_state(self, mu, generator=None):
+        """μ + λ·z (official `noise_state`); noise-free for π = zero or residual (π unknown at the start)."""
+        if self.pi != "one":
+            return mu.clone()
+        return mu + self.lam * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+
+    def wrap(self, network):
+        return DifferenceInput(network) if self.options["difference_input"] else network
+
+    @property
+    def relation(self):
+        return {"kind": "limit", "theta": f"{self.clock.name}, dt-scaled", "lam": self.lam**2, "pi": self.pi,
+                "note": "S = θ̄_{0:1} → ∞ at fixed θ̄_{0:t}: Θ → e^{−s}, Σ² → λ(1 − e^{−2s}); not pinned for finite S"}
+
+
+@hookimpl
+def register_bridges(register):
+    register(IRSDE, name="irsde", aliases=("ir-sde",), summary=IRSDE.summary)
