@@ -69,6 +69,26 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_data_preview(args) -> int:
+    from bridgezoo.data import PairedFolders, Zoo5Eval
+    from bridgezoo.data.preview import preview
+
+    if args.data in (None, "zoo5"):
+        ds = Zoo5Eval(args.split, tasks=args.tasks, max_side=args.max_side, seed=args.seed)
+    else:
+        ds = PairedFolders(args.data)
+    by_task: dict = {}
+    for i in range(len(ds)):
+        item = ds[i]
+        if args.tasks and args.data not in (None, "zoo5") and item["task"] not in args.tasks:
+            continue
+        if len(by_task.setdefault(item["task"], [])) < args.per_task:
+            by_task[item["task"]].append(item)
+    out = preview(by_task, args.out, per_task=args.per_task)
+    print(f"wrote {out} ({len(by_task)} task(s): {', '.join(by_task)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
@@ -78,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("data", help="look at data: `bridgezoo data preview`")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = dsub.add_parser("preview", help="a grid of LQ/GT pairs per task, written as PNG")
+    p.add_argument("--data", default="zoo5", help="zoo5 (default) or a folder of paired images")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to show (default: all)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="zoo5 split (default test)")
+    p.add_argument("--per-task", type=int, default=3, help="pairs per task (default 3)")
+    p.add_argument("--max-side", type=int, default=256, help="resize zoo5 images to this long side (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_data_preview)
     p = sub.add_parser("plugins", help="every plugin found, with its hooks, what it provides and its error (JSON)")
     p.set_defaults(func=cmd_plugins)
     return parser

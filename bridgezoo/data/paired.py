@@ -1,0 +1,164 @@
+"""Paired folders of the user's own data, validated before anything runs.
+
+Layouts (folder names case-insensitive): `LQ/` + `GT/`, `input/` + `target/`, `low/` + `high/` (LOL), two explicit
+folders, or a multi-task root with one such pair per task folder (e.g. `Deraining/`, `Dehazing/`, … as the
+universal-restoration repositories arrange them), the task recorded per item. Pairs are matched by file stem;
+PNG, JPEG, BMP and TIFF; 8- and 16-bit and float TIFF; any size.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import DataError, is_image, read_raw, to_rgb01
+from .zoo5 import to_tensor
+
+PAIR_NAMES = (("lq", "gt"), ("input", "target"), ("low", "high"))
+
+
+class DataWarning(UserWarning):
+    """Something in the data was skipped or converted; the message lists the files."""
+
+
+@dataclass
+class Pair:
+    lq: Path
+    gt: Path
+    task: str
+    size: tuple[int, int]
+
+
+def _find_pair_dirs(root: Path) -> tuple[Path, Path] | None:
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    for lq_name, gt_name in PAIR_NAMES:
+        if lq_name in subdirs and gt_name in subdirs:
+            return subdirs[lq_name], subdirs[gt_name]
+    return None
+
+
+def discover(root=None, lq_dir=None, gt_dir=None) -> list[tuple[str, Path, Path]]:
+    """[(task, lq_dir, gt_dir)] for a root (single or multi-task layout) or two explicit folders."""
+    if lq_dir is not None or gt_dir is not None:
+        if lq_dir is None or gt_dir is None:
+            raise DataError("give both the LQ folder and the GT folder")
+        for d in (lq_dir, gt_dir):
+            if not Path(d).is_dir():
+                raise DataError(f"{d}: not a folder")
+        return [("custom", Path(lq_dir), Path(gt_dir))]
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    direct = _find_pair_dirs(root)
+    if direct:
+        return [(root.name or "custom", *direct)]
+    tasks = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = _find_pair_dirs(sub)
+        if found:
+            tasks.append((sub.name, *found))
+    if not tasks:
+        names = ", ".join(f"{a.upper()}/ + {b.upper()}/" for a, b in PAIR_NAMES)
+        raise DataError(f"{root}: no paired folders found; expected {names} (case-insensitive), or one such pair "
+                        "per task folder")
+    return tasks
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    arr = read_raw(path)  # fully decoded, so truncated files are caught here
+    to_rgb01(arr, path)  # NaN / Inf / value range / channel checks
+    return arr.shape[0], arr.shape[1]
+
+
+class PairedFolders(torch.utils.data.Dataset):
+    """LQ/GT pairs from folders. Validation happens in the constructor and raises `DataError` (or warns) naming
+    the files: empty folder, LQ/GT size mismatch, unreadable or truncated file, NaN/Inf in float TIFFs; files
+    without a partner and non-image files are skipped with a warning (`strict=True`: an error).
+
+    patch: random square training crops of this size (None: full images); images smaller than the patch are
+    reflect-padded (`small="pad"`) or rejected (`small="reject"`). Items: {"lq", "gt"} 3×H×W in [-1, 1], "task", "name".
+    """
+
+    def __init__(self, root=None, lq_dir=None, gt_dir=None, patch: int | None = None, strict: bool = False,
+                 small: str = "pad", seed: int = 0, length: int | None = None):
+        if small not in ("pad", "reject"):
+            raise DataError(f"small={small!r}: choose 'pad' or 'reject'")
+        self.patch, self.seed, self.small = patch, seed, small
+        self.pairs: list[Pair] = []
+        self.notes: dict[str, list[str]] = {}
+        for task, lq, gt in discover(root, lq_dir, gt_dir):
+            self.pairs.extend(self._validate(task, lq, gt, strict))
+        self.length = length or len(self.pairs)
+
+    def _validate(self, task, lq_dir: Path, gt_dir: Path, strict: bool) -> list[Pair]:
+        files = {}
+        for d in (lq_dir, gt_dir):
+            entries = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not entries:
+                raise DataError(f"{d}: the folder is empty")
+            others = [p.name for p in entries if not is_image(p)]
+            if others:
+                warnings.warn(f"{d}: skipping {len(others)} non-image file(s): {', '.join(others[:10])}", DataWarning,
+                              stacklevel=3)
+            images = [p for p in entries if is_image(p)]
+            if not images:
+                raise DataError(f"{d}: no image files (PNG, JPEG, BMP, TIFF)")
+            stems = {}
+            for p in images:
+                if p.stem in stems:
+                    raise DataError(f"{d}: two files share the stem {p.stem!r}: {stems[p.stem].name}, {p.name}")
+                stems[p.stem] = p
+            files[d] = stems
+        lq, gt = files[lq_dir], files[gt_dir]
+        lonely = sorted(set(lq) ^ set(gt))
+        if lonely:
+            listing = ", ".join(str((lq_dir if s in lq else gt_dir) / (lq.get(s) or gt.get(s)).name) for s in lonely[:10])
+            msg = f"{len(lonely)} file(s) without a partner (pairs are matched by file stem): {listing}"
+            if strict:
+                raise DataError(msg)
+            warnings.warn(msg + "; they are skipped", DataWarning, stacklevel=3)
+        pairs = []
+        for stem in sorted(set(lq) & set(gt)):
+            s_lq, s_gt = _image_size(lq[stem]), _image_size(gt[stem])
+            if s_lq != s_gt:
+                raise DataError(f"size mismatch: {lq[stem]} is {s_lq[1]}×{s_lq[0]} but {gt[stem]} is {s_gt[1]}×{s_gt[0]}")
+            if self.patch and min(s_lq) < self.patch and self.small == "reject":
+                raise DataError(f"{lq[stem]}: {s_lq[1]}×{s_lq[0]} is smaller than the training patch {self.patch} "
+                                "(use small='pad' to reflect-pad it)")
+            pairs.append(Pair(lq[stem], gt[stem], task, s_lq))
+        if not pairs:
+            raise DataError(f"{lq_dir} and {gt_dir}: no LQ/GT pairs with matching file stems")
+        return pairs
+
+    def __len__(self):
+        return self.length
+
+    def _load(self, path: Path) -> np.ndarray:
+        img, notes = to_rgb01(read_raw(path), path)
+        if notes:
+            self.notes[str(path)] = notes
+        return img
+
+    def __getitem__(self, i):
+        pair = self.pairs[i % len(self.pairs)]
+        lq, gt = self._load(pair.lq), self._load(pair.gt)
+        if self.patch:
+            rng = random.Random(f"{self.seed}/{i}")
+            p = self.patch
+            h, w = lq.shape[:2]
+            if h < p or w < p:  # reflect-pad small images (small='reject' was checked at validation)
+                pad = ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0))
+                mode = "reflect" if h > p - h and w > p - w else "symmetric"
+                lq, gt = np.pad(lq, pad, mode=mode), np.pad(gt, pad, mode=mode)
+                h, w = lq.shape[:2]
+            y, x = rng.randrange(h - p + 1), rng.randrange(w - p + 1)
+            lq, gt = lq[y : y + p, x : x + p], gt[y : y + p, x : x + p]
+            if rng.random() < 0.5:
+                lq, gt = lq[:, ::-1], gt[:, ::-1]
+        return {"lq": to_tensor(np.ascontiguousarray(lq)), "gt": to_tensor(np.ascontiguousarray(gt)),
+                "task": pair.task, "name": f"{pair.task}/{pair.lq.stem}"}
