@@ -89,6 +89,74 @@ def cmd_data_preview(args) -> int:
     return 0
 
 
+def _key_values(pairs, option):
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"bridgezoo: error: {option} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_run(args) -> int:
+    from bridgezoo.train import RunConfig, run
+
+    backbone_opts = {}
+    for key, value in _key_values(args.backbone_opt, "--backbone-opt").items():
+        try:
+            backbone_opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            backbone_opts[key] = value
+    cfg = RunConfig(
+        bridge=args.bridge, backbone=args.backbone, data=args.data, eval_data=args.eval_data, tasks=args.tasks,
+        iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr, nfe=args.nfe, sampler=args.sampler,
+        pi=args.pi, bridge_opts=_key_values(args.bridge_opt, "--bridge-opt"), backbone_opts=backbone_opts,
+        mixed_precision=args.mixed_precision, seed=args.seed, preset=args.preset, out=args.out,
+        eval_max_side=args.eval_max_side, tile=args.tile, tile_overlap=args.tile_overlap,
+        crop_border=args.crop_border, num_workers=args.workers, quiet=args.quiet, save_every=args.save_every,
+        log_every=args.log_every, grad_accum=args.grad_accum)
+    run(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from bridgezoo.data import DataError, read_image, write_png
+    from bridgezoo.data.io import is_image
+    from bridgezoo.evaluate import restore, to01
+    from bridgezoo.train import load_model
+
+    weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
+    bridge, model, cfg = load_model(weights)
+    files = []
+    for name in args.inputs:
+        p = Path(name)
+        if p.is_dir():
+            files.extend(sorted(q for q in p.iterdir() if q.is_file() and is_image(q)))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    if not files:
+        raise DataError(f"no images found in {', '.join(args.inputs)}")
+    images = [(f, read_image(f)) for f in files]  # read (and validate) every input before writing anything
+    out = Path(args.out)
+    for f, img in tqdm(images, desc="restore", disable=args.quiet):
+        lq = torch.from_numpy(img.transpose(2, 0, 1)).float() * 2 - 1
+        with torch.no_grad():
+            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=args.sampler or cfg.sampler,
+                          tile=args.tile, overlap=args.tile_overlap, seed=args.seed)
+        write_png(out / f"{f.stem}.png", to01(res))
+    if not args.quiet:
+        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} into {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
@@ -98,6 +166,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("run", help="train a bridge on a backbone, evaluate it, write a run directory")
+    p.add_argument("--bridge", default="rdbm", help="bridge name (default rdbm; see `bridgezoo list`)")
+    p.add_argument("--backbone", default=None, help="backbone (default: unet-L with a GPU, unet-T without)")
+    p.add_argument("--data", default="zoo5", help="zoo5 (embedded, default) or a folder of paired images")
+    p.add_argument("--eval-data", default=None, help="paired folder to evaluate on (default: DATA/test if present)")
+    p.add_argument("--tasks", nargs="+", default=None, help="zoo5 tasks (default: all five, balanced)")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: from the preset)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--patch", type=int, default=None, help="training patch size")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
+    p.add_argument("--sampler", default="ddim", help="sampler at evaluation (default ddim, shared by all bridges)")
+    p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
+    p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
+    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
+    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="auto", choices=("auto", "cpu-small", "paper"))
+    p.add_argument("--out", default=None, help="run directory (default runs/BRIDGE-BACKBONE-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
+    p.add_argument("--save-every", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--eval-max-side", type=int, default=None, help="resize zoo5 evaluation images (default: preset)")
+    p.add_argument("--tile", type=int, default=None, help="restore in tiles of this size (large images)")
+    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border before metrics")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("restore", help="restore your own images with a trained model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a run directory (uses its model.safetensors)")
+    src.add_argument("--weights", help="a model.safetensors written by `bridgezoo run`")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, help="folder for the restored PNGs")
+    p.add_argument("--nfe", type=int, default=None)
+    p.add_argument("--sampler", default=None)
+    p.add_argument("--tile", type=int, default=None)
+    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_restore)
     p = sub.add_parser("data", help="look at data: `bridgezoo data preview`")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = dsub.add_parser("preview", help="a grid of LQ/GT pairs per task, written as PNG")
@@ -124,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("bridgezoo: interrupted", file=sys.stderr)
+        return 130
     except BridgezooError as exc:
         print(f"bridgezoo: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if type(exc).__name__ == "TrainingError" else 2
 
 
 if __name__ == "__main__":

@@ -145,4 +145,6 @@ class Zoo5Eval(torch.utils.data.Dataset):
             img = _fit(img, self.max_side)
             depth = None if depth is None else np.clip(_fit(depth, self.max_side), 0, 1)
         lq = degrade(task, img, _rng("zoo5-eval", self.seed, task, name, variant), depth)
-        return {"lq": to_tensor(lq), "gt": to_tensor(img), "task": task, "name": f"{task}/{name}-{variant}"}
+        lq = np.round(lq * 255) / 255  # degraded inputs are 8-bit images, as a user's files would be
+        return {"lq": to_tensor(lq.astype(np.float32)), "gt": to_tensor(img), "task": task,
+                "name": f"{task}/{name}-{variant}"}
