@@ -252,10 +252,10 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     run_dir = Path(cfg.out)
     if run_dir.exists() and (run_dir / "config.json").exists() and not resume:
         raise OptionError(f"{run_dir}: a run already exists there; use --resume to continue it or --out for a new one")
-    # build everything (and validate the data) before writing anything
+    # build everything (and validate the data) before writing anything; the seed fixes the initial weights
+    set_seed(cfg.seed)
     bridge, model = build(cfg)
     train_set, eval_set = make_datasets(cfg)
-    set_seed(cfg.seed)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data} → {run_dir}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -289,6 +289,15 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
                 accelerator.process_index, accelerator.num_processes),
         batch_size=None, num_workers=cfg.num_workers)
+    probe = collate([train_set[i] for i in range(min(len(train_set), 8))])
+
+    def probe_loss() -> float:
+        """The loss on a fixed batch with fixed t and noise: a smooth learning curve (the step loss is noisy in t)."""
+        with torch.no_grad(), accelerator.autocast():
+            g = torch.Generator(device=accelerator.device).manual_seed(cfg.seed + 12345)
+            return bridge.training_loss(model, probe["gt"].to(accelerator.device), probe["lq"].to(accelerator.device),
+                                        generator=g).item()
+
     bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=cfg.quiet or not accelerator.is_main_process)
     t0, last, step = time.perf_counter(), start, start
     try:
@@ -325,8 +334,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                 t0, last = now, step
                 bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if log:
-                    log.write(json.dumps({"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                                          "it_per_s": rate}) + "\n")
+                    log.write(json.dumps({"step": step, "loss": loss.item(), "probe_loss": probe_loss(),
+                                          "lr": scheduler.get_last_lr()[0], "it_per_s": rate}) + "\n")
                     log.flush()
             if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:
                 _save_state(accelerator, run_dir, step)
