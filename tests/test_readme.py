@@ -23,7 +23,7 @@ def test_readme_starts_with_the_two_commands():
     start = lines.index("```bash")
     commands = lines[start + 1 : lines.index("```", start)]
     assert len(commands) == 2
-    assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e .")
+    assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/bridgezoo run")
     assert commands[1].endswith(".venv/bin/python -m pytest -q")
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install -q -e ".[test]"' in ci and "python -m pytest -q" in ci
