@@ -21,6 +21,7 @@ import torch
 from bridgezoo import Bridge, Option, hookimpl, sampler
 from bridgezoo.bridge import F64, safe_div
 from bridgezoo.errors import OptionError
+from bridgezoo.schedules import Clock
 
 
 class BBDM(Bridge):
@@ -35,6 +36,9 @@ class BBDM(Bridge):
         "mt_type": Option("linear", "m schedule: linear (official default) or sin", ("linear", "sin")),
         "eta": Option(1.0, "stochasticity of the skip sampler (official default 1)"),
         "official_eta": Option(False, "η scales only the noise, not the mean coefficient (official behaviour)"),
+        "sample_type": Option("linear", "skip-step list: linear (official default) or cosine", ("linear", "cosine")),
+        "official_cosine_steps": Option(False, "use the official cosine list, which starts at index T, one past "
+                                               "the schedule (m and δ are then extrapolated)"),
     }
     option_defaults = {"pi": "one", "objective": "xt_minus_x0", "loss_type": "l1"}
 
@@ -47,15 +51,8 @@ class BBDM(Bridge):
         else:  # "sin": 1.0075^{linspace(0, T, T)}, normalized so that m_{T−1} = 0.999 (L42-79)
             m = 1.0075 ** torch.linspace(0, T, T, dtype=F64)
             m = m / m[-1] * 0.999
-        self.m_knots = torch.cat([torch.zeros(1, dtype=F64), m])  # m at t = k/T, k = 0..T, m(0) = 0
-
-    def m(self, t):
-        """m(t), piecewise linear through the official m_k at t = (k+1)/T, with m(0) = 0."""
-        T = self.options["T"]
-        tt = t * T
-        idx = (torch.ceil(tt.detach() - 1e-9).long() - 1).clamp(0, T - 1)
-        lo, hi = self.m_knots[idx], self.m_knots[idx + 1]
-        return lo + (tt - idx.to(F64)) * (hi - lo)
+        # m(t): piecewise linear through the official m_k at t = (k+1)/T, with m(0) = 0 (a clock of its own)
+        self.m = Clock(torch.cat([torch.zeros(1, dtype=F64), m]), f"bbdm-{self.options['mt_type']}")
 
     def _coefficients(self, t):
         m = self.m(t)
@@ -69,8 +66,19 @@ class BBDM(Bridge):
         return mu.clone()  # official: x = y
 
     def _grid_skip(self, nfe):
-        """`arange(T−1, 1, −(T−1)/(nfe−2)).long()` + [1, 0] (L69-73), as t = (k+1)/T, then 0 (return x̂0)."""
+        """`arange(T−1, 1, −(T−1)/(nfe−2)).long()` + [1, 0] (L69-73), as t = (k+1)/T, then 0 (return x̂0).
+
+        `sample_type="cosine"`: the official list is (cos(linspace(0, T, nfe+1)/T·π) + 1)/2·T, whose first entry is
+        index T, past the schedule's last index T − 1; here the same spacing is scaled to T − 1 (and rounded,
+        duplicates removed) unless `official_cosine_steps`.
+        """
         T = self.options["T"]
+        if self.options["sample_type"] == "cosine":
+            u = torch.linspace(0, T, nfe + 1, dtype=F64)
+            span = T if self.options["official_cosine_steps"] else T - 1
+            steps = ((torch.cos(u / T * torch.pi) + 1) / 2 * span)
+            steps = steps if self.options["official_cosine_steps"] else torch.unique_consecutive(steps.round())
+            return torch.cat([(steps + 1) / T, torch.zeros(1, dtype=F64)])
         if nfe < 3:
             steps = torch.tensor([T - 1, 0][: max(nfe, 1)], dtype=torch.long)
         else:

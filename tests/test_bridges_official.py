@@ -233,6 +233,17 @@ def test_bbdm_schedule_and_step_list():
     assert b.relation["kind"] == "limit" and not b.pinned and b.objective == "xt_minus_x0"
 
 
+def test_bbdm_cosine_step_list_stays_inside_the_schedule():
+    official = (torch.cos(torch.linspace(0, 1000, 21, dtype=F64) / 1000 * math.pi) + 1) / 2 * 1000
+    assert official[0].item() == 1000  # one past the last index, 999
+    grid = bz.get_bridge("bbdm", sample_type="cosine").timesteps(20)
+    steps = torch.round(grid[:-1] * 1000 - 1)
+    assert steps[0].item() == 999 and steps[-1].item() == 0 and (steps[1:] < steps[:-1]).all()
+    off = bz.get_bridge("bbdm", sample_type="cosine", official_cosine_steps=True).timesteps(20)
+    torch.testing.assert_close(off[:-1] * 1000 - 1, official)
+    assert off[0].item() > 1  # the official list evaluates the schedule past its end
+
+
 def test_bbdm_skip_sampler_official_update_and_eta_fix():
     T = 1000
     m = torch.linspace(0.001, 0.999, T, dtype=F64)
