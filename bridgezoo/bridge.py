@@ -7,12 +7,10 @@ Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from .errors import OptionError, suggest
 
@@ -269,8 +267,10 @@ class Bridge:
 
     # ------------------------------------------------------------------ training
     def _train_times(self) -> torch.Tensor | None:
-        """The discrete set of t the official code trains on, or None for continuous U(0, 1]."""
-        return None
+        """The discrete set of t the official code trains on, or None for continuous U(0, 1]: for a bridge with a
+        `T` option, its official steps k ∈ 0..T−1 ↔ t = (k+1)/T (equivalently i ∈ 1..T ↔ t = i/T)."""
+        T = self.options.get("T")
+        return None if T is None else torch.arange(1, T + 1, dtype=F64) / T
 
     def sample_t(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """n training times (float32, shape [n]) from the method's training distribution."""
@@ -434,8 +434,11 @@ class SDEBridge(Bridge):
         raise NotImplementedError
 
     def clock_increment(self, t, s) -> torch.Tensor:
-        """The SDE's time elapsed between s < t (shape [B, 1, 1, 1], float64); t − s unless a clock is used."""
-        return (t - s).detach().cpu().to(F64).reshape(-1, 1, 1, 1)
+        """The SDE's time elapsed between s < t (shape [B, 1, 1, 1], float64): θ̄_{s:t} = clock(t) − clock(s) for a
+        bridge with a `clock` (over one official step exactly θ_i, or θ_i·dt for IR-SDE / GOUB), else t − s."""
+        tt, ss = (v.detach().cpu().to(F64) for v in (t, s))
+        clock = getattr(self, "clock", None)
+        return (clock(tt) - clock(ss) if clock is not None else tt - ss).reshape(-1, 1, 1, 1)
 
     def _score_term(self, x, mu, x0, t):
         """g²(t)·∇log q(x_t | x̂0, μ), without π (it cancels); 0 where c_t = 0."""

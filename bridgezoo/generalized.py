@@ -42,11 +42,6 @@ class GeneralizedBridge(SDEBridge):
     def _coefficients(self, t):
         return sinh_bridge_coefficients(self.clock, self.lam, t)
 
-    def clock_increment(self, t, s):
-        """θ̄_{s:t}: over one official step, exactly θ_i (RDBM) or θ_i·dt (GOUB)."""
-        tt, ss = (v.detach().cpu().to(F64) for v in (t, s))
-        return (self.clock(tt) - self.clock(ss)).reshape(-1, 1, 1, 1)
-
     def drift(self, x, mu, t):
         """coth(θ̄_{t:1})·(μ − x) = OU part + h-term, with h = 0 where θ̄_{t:1} = 0 (GOUB's rule at t = T)."""
         u = self.clock.total - self.clock(t.detach().cpu().to(F64))
@@ -79,10 +74,6 @@ class ThetaBridge(GeneralizedBridge):
             raise OptionError(f"bridge {self.name!r}: lam is a variance and must be >= 0, got {self.options['lam']}")
         self.clock = theta_clock(self.options["theta_schedule"], self.options["T"], self.options["theta_scale"])
         self.lam = self.options["lam"]
-
-    def _train_times(self):
-        T = self.options["T"]
-        return torch.arange(1, T + 1, dtype=F64) / T  # index k ∈ 0..T−1 ↔ t = (k+1)/T
 
     def _grid(self, nfe: int) -> torch.Tensor:
         """The official grid `linspace(−1, T−1, nfe+1).int()` reversed, index k ↔ t = (k+1)/T (RDBM L201-205)."""

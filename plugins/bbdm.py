@@ -58,10 +58,6 @@ class BBDM(Bridge):
         m = self.m(t)
         return 1 - m, m, (2 * self.options["max_var"] * (m - m * m)).clamp_min(0).sqrt()
 
-    def _train_times(self):
-        T = self.options["T"]
-        return torch.arange(1, T + 1, dtype=F64) / T
-
     def initial_state(self, mu, generator=None):
         return mu.clone()  # official: x = y
 

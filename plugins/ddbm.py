@@ -17,8 +17,6 @@ Known inconsistencies fixed (official behaviour by option):
 π: the ODE drift is π-independent given D (π cancels between g² and the scores); churn noise is scaled by π̂.
 """
 
-import math
-
 import torch
 from torch import nn
 
@@ -171,14 +169,16 @@ class DDBMVP(DDBM):
         "official_precond_T1": Option(False, "use T = 1 in the preconditioning like the official code"),
     }
 
+    def _vp_schedule(self, tau, T):
+        """(α_τ, α_T, r_τ = SNR_T/SNR_τ, σ_τ² = 1 − α_τ²) with α = e^{−E/2}, 1/SNR = e^E − 1, E = ½β_d·τ² + β_min·τ."""
+        bd, bm = self.options["beta_d"], self.options["beta_min"]
+        E = lambda u: 0.5 * bd * u**2 + bm * u  # noqa: E731
+        T = torch.as_tensor(T, dtype=F64)
+        return torch.exp(-0.5 * E(tau)), torch.exp(-0.5 * E(T)), torch.expm1(E(tau)) / torch.expm1(E(T)), -torch.expm1(-E(tau))
+
     def _native(self, tau, T):
         """a = α_t(1 − r_t), b = r_t·α_t/α_T, c = σ_t·sqrt(1 − r_t), r_t = SNR_T/SNR_t (L169-179)."""
-        bd, bm = self.options["beta_d"], self.options["beta_min"]
-        E = lambda u: 0.5 * bd * u**2 + bm * u  # noqa: E731   α = e^{−E/2}, 1/SNR = e^{E} − 1
-        T = torch.as_tensor(T, dtype=F64)
-        alpha, alpha_T = torch.exp(-0.5 * E(tau)), torch.exp(-0.5 * E(T))
-        r = torch.expm1(E(tau)) / torch.expm1(E(T))
-        var = -torch.expm1(-E(tau))
+        alpha, alpha_T, r, var = self._vp_schedule(tau, T)
         return alpha * (1 - r), r * alpha / alpha_T, (var * (1 - r)).clamp_min(0).sqrt()
 
     def _precond_abc(self, t):
@@ -191,15 +191,12 @@ class DDBMVP(DDBM):
 
     def _d(self, x, D, mu, tau, stochastic):
         """d = f·x − g²·(k·∇log q − w·∇log p(x_T | x)), k = ½ (ODE) or 1 (churn) (`get_d_vp`, L298-318)."""
-        a, b, c = (v.to(x) for v in self._native(tau.to(F64), self.tmax))
-        bd, bm = self.options["beta_d"], self.options["beta_min"]
-        E = lambda u: 0.5 * bd * u**2 + bm * u  # noqa: E731
-        alpha, alpha_T = torch.exp(-0.5 * E(tau)), math.exp(-0.5 * E(self.tmax))
-        var = -torch.expm1(-E(tau))
-        inv_r = torch.expm1(torch.as_tensor(E(self.tmax), dtype=x.dtype)) / torch.expm1(E(tau))
-        f = -0.5 * bd * tau - 0.5 * bm
+        tau64 = tau.to(F64)
+        a, b, c = (v.to(x) for v in self._native(tau64, self.tmax))
+        alpha, alpha_T, r, var = (v.to(x) for v in self._vp_schedule(tau64, self.tmax))
+        f = -0.5 * self.options["beta_d"] * tau - 0.5 * self.options["beta_min"]
         score_q = -(x - (b * mu + a * D)) / c**2
-        score_h = ((alpha / alpha_T) * mu - x) / (var * (inv_r - 1))
+        score_h = ((alpha / alpha_T) * mu - x) / (var * (1 / r - 1))
         k = 1.0 if stochastic else 0.5
         return f * x - self._g2(tau) * (k * score_q - self.options["guidance"] * score_h)
 

@@ -8,7 +8,6 @@ when π ≠ zero, which is what the π ablation switches on. Relation: with π =
 after the time change τ = 1 − Θ_t (BRIDGES.md §9), for any θ schedule.
 """
 
-import torch
 
 from bridgezoo import Bridge, Option, hookimpl, sampler
 

@@ -50,20 +50,12 @@ class IRSDE(SDEBridge):
         decay = torch.exp(-s)
         return decay, 1 - decay, self.lam * (-torch.expm1(-2 * s)).clamp_min(0).sqrt()
 
-    # the SDE on its clock: dx = (μ − x)·ds + sqrt(2)·λ·π·dw_s
-    def clock_increment(self, t, s):
-        tt, ss = (v.detach().cpu().to(F64) for v in (t, s))
-        return (self.clock(tt) - self.clock(ss)).reshape(-1, 1, 1, 1)
-
+    # the SDE on its clock (`clock_increment` of SDEBridge): dx = (μ − x)·ds + sqrt(2)·λ·π·dw_s
     def drift(self, x, mu, t):
         return mu - x
 
     def diffusion_sq(self, t):
         return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam**2, dtype=F64)
-
-    def _train_times(self):
-        T = self.options["T"]
-        return torch.arange(1, T + 1, dtype=F64) / T  # official t ~ U{1..T} (denoising_model.py L351)
 
     def initial_state(self, mu, generator=None):
         """μ + λ·z (official `noise_state`); noise-free for π = zero or residual (π unknown at the start)."""

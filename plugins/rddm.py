@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bridgezoo import Bridge, Option, hookimpl, sampler
-from bridgezoo.bridge import F64, official_index_grid, safe_div
+from bridgezoo.bridge import official_index_grid, safe_div
 from bridgezoo.errors import OptionError
 
 
@@ -70,10 +70,6 @@ class RDDM(Bridge):
         abar = n * (2 * T - n + 1) / (T * (T + 1))
         bbar2 = self.options["sum_scale"] * n * (n + 1) / (T * (T + 1))
         return 1 - abar, abar, bbar2.clamp_min(0).sqrt()
-
-    def _train_times(self):
-        T = self.options["T"]
-        return torch.arange(1, T + 1, dtype=F64) / T
 
     def _grid(self, nfe):
         return official_index_grid(self.options["T"], nfe)

@@ -1,7 +1,6 @@
 """`bridgezoo run` / `restore` as real subprocesses with the micro backbone (seconds each)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
