@@ -5,7 +5,7 @@ baseline in the same process, the zoo's own overhead, and MFU against a peak mea
     python benchmarks/throughput.py --size 256 --batch 8 --compile --out reports/performance-gpu   # on a GPU
     python benchmarks/throughput.py --tiny --out /tmp/perf                 # seconds; what the test suite runs
 
-Writes OUT.json (every number) and OUT.md (tables, command, torch version, device).
+Writes OUT.json (every number), OUT.md (tables, command, torch version, device) and OUT.png / OUT.svg (speed-ups).
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ def peak_flops(device, dtype, n):
 
 
 def variants(device, with_compile):
-    """(name, channels_last, autocast dtype or None, compile, fused AdamW) — the baseline first."""
+    """(name, channels_last, autocast dtype or None, compile mode or False, fused AdamW) — the baseline first."""
     out = [("fp32 eager", False, None, False, False), ("channels_last", True, None, False, False),
            ("bf16 autocast", False, torch.bfloat16, False, False), ("bf16 + channels_last", True, torch.bfloat16, False, False),
            ("fused AdamW", False, None, False, True)]
     if with_compile:
-        out.append(("torch.compile", False, None, True, False))
+        out.append(("torch.compile", False, None, "default", False))
+        if device.type == "cuda":  # CUDA graphs: compile's reduce-overhead mode captures the forward/backward
+            out.append(("compile + CUDA graphs", False, None, "reduce-overhead", False))
+            out.append(("bf16 + channels_last + CUDA graphs", True, torch.bfloat16, "reduce-overhead", False))
     return out
 
 
@@ -79,7 +82,7 @@ def bench_backbone(name, args, device, peak):
     for label, cl, amp, comp, fused in variants(device, args.compile):
         net.load_state_dict(base_state)
         model = net.to(memory_format=torch.channels_last) if cl else net.to(memory_format=torch.contiguous_format)
-        fwd = torch.compile(model) if comp else model
+        fwd = torch.compile(model, mode=comp) if comp else model
         xin, muin = (x0.contiguous(memory_format=torch.channels_last), mu.contiguous(memory_format=torch.channels_last)) if cl else (x0, mu)
         ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else nullcontext
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if fused else None)
@@ -152,6 +155,36 @@ def markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result, out: Path) -> list[Path]:
+    """OUT.png / OUT.svg: speed-up of every variant over fp32 eager, training and sampling, per backbone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    labels = list(result["rows"][0]["train"])
+    for ax, kind, key in ((axes[0], "train", "steps_per_s"), (axes[1], "sample", "images_per_s")):
+        names = labels + (["inference_mode"] if kind == "sample" else [])
+        width = 0.8 / len(result["rows"])
+        for j, row in enumerate(result["rows"]):
+            base = row[kind]["fp32 eager"][key]
+            vals = [row[kind][n][key] / base if n in row[kind] else float("nan") for n in names]
+            ax.bar([i + (j - (len(result["rows"]) - 1) / 2) * width for i in range(len(names))], vals, width,
+                   label=row["backbone"])
+        ax.axhline(1, color="grey", lw=1)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{kind}: × fp32 eager ({result['device']}, {result['size']}², batch {result['batch']})", fontsize=9)
+    axes[0].set_ylabel("speed-up (same process)")
+    axes[0].legend(fontsize=8, frameon=False)
+    files = []
+    for ext in ("png", "svg"):
+        fig.savefig(out.with_suffix(f".{ext}"), dpi=130, bbox_inches="tight")
+        files.append(out.with_suffix(f".{ext}"))
+    plt.close(fig)
+    return files
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbones", nargs="+", default=["unet-T", "unet-S", "unet-B", "unet-L"])
@@ -162,8 +195,12 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile on CPU)")
     p.add_argument("--tiny", action="store_true", help="unet-test at 32², short timings (for the test suite)")
-    p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json and OUT.md")
+    p.add_argument("--out", required=True, help="output path without suffix: writes OUT.json, OUT.md, OUT.png/.svg")
+    p.add_argument("--plot-only", action="store_true", help="only redraw OUT.png/.svg from an existing OUT.json")
     args = p.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(Path(args.out).with_suffix(".json").read_text()), Path(args.out))
+        return
     if args.tiny:
         args.backbones, args.size, args.batch, args.seconds, args.nfe = ["unet-test"], 32, 2, 0.05, 4
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -178,6 +215,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     out.with_suffix(".md").write_text(markdown(result))
+    plot(result, out)
     print(markdown(result))
 
 

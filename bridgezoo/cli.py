@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
         bridge=args.bridge, backbone=args.backbone, data=args.data, eval_data=args.eval_data, tasks=args.tasks,
         iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr, nfe=args.nfe, sampler=args.sampler,
         pi=args.pi, bridge_opts=_key_values(args.bridge_opt, "--bridge-opt"), backbone_opts=backbone_opts,
-        mixed_precision=args.mixed_precision, seed=args.seed, preset=args.preset, out=args.out,
+        mixed_precision=args.mixed_precision, channels_last=args.channels_last, seed=args.seed, preset=args.preset, out=args.out,
         eval_max_side=args.eval_max_side, tile=args.tile, tile_overlap=args.tile_overlap,
         crop_border=args.crop_border, num_workers=args.workers, quiet=args.quiet, save_every=args.save_every,
         log_every=args.log_every, grad_accum=args.grad_accum)
@@ -157,6 +157,46 @@ def cmd_restore(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from bridgezoo.bench import bench, load_grid
+
+    grid = load_grid(args.grid, out=args.out)
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    if gpus is None and args.jobs is None:
+        import torch
+
+        n = torch.cuda.device_count()
+        gpus = list(range(n)) if n else None
+    todo = [r for r in grid.runs if not r.finished]
+    if args.dry_run:
+        for r in grid.runs:
+            print(("done  " if r.finished else "todo  ") + str(r.directory))
+        print(f"{len(grid.runs)} runs, {len(todo)} to do")
+        return 0
+    if not args.quiet:
+        where = f"GPUs {gpus}" if gpus else f"{args.jobs or 1} job(s) on CPU"
+        print(f"grid {grid.name}: {len(grid.runs)} runs ({len(grid.runs) - len(todo)} finished) in {grid.out}, {where}")
+    records = bench(grid, jobs=args.jobs or 1, gpus=gpus, threads=args.threads, quiet=args.quiet,
+                    command="bridgezoo bench " + " ".join(sys.argv[2:]))
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    if not args.quiet:
+        print(f"{len(records) - len(failed)} of {len(grid.runs)} runs done; status in {grid.status_file}")
+    for r in failed:
+        print(f"failed: {r['name']}: {r['error']} (see {r['directory']}/error.txt)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from bridgezoo.report import build_report
+
+    command = "bridgezoo report " + " ".join(args.runs) + f" --out {args.out}" + (
+        f" --title {args.title!r}" if args.title else "")
+    info = build_report(args.runs, args.out, command=command, title=args.title)
+    print(f"report of {info['runs']} run(s): {len(info['tables'])} tables, {len(info['figures'])} figure files, "
+          f"{info['html']}" + (f"; unfinished runs left out: {len(info['unfinished'])}" if info["unfinished"] else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
@@ -181,7 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
-    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
+    p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
+                   help="training autocast (default auto: bf16 on a GPU that supports it, fp32 on CPU); "
+                        "sampling and evaluation always run in fp32")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
+                   help="channels_last memory format (default auto: on with a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="auto", choices=("auto", "cpu-small", "paper"))
     p.add_argument("--out", default=None, help="run directory (default runs/BRIDGE-BACKBONE-sSEED)")
@@ -220,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_data_preview)
+    p = sub.add_parser("bench", help="run a grid of runs (GRID.toml); skips finished, resumes unfinished")
+    p.add_argument("grid", help="grid file (TOML; see benchmarks/grids/)")
+    p.add_argument("--out", default=None, help="run directories go here (default: the grid's `out`)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time on CPU (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: cores / jobs)")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU ids, one run at a time on each "
+                   "(default: every visible GPU)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("report", help="tables, figures and index.html from run directories or grid files")
+    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, folders of runs, or grid files")
+    p.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("plugins", help="every plugin found, with its hooks, what it provides and its error (JSON)")
     p.set_defaults(func=cmd_plugins)
     return parser

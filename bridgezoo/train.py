@@ -58,7 +58,8 @@ class RunConfig:
     pi: str | None = None
     bridge_opts: dict = field(default_factory=dict)
     backbone_opts: dict = field(default_factory=dict)
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"  # auto: bf16 autocast for training on a GPU that supports it, fp32 on CPU
+    channels_last: str = "auto"  # auto: on with a GPU, off on CPU (no consistent CPU gain, reports/performance.md)
     seed: int = 0
     preset: str = "auto"
     out: str | None = None
@@ -69,6 +70,7 @@ class RunConfig:
     save_every: int | None = None
     eval_max_side: int | None = None
     eval_split: str = "test"
+    eval_seed: int = 0  # the degradations of the zoo5 evaluation images: fixed, so every training seed sees one test set
     tile: int | None = None
     tile_overlap: int = 32
     crop_border: int = 0
@@ -91,8 +93,14 @@ class RunConfig:
             cfg.backbone = "unet-L" if has_gpu else "unet-T"
         if cfg.out is None:
             cfg.out = f"runs/{cfg.bridge}-{cfg.backbone.replace('/', '_')}-s{cfg.seed}"
-        if cfg.mixed_precision not in ("no", "bf16", "fp16"):
-            raise OptionError(f"--mixed-precision {cfg.mixed_precision!r}: choose no, bf16 or fp16")
+        if cfg.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise OptionError(f"--mixed-precision {cfg.mixed_precision!r}: choose auto, no, bf16 or fp16")
+        if cfg.mixed_precision == "auto":  # the fast path where it is safe: training only; sampling stays fp32
+            cfg.mixed_precision = "bf16" if has_gpu and torch.cuda.is_bf16_supported() else "no"
+        if cfg.channels_last not in ("auto", "on", "off"):
+            raise OptionError(f"--channels-last {cfg.channels_last!r}: choose auto, on or off")
+        if cfg.channels_last == "auto":
+            cfg.channels_last = "on" if has_gpu else "off"
         for name in ("iters", "batch", "patch", "grad_accum", "log_every", "save_every"):
             if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
                 raise OptionError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
@@ -132,7 +140,7 @@ def make_datasets(cfg: RunConfig):
     if cfg.data == "zoo5":
         train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=cfg.iters * cfg.batch * cfg.grad_accum,
                           seed=cfg.seed)
-        evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.seed)
+        evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed)
         return train, evalset
     root = Path(cfg.data)
     train_root = root / "train" if (root / "train").is_dir() else root
@@ -257,7 +265,10 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     bridge, model = build(cfg)
     train_set, eval_set = make_datasets(cfg)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
-        f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data} → {run_dir}")
+        f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "
+        f"mixed precision {cfg.mixed_precision}, channels_last {cfg.channels_last} → {run_dir}")
+    if cfg.channels_last == "on":
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.iters))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

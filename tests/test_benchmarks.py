@@ -23,3 +23,4 @@ def test_throughput_tiny_mode_writes_parseable_results(tmp_path):
     assert row["agreement"]["channels_last"] < 1e-4 and row["agreement"]["fused AdamW"] < 1e-4
     assert row["agreement"]["bf16 autocast"] < 0.25
     assert row["overhead"]["fraction"] > 0 and "Zoo overhead" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").stat().st_size > 1000 and out.with_suffix(".svg").exists()

@@ -162,3 +162,32 @@ def test_two_process_evaluation_gives_the_same_metrics_as_one(tmp_path):
     assert list(one["name"]) == list(two["name"]) and list(one["input_psnr"]) == list(two["input_psnr"])
     for col in ("psnr", "ssim", "psnr_y", "ssim_y"):  # float rounding can flip an 8-bit level: 1e-5 dB seen
         assert np.allclose(one[col], two[col], atol=1e-3, rtol=0), col
+
+
+def test_fast_path_defaults_resolve_by_device_and_stay_switchable():
+    from bridgezoo.errors import OptionError
+    from bridgezoo.train import RunConfig
+
+    cpu = RunConfig().resolve(has_gpu=False)
+    assert (cpu.mixed_precision, cpu.channels_last) == ("no", "off")
+    forced = RunConfig(mixed_precision="bf16", channels_last="on").resolve(has_gpu=False)
+    assert (forced.mixed_precision, forced.channels_last) == ("bf16", "on")
+    with pytest.raises(OptionError, match="--channels-last 'yes'"):
+        RunConfig(channels_last="yes").resolve(has_gpu=False)
+
+
+def test_channels_last_training_gives_the_fp32_weights_and_bf16_stays_close(tmp_path):
+    """The fast paths as the runner uses them: channels_last changes only the memory layout (same weights to
+    float tolerance); bf16 autocast training stays within a stated distance of fp32 after the same steps."""
+    common = ["--bridge", "rdbm", "--iters", "4", *FAST]
+    results = {}
+    for name, extra in (("base", []), ("cl", ["--channels-last", "on"]), ("bf16", ["--mixed-precision", "bf16"])):
+        res = cli("run", "--out", tmp_path / name, *common, *extra)
+        assert res.returncode == 0, res.stderr[-2000:]
+        results[name] = weights(tmp_path / name / "model.safetensors")
+        assert json.loads((tmp_path / name / "config.json").read_text())["channels_last"] == (
+            "on" if name == "cl" else "off")
+    for key, base in results["base"].items():
+        torch.testing.assert_close(results["cl"][key], base, atol=1e-4, rtol=1e-4)
+    worst = max(float((results["bf16"][k] - v).abs().max()) for k, v in results["base"].items())
+    assert 0 < worst < 0.05  # bf16 really ran (weights differ) and stayed close: four AdamW steps at lr ≤ 2e-3

@@ -1,0 +1,187 @@
+"""`bridgezoo bench`: grid expansion, skipping, resuming, and failures that do not stop the grid."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridgezoo.bench import Grid, bench, expand, load_grid
+from bridgezoo.errors import OptionError
+
+
+def spec(**axes):
+    return {"name": "t", "out": "runs/t", "shared": {"backbone": "unet-test", "iters": 3},
+            "axes": {"bridge": ["rdbm", "goub"], "seed": [0, 1]} | axes}
+
+
+def test_expansion_is_the_product_of_training_axes_and_nfe_is_evaluation_only():
+    runs = expand(spec(pi=["zero", "one", "residual"], nfe=[5, 10], sampler=["ddim"]))
+    assert len(runs) == 2 * 3 * 2  # bridge × π × seed; NFE does not multiply the training runs
+    assert all(r.evals == [(5, "ddim"), (10, "ddim")] for r in runs)
+    r = runs[0]
+    assert r.eval_dir(5, "ddim") == r.directory
+    assert r.eval_dir(10, "ddim") == r.directory / "evals" / "nfe10-ddim"
+    assert len({r.name for r in runs}) == len(runs)
+    assert {(r.config["bridge"], r.config["pi"], r.config["seed"]) for r in runs} == {
+        (b, p, s) for b in ("rdbm", "goub") for p in ("zero", "one", "residual") for s in (0, 1)}
+    assert all(r.config["backbone"] == "unet-test" and r.config["iters"] == 3 for r in runs)
+
+
+def test_default_pi_and_the_same_pi_written_out_are_one_run():
+    runs = expand(spec(pi=["default", "residual", "one"]))
+    # rdbm's own π is residual (merged with the explicit one); goub's own π is one (merged likewise)
+    assert sorted((r.config["bridge"], r.config["pi"]) for r in runs if r.config["seed"] == 0) == [
+        ("goub", "one"), ("goub", "residual"), ("rdbm", "one"), ("rdbm", "residual")]
+
+
+def test_run_names_change_with_training_settings_but_not_with_evaluation_settings():
+    a = expand(spec(nfe=[10]))[0]
+    b = expand(spec(nfe=[20]))[0]
+    c = expand({**spec(), "shared": {"backbone": "unet-test", "iters": 4}})[0]
+    assert a.name == b.name and a.name != c.name
+
+
+def test_per_bridge_options_reach_only_that_bridge():
+    runs = expand(spec() | {"bridge_opts": {"rdbm": {"lam": 1e-4}}})
+    assert all(r.config["bridge_opts"] == ({"lam": 1e-4} if r.config["bridge"] == "rdbm" else {}) for r in runs)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"shared": {"iter": 3}}, "'iter' is not a run option"),
+    ({"axes": {"bridges": ["rdbm"]}}, "unknown axis 'bridges'"),
+    ({"axes": {"bridge": "rdbm"}}, "must be a non-empty list"),
+    ({"colour": 1}, "unknown top-level key 'colour'"),
+    ({"shared": {"seed": 1}, "axes": {"seed": [0]}}, "both in [shared] and in [axes]"),
+])
+def test_bad_grids_name_the_file_and_the_key(tmp_path, bad, message):
+    import tomllib  # noqa: F401 - the grid file is TOML
+
+    path = tmp_path / "g.toml"
+    lines = []
+    for k, v in bad.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {json.dumps(vv)}" for kk, vv in v.items()]
+        else:
+            lines.insert(0, f"{k} = {json.dumps(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(OptionError) as err:
+        load_grid(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_a_file_that_is_not_toml_is_named(tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text("name = [unclosed\n")
+    with pytest.raises(OptionError, match="not valid TOML"):
+        load_grid(path)
+
+
+def _fake_grid(tmp_path, n_seeds=3):
+    runs = expand(spec(seed=list(range(n_seeds))), out=tmp_path / "runs")
+    return Grid("fake", None, tmp_path / "runs", runs)
+
+
+def _finish(run, psnr=20.0):
+    run.directory.mkdir(parents=True, exist_ok=True)
+    (run.directory / "config.json").write_text("{}")
+    (run.directory / "summary.json").write_text(json.dumps({"overall": {"psnr": psnr}, "input": {"psnr": 15.0}}))
+
+
+def test_a_failing_run_is_recorded_and_the_grid_goes_on(tmp_path):
+    grid = _fake_grid(tmp_path)
+    launched = []
+
+    def launch(run, slot):
+        launched.append(run.name)
+        if run.config["bridge"] == "goub" and run.config["seed"] == 1:
+            return 2, "Traceback...\nOptionError: bad lam for goub\n", 0.1
+        _finish(run)
+        return 0, "", 0.1
+
+    records = bench(grid, launch=launch, quiet=True)
+    assert len(launched) == len(grid.runs) == 6
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "OptionError: bad lam for goub"
+    assert "bad lam" in (Path(failed[0]["directory"]) / "error.txt").read_text()
+    status = json.loads(grid.status_file.read_text())
+    assert sorted(r["status"] for r in status["runs"]) == ["done"] * 5 + ["failed"]
+
+
+def test_finished_runs_are_skipped_and_unfinished_ones_resumed(tmp_path):
+    grid = _fake_grid(tmp_path, n_seeds=2)
+    _finish(grid.runs[0])
+    grid.runs[1].directory.mkdir(parents=True)
+    (grid.runs[1].directory / "config.json").write_text("{}")  # started, not finished
+    seen = {}
+
+    def launch(run, slot):
+        seen[run.name] = slot
+        _finish(run)
+        return 0, "", 0.0
+
+    records = bench(grid, jobs=2, threads=1, launch=launch, quiet=True)
+    assert grid.runs[0].name not in seen and records[grid.runs[0].name]["skipped"]
+    assert records[grid.runs[1].name]["resumed"] is True
+    assert all(records[r.name]["resumed"] is False for r in grid.runs[2:])
+    assert all(slot == {"threads": 1} for slot in seen.values())
+    assert bench(grid, launch=launch, quiet=True) and len(seen) == 3  # a second call launches nothing
+
+
+def test_bench_cli_real_runs_failure_skip_and_resume(tmp_path):
+    """Real subprocesses: two tiny runs and one that fails; then a second call skips the finished ones, and a run
+    whose evaluation was lost is resumed from its saved state (no retraining) and re-evaluated."""
+    grid = tmp_path / "g.toml"
+    grid.write_text(f"""
+name = "tiny"
+out = "{tmp_path / 'runs'}"
+[shared]
+backbone = "unet-test"
+iters = 3
+batch = 2
+patch = 32
+eval_max_side = 32
+tasks = ["derain"]
+[axes]
+bridge = ["fm", "rdbm", "no-such-bridge"]
+nfe = [2, 3]
+""")
+    cli = [sys.executable, "-m", "bridgezoo.cli", "bench", str(grid), "--quiet"]
+    first = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1, first.stderr
+    status = {r["name"].split("-pi_")[0]: r for r in json.loads((tmp_path / "runs" / "bench-tiny.json").read_text())["runs"]}
+    assert status["fm"]["status"] == status["rdbm"]["status"] == "done"
+    assert status["no-such-bridge"]["status"] == "failed" and "unknown bridge 'no-such-bridge'" in status["no-such-bridge"]["error"]
+    fm_dir = Path(status["fm"]["directory"])
+    assert json.loads((fm_dir / "summary.json").read_text())["nfe"] == 2
+    assert json.loads((fm_dir / "evals" / "nfe3-ddim" / "summary.json").read_text())["nfe"] == 3
+    weights = (fm_dir / "model.safetensors").read_bytes()
+    log_lines = (fm_dir / "train.jsonl").read_text()
+    (fm_dir / "summary.json").unlink()
+
+    second = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    status = {r["name"].split("-pi_")[0]: r for r in json.loads((tmp_path / "runs" / "bench-tiny.json").read_text())["runs"]}
+    assert status["rdbm"].get("skipped") is True
+    assert status["fm"]["status"] == "done" and status["fm"]["resumed"] is True
+    assert (fm_dir / "model.safetensors").read_bytes() == weights  # resumed at the last step: nothing retrained
+    assert (fm_dir / "train.jsonl").read_text() == log_lines
+    assert (fm_dir / "summary.json").exists()
+
+
+def test_the_committed_grids_expand_to_what_they_promise():
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "grids"
+    all_bridges = {"rdbm", "goub", "irsde", "rddm", "ddbm-ve", "ddbm-vp", "bbdm", "fm"}
+    for scale in ("cpu", "gpu"):
+        zoo = load_grid(root / f"zoo_{scale}.toml")
+        assert {r.config["bridge"] for r in zoo.runs} == all_bridges
+        assert len({r.config["seed"] for r in zoo.runs}) >= 3 and len(zoo.runs) == 8 * 3
+        pi = load_grid(root / f"pi_ablation_{scale}.toml")
+        combos = {(r.config["bridge"], r.config["pi"]) for r in pi.runs}
+        for bridge in ("rdbm", "goub", "bbdm", "ddbm-ve", "irsde", "rddm"):
+            assert {(bridge, p) for p in ("zero", "one", "residual")} <= combos
+        assert len({r.config["seed"] for r in pi.runs}) >= 3
+        assert {r.name for r in zoo.runs} <= {r.name for r in pi.runs}  # the zoo runs are reused by the ablation
+    assert load_grid(root / "zoo_gpu.toml").runs[0].evals[-1] == (50, None)  # "official" sampler
