@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import math
 import platform
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
-METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler")
+METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler", "precision")
 PI_ORDER = ("zero", "one", "residual")
 
 
@@ -86,7 +87,8 @@ def load_results(runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             continue
         base = {"run": str(run), "bridge": cfg["bridge"], "backbone": cfg["backbone"], "seed": cfg.get("seed", 0),
                 "pi": cfg.get("bridge_options", {}).get("pi") or cfg.get("pi") or "default",
-                "iters": cfg.get("iters"), "patch": cfg.get("patch"), "batch": cfg.get("batch")}
+                "iters": cfg.get("iters"), "patch": cfg.get("patch"), "batch": cfg.get("batch"),
+                "precision": cfg.get("mixed_precision") or "no"}
         for ev in evals:
             s = json.loads((ev / "summary.json").read_text())
             row = base | {"eval_dir": str(ev), "primary": ev == run, "nfe": s["nfe"], "sampler": s["sampler"], "images": s["images"],
@@ -120,7 +122,7 @@ def method_label(df: pd.DataFrame) -> pd.Series:
         parts = [str(r["bridge"])]
         for k in varying[1:]:
             parts.append({"pi": f"π={r['pi']}", "nfe": f"NFE {r['nfe']}", "sampler": str(r["sampler"]),
-                          "backbone": str(r["backbone"])}[k])
+                          "backbone": str(r["backbone"]), "precision": f"{r['precision']} training"}[k])
         return " ".join(parts)
     return df.apply(label, axis=1)
 
@@ -207,7 +209,7 @@ def pi_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None
     for (bridge, pi), g in results.groupby(["bridge", "pi"]):
         grid.setdefault(bridge, {})[pi], grid[bridge][f"{pi}_ci"] = mean_ci(g["psnr"])[:2]
     heat = pd.DataFrame.from_dict(grid, orient="index").rename_axis("bridge").reset_index()
-    keys = ["bridge", "backbone", "seed", "nfe", "sampler"]
+    keys = ["bridge", "backbone", "seed", "nfe", "sampler", "precision"]
     wide = results.pivot_table(index=keys, columns="pi", values="psnr", aggfunc="mean")
     diffs = []
     for a, b in (("residual", "one"), ("residual", "zero"), ("one", "zero")):
@@ -308,7 +310,7 @@ def fig_nfe(results: pd.DataFrame, out: Path) -> list[str]:
         pts = [(nfe, *mean_ci(h["psnr"])[:2]) for nfe, h in g.groupby("nfe")]
         x, m, e = zip(*pts)
         ax.errorbar(x, m, yerr=[0 if not np.isfinite(v) else v for v in e], marker="o", capsize=3,
-                    label=" ".join(str(v) for v in key[:2]))
+                    label=re.sub(r" NFE \d+", "", g["method"].iloc[0]))
     ax.set_xscale("log")
     ax.set_xlabel("sampler steps (NFE setting)")
     ax.set_ylabel("PSNR (dB)")

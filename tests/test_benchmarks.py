@@ -24,3 +24,33 @@ def test_throughput_tiny_mode_writes_parseable_results(tmp_path):
     assert row["agreement"]["bf16 autocast"] < 0.25
     assert row["overhead"]["fraction"] > 0 and "Zoo overhead" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").stat().st_size > 1000 and out.with_suffix(".svg").exists()
+
+
+def test_x0_ddim_at_nfe_1_is_direct_regression_so_the_ceiling_script_measures_what_it_says():
+    import torch
+
+    import bridgezoo as bz
+
+    mu = torch.rand(2, 3, 8, 8) * 2 - 1
+    seen = []
+
+    def net(x, m, t):
+        seen.append((x.clone(), t.clone()))
+        return torch.tanh(3 * m)  # any function of μ
+
+    for name in ("rdbm", "goub", "bbdm", "ddbm-ve"):  # pinned bridges: x_1 = μ exactly
+        seen.clear()
+        out = bz.get_bridge(name, objective="x0").sample(net, mu, nfe=1, sampler="ddim")
+        assert len(seen) == 1 and torch.equal(seen[0][0], mu) and torch.all(seen[0][1] == 1)
+        torch.testing.assert_close(out, torch.tanh(3 * mu), atol=1e-6, rtol=0)
+
+
+def test_regression_ceiling_script_writes_a_run_like_result(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regression_ceiling.py"), "--backbone", "unet-test",
+                          "--iters", "3", "--batch", "2", "--patch", "32", "--eval-max-side", "32", "--out",
+                          str(tmp_path / "c")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["nfe"] == 1 and summary["images"] == 15 and len(summary["per_task"]) == 5
+    assert json.loads(res.stdout.strip().splitlines()[-1])["input_psnr"] == summary["input"]["psnr"]
+    assert "gain" in (tmp_path / "c" / "README.md").read_text()

@@ -1,0 +1,90 @@
+"""What the main job's budget buys at best: the same backbone, data stream, optimizer, schedule and EMA as
+`bridgezoo run` (preset cpu-small by default), trained as a *direct regressor* x̂0 = net(μ, μ, t = 1) with L1.
+
+At inference this is the x0-objective DDIM of any pinned bridge at NFE 1 (x_1 = μ, one call, x_0 = x̂0), so the
+evaluation below is `bridgezoo.evaluate` with rdbm(objective=x0) at NFE 1: the same metric code as every run. A
+bridge trained on the same budget spends most of its updates on t < 1, so in PSNR this is a practical ceiling
+for the main job at this budget, not a competitor.
+
+    python benchmarks/regression_ceiling.py --out reports/regression-ceiling-cpu     # ~7 min on 2 CPU cores
+
+Writes OUT/summary.json, OUT/eval.csv, OUT/samples/ (as a run does) and OUT/README.md (command, machine, numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import bridgezoo as bz
+from bridgezoo.evaluate import evaluate
+from bridgezoo.train import PRESETS, Batches, RunConfig, lr_lambda, make_datasets
+
+
+def main(argv=None):
+    preset = PRESETS["cpu-small"]
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default=preset["backbone"])
+    p.add_argument("--iters", type=int, default=preset["iters"])
+    p.add_argument("--batch", type=int, default=preset["batch"])
+    p.add_argument("--patch", type=int, default=preset["patch"])
+    p.add_argument("--lr", type=float, default=preset["lr"])
+    p.add_argument("--warmup", type=int, default=preset["warmup"])
+    p.add_argument("--ema-decay", type=float, default=preset["ema_decay"])
+    p.add_argument("--eval-max-side", type=int, default=preset["eval_max_side"])
+    p.add_argument("--residual-output", action="store_true", help="net predicts x0 − μ (identity at start)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    from timm.utils import ModelEmaV3
+
+    torch.manual_seed(args.seed)
+    cfg = RunConfig(backbone=args.backbone, iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr,
+                    warmup=args.warmup, ema_decay=args.ema_decay, eval_max_side=args.eval_max_side, seed=args.seed,
+                    preset="cpu-small").resolve(has_gpu=False)
+    train_set, eval_set = make_datasets(cfg)  # the very data stream and test images of `bridgezoo run`
+    net = bz.get_backbone(args.backbone, residual_output=args.residual_output)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.warmup, args.iters))
+    ema = ModelEmaV3(net, decay=args.ema_decay)
+    start = time.perf_counter()
+    losses = []
+    for step, batch in Batches(train_set, args.batch, 0, args.iters, args.seed):
+        mu, x0 = batch["lq"], batch["gt"]
+        loss = (net(mu, mu, torch.ones(mu.shape[0])) - x0).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(net, step=step)
+        losses.append(loss.item())
+    train_s = time.perf_counter() - start
+    out = Path(args.out)
+    bridge = bz.get_bridge("rdbm", objective="x0")
+    summary = evaluate(bridge, ema.module.eval(), eval_set, out, nfe=1, sampler="ddim", seed=args.seed, quiet=True)
+    total_s = time.perf_counter() - start
+    o, i = summary["overall"], summary["input"]
+    tasks = "\n".join(f"| {t} | {v['psnr']:.2f} |" for t, v in summary["per_task"].items())
+    command = " ".join(["python", *sys.argv])
+    (out / "README.md").write_text(
+        f"# Regression ceiling of the main job's budget\n\nCommand: `{command}`  \n"
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.  \n"
+        f"{args.backbone}, {args.iters} iterations of batch {args.batch} at {args.patch}², lr {args.lr}, warm-up "
+        f"{args.warmup} + cosine, EMA {args.ema_decay}, residual output: {args.residual_output}.  \n"
+        f"Training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; last-50 mean L1 "
+        f"{sum(losses[-50:]) / len(losses[-50:]):.4f}.\n\n"
+        f"PSNR {o['psnr']:.2f} dB vs input {i['psnr']:.2f} dB (gain {summary['gain_psnr']:+.2f} dB); "
+        f"SSIM {o['ssim']:.4f} vs {i['ssim']:.4f}.\n\n| task | PSNR (dB) |\n|---|---|\n{tasks}\n")
+    print(json.dumps({"psnr": o["psnr"], "input_psnr": i["psnr"], "gain": summary["gain_psnr"],
+                      "train_minutes": train_s / 60, "per_task": {t: v["psnr"] for t, v in summary["per_task"].items()}}))
+
+
+if __name__ == "__main__":
+    main()
