@@ -96,9 +96,12 @@ def load_results(runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                           "conventions": s.get("conventions", "")}
             row |= {m: s["overall"][m] for m in METRICS} | {f"input_{m}": s["input"][m] for m in METRICS}
             rows.append(row)
+            inputs = {}
+            if (ev / "eval.csv").exists():  # the degraded inputs' per-task PSNR, for reference lines
+                inputs = pd.read_csv(ev / "eval.csv").groupby("task")["input_psnr"].mean().to_dict()
             for task, vals in s["per_task"].items():
-                task_rows.append(base | {"nfe": s["nfe"], "sampler": s["sampler"], "task": task}
-                                 | {m: vals[m] for m in METRICS})
+                task_rows.append(base | {"nfe": s["nfe"], "sampler": s["sampler"], "task": task,
+                                         "input_psnr": inputs.get(task, math.nan)} | {m: vals[m] for m in METRICS})
         log = run / "train.jsonl"
         if log.exists():
             for line in log.read_text().splitlines():
@@ -193,7 +196,21 @@ def per_task_table(per_task: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame
     for (label, task), g in per_task.groupby(["method", "task"], sort=False):
         mean, half, _ = mean_ci(g[metric])
         out.setdefault(label, {})[task], out[label][f"{task}_ci"] = mean, half
-    return pd.DataFrame.from_dict(out, orient="index").rename_axis("method").reset_index()
+    table = pd.DataFrame.from_dict(out, orient="index").rename_axis("method").reset_index()
+    tasks = [c for c in table.columns if c != "method" and not c.endswith("_ci")]
+    table["mean"] = table[tasks].mean(axis=1)
+    return table
+
+
+def with_input_row(table: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
+    """The PSNR table plus a row for the degraded inputs (the same images for every method)."""
+    if "input_psnr" not in per_task or per_task["input_psnr"].isna().all():
+        return table
+    inputs = per_task.groupby("task")["input_psnr"].mean()
+    row = {"method": "degraded input"} | {t: inputs.get(t, math.nan) for t in table.columns
+                                          if t not in ("method", "mean") and not t.endswith("_ci")}
+    row["mean"] = float(np.nanmean([v for k, v in row.items() if k != "method"]))
+    return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
 
 
 def pi_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -203,7 +220,7 @@ def pi_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None
     bridge, backbone, seed, NFE and sampler with two π modes.
     """
     results = results[results["primary"]]
-    if results["pi"].nunique() < 2:
+    if results.groupby("bridge")["pi"].nunique().max() < 2:  # no bridge was run with two π modes
         return None
     grid = {}
     for (bridge, pi), g in results.groupby(["bridge", "pi"]):
@@ -250,7 +267,9 @@ def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
             d = 4 if "ssim" in col else digits
             out[col] = [fmt(m, h, d) for m, h in zip(df[col], df[f"{col}_ci"])]
         elif pd.api.types.is_float_dtype(df[col]):
-            out[col] = df[col].map(lambda v: "–" if not np.isfinite(v) else f"{v:.4g}")
+            spec = ".4g" if col in ("params_m", "evaluations", "gmacs_per_image", "seconds_per_image") else (
+                ".4f" if "ssim" in col else f".{digits}f")
+            out[col] = df[col].map(lambda v, spec=spec: "–" if not np.isfinite(v) else format(v, spec))
         else:
             out[col] = df[col]
     return out
@@ -259,8 +278,8 @@ def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
 def write_table(df: pd.DataFrame, out: Path, name: str) -> str:
     """CSV (raw numbers), markdown and LaTeX (mean ± CI strings); returns the HTML version."""
     df.to_csv(out / f"{name}.csv", index=False)
-    pretty = _with_ci(df)
-    (out / f"{name}.md").write_text(pretty.to_markdown(index=False) + "\n")
+    pretty = _with_ci(df, digits=4 if "ssim" in name else 2)
+    (out / f"{name}.md").write_text(pretty.to_markdown(index=False, disable_numparse=True) + "\n")
     (out / f"{name}.tex").write_text(pretty.to_latex(index=False, escape=True))
     return pretty.to_html(index=False, classes="table", border=0, escape=True)
 
@@ -281,7 +300,7 @@ def fig_per_task(per_task: pd.DataFrame, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     table = per_task_table(per_task)
-    tasks = [c for c in table.columns if c != "method" and not c.endswith("_ci")]
+    tasks = [c for c in table.columns if c not in ("method", "mean") and not c.endswith("_ci")]
     methods = list(table["method"])
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks) * max(1, len(methods)) / 3), 4))
     width = 0.8 / max(1, len(methods))
@@ -292,6 +311,12 @@ def fig_per_task(per_task: pd.DataFrame, out: Path) -> list[str]:
         errs = [r.get(f"{t}_ci", math.nan) for t in tasks]
         ax.bar(xs, means, width, yerr=[0 if not np.isfinite(e) else e for e in errs], capsize=2,
                label=r["method"], color=colors(j % colors.N))
+    if "input_psnr" in per_task and per_task["input_psnr"].notna().any():
+        inputs = per_task.groupby("task")["input_psnr"].mean()
+        for i, t in enumerate(tasks):
+            if np.isfinite(inputs.get(t, math.nan)):
+                ax.hlines(inputs[t], i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1.2,
+                          label="degraded input" if i == 0 else None)
     ax.set_xticks(np.arange(len(tasks)), tasks)
     ax.set_ylabel("PSNR (dB, RGB)")
     lo = np.nanmin(table[tasks].to_numpy(dtype=float))
@@ -490,8 +515,9 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     summary = summary_table(results)
     html_tables = {"Overall (mean over tasks)": write_table(summary, out, "summary")}
     for metric in ("psnr", "ssim", "psnr_y", "ssim_y"):
+        table = per_task_table(per_task, metric)
         html_tables[f"Per task: {metric.upper().replace('_Y', ' (Y)')}"] = write_table(
-            per_task_table(per_task, metric), out, f"per_task_{metric}")
+            with_input_row(table, per_task) if metric == "psnr" else table, out, f"per_task_{metric}")
     figures = fig_per_task(per_task, out) + fig_nfe(results, out) + fig_compute(summary, out) + fig_loss(curves, out)
     pi = pi_tables(results)
     if pi is not None:
