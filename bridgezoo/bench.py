@@ -209,15 +209,20 @@ def _worker_command(run: GridRun) -> list[str]:
     return [sys.executable, "-m", "bridgezoo.bench", "--worker", spec]
 
 
-def _launch(run: GridRun, slot: dict) -> tuple[int, str, float]:
-    """Run one grid run in a subprocess on `slot` (its GPU or its CPU threads); (exit code, stderr tail, seconds)."""
-    env = dict(os.environ)
+def slot_env(slot: dict, base: dict | None = None) -> dict:
+    """The environment of a run on `slot`: only its GPU visible, or its share of the CPU threads."""
+    env = dict(os.environ if base is None else base)
     if slot.get("gpu") is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot["gpu"])
     if slot.get("threads"):
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(slot["threads"])
+    return env
+
+
+def _launch(run: GridRun, slot: dict) -> tuple[int, str, float]:
+    """Run one grid run in a subprocess on `slot` (its GPU or its CPU threads); (exit code, stderr tail, seconds)."""
     start = time.perf_counter()
-    proc = subprocess.run(_worker_command(run), env=env, capture_output=True, text=True)
+    proc = subprocess.run(_worker_command(run), env=slot_env(slot), capture_output=True, text=True)
     return proc.returncode, (proc.stderr or "")[-4000:], time.perf_counter() - start
 
 

@@ -185,3 +185,30 @@ def test_the_committed_grids_expand_to_what_they_promise():
         assert len({r.config["seed"] for r in pi.runs}) >= 3
         assert {r.name for r in zoo.runs} <= {r.name for r in pi.runs}  # the zoo runs are reused by the ablation
     assert load_grid(root / "zoo_gpu.toml").runs[0].evals[-1] == (50, None)  # "official" sampler
+
+
+def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
+    import threading
+    import time
+
+    from bridgezoo.bench import slot_env
+
+    grid = _fake_grid(tmp_path, n_seeds=3)
+    busy, used, lock = set(), [], threading.Lock()
+
+    def launch(run, slot):
+        with lock:
+            assert slot["gpu"] not in busy  # never two runs on one GPU
+            busy.add(slot["gpu"])
+            used.append(slot["gpu"])
+        time.sleep(0.05)
+        with lock:
+            busy.discard(slot["gpu"])
+        _finish(run)
+        return 0, "", 0.05
+
+    records = bench(grid, gpus=[0, 1], launch=launch, quiet=True)
+    assert all(r["status"] == "done" for r in records.values()) and set(used) == {0, 1}
+    env = slot_env({"gpu": 1}, base={"CUDA_VISIBLE_DEVICES": "0,1,2"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and "OMP_NUM_THREADS" not in env
+    assert slot_env({"threads": 1}, base={})["OMP_NUM_THREADS"] == "1"
