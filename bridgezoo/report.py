@@ -552,7 +552,10 @@ def _html(title, command, conventions, crop, results, tables, figures, reading) 
         f"<p><b>Produced by</b>: <code>{e(command)}</code></p>",
         f"<p><b>Machine</b>: {e(_machine())}</p>",
         f"<p><b>Runs</b>: {results['run'].nunique()} ({results['seed'].nunique()} seed(s)); evaluations: {len(results)}."
-        f" Training settings: {e(settings.to_dict('records').__repr__())}</p>",
+        " Training settings: " + e("; ".join(", ".join(f"{k} {v}" for k, v in rec.items())
+                                             for rec in settings.to_dict("records")))
+        + (f". Unfinished runs left out: {len(results.attrs['unfinished'])}" if results.attrs.get("unfinished") else "")
+        + "</p>",
         "<h2>Metric conventions</h2>",
         f"<p>{e(conventions)}; crop border {e(str(crop))} px; images as 8-bit PNG in [0, 255]. Intervals are 95% "
         "Student-t confidence intervals of the mean over seeds (none for one seed). GMACs are the backbone's "
