@@ -409,6 +409,28 @@ class DifferenceInput(torch.nn.Module):
         return self.network(x_t - mu, mu, t)
 
 
+class IRSDEClock:
+    """Mixin for the bridges on IR-SDE's cosine clock (IR-SDE, GOUB): the `eps` option (S = −ln eps), the clock
+    built from `T` and `eps` (`schedules.irsde_clock`: sets `clock`, `thetas`, `dt`), and the official network input
+    [x_t − μ, μ] as the `difference_input` option. Put it before the Bridge base: `class X(IRSDEClock, SDEBridge)`."""
+
+    option_spec = {
+        "eps": Option(0.005, "e^{-S}: the schedule is scaled so that θ̄_{0:1} = −ln(eps)"),
+        "difference_input": Option(False, "feed the network [x_t − μ, μ] (the official ConditionalUNet) instead of [x_t, μ]"),
+    }
+
+    def setup_clock(self) -> None:
+        from .schedules import irsde_clock
+
+        if self.options["T"] < 1 or not 0 < self.options["eps"] < 1:
+            raise OptionError(f"bridge {self.name!r}: need T >= 1 and 0 < eps < 1, got T={self.options['T']}, "
+                              f"eps={self.options['eps']}")
+        self.clock, self.thetas, self.dt = irsde_clock(self.options["T"], self.options["eps"])
+
+    def wrap(self, network):
+        return DifferenceInput(network) if self.options["difference_input"] else network
+
+
 class SDEBridge(Bridge):
     """A bridge defined by a forward SDE dx = f(x, μ, t)·dt + g(t)·π⊙dw (t the bridge time).
 

@@ -17,36 +17,27 @@ testing `t == 100`, which is wrong for any other T; here it follows the clock, f
 import torch
 
 from bridgezoo import Option, hookimpl
-from bridgezoo.bridge import F64, DifferenceInput
-from bridgezoo.errors import OptionError
+from bridgezoo.bridge import F64, IRSDEClock
 from bridgezoo.generalized import GeneralizedBridge
-from bridgezoo.schedules import irsde_clock
 
 
-class GOUB(GeneralizedBridge):
+class GOUB(IRSDEClock, GeneralizedBridge):
     paper = "Image Restoration Through Generalized Ornstein-Uhlenbeck Bridge (GOUB), Yue et al., ICML 2024"
     summary = "GOU bridge: the OU process of IR-SDE conditioned (Doob h-transform) to end at μ"
     default_nfe = 100
     samplers = ("reverse_sde", "mean_ode", "ddim")
     option_spec = {
         "stationary_std": Option(60 / 255, "stationary std of the OU part in [-1, 1] units (official 30/255 on [0, 1])"),
-        "eps": Option(0.005, "e^{-S}: the schedule is scaled so that θ̄_{0:1} = −ln(eps)"),
-        "difference_input": Option(False, "feed the network [x_t − μ, μ] (the official ConditionalUNet) instead of [x_t, μ]"),
     }
     option_defaults = {"pi": "one", "objective": "noise", "loss_type": "ml", "T": 100}
 
     def setup(self) -> None:
-        if self.options["T"] < 1 or not 0 < self.options["eps"] < 1:
-            raise OptionError(f"bridge {self.name!r}: need T >= 1 and 0 < eps < 1, got {self.options}")
-        self.clock, self.thetas, self.dt = irsde_clock(self.options["T"], self.options["eps"])
+        self.setup_clock()
         self.lam = self.options["stationary_std"] ** 2
 
     def _train_times(self):
         T = self.options["T"]
         return torch.arange(1, T, dtype=F64) / T  # official t ~ U{1..T−1} (denoising_model.py L346)
-
-    def wrap(self, network):
-        return DifferenceInput(network) if self.options["difference_input"] else network
 
     @property
     def relation(self) -> dict:

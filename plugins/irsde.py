@@ -21,12 +21,10 @@ Relation: the generalized bridge in the limit S → ∞ at fixed s (BRIDGES.md �
 import torch
 
 from bridgezoo import Option, SDEBridge, hookimpl
-from bridgezoo.bridge import F64, DifferenceInput
-from bridgezoo.errors import OptionError
-from bridgezoo.schedules import irsde_clock
+from bridgezoo.bridge import F64, IRSDEClock
 
 
-class IRSDE(SDEBridge):
+class IRSDE(IRSDEClock, SDEBridge):
     paper = "Image Restoration with Mean-Reverting Stochastic Differential Equations (IR-SDE), Luo et al., ICML 2023"
     summary = "Mean-reverting SDE: an OU process from x0 towards μ with stationary noise"
     default_nfe = 100
@@ -34,15 +32,11 @@ class IRSDE(SDEBridge):
     samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
     option_spec = {
         "stationary_std": Option(20 / 255, "stationary std λ in [-1, 1] units (official max_sigma 10/255 on [0, 1])"),
-        "eps": Option(0.005, "e^{-S}: the schedule is scaled so that θ̄_{0:1} = −ln(eps)"),
-        "difference_input": Option(False, "feed the network [x_t − μ, μ] (the official ConditionalUNet)"),
     }
     option_defaults = {"pi": "one", "objective": "noise", "loss_type": "ml", "T": 100}
 
     def setup(self):
-        if self.options["T"] < 1 or not 0 < self.options["eps"] < 1:
-            raise OptionError(f"bridge {self.name!r}: need T >= 1 and 0 < eps < 1")
-        self.clock, self.thetas, self.dt = irsde_clock(self.options["T"], self.options["eps"])
+        self.setup_clock()
         self.lam = self.options["stationary_std"]
 
     def _coefficients(self, t):
@@ -62,9 +56,6 @@ class IRSDE(SDEBridge):
         if self.pi != "one":
             return mu.clone()
         return mu + self.lam * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-
-    def wrap(self, network):
-        return DifferenceInput(network) if self.options["difference_input"] else network
 
     @property
     def relation(self):
