@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Bridge": "bridge", "SDEBridge": "bridge", "Option": "bridge", "sampler": "bridge", "Trajectory": "bridge",
-    "PI_MODES": "bridge", "OBJECTIVES": "bridge",
+    "PI_MODES": "bridge", "OBJECTIVES": "bridge", "DegenerateBridgeWarning": "bridge",
     "GeneralizedBridge": "generalized", "ThetaBridge": "generalized", "DifferenceInput": "bridge",
     "list_bridges": "registry", "get_bridge": "registry", "list_backbones": "registry",
     "get_backbone": "registry", "plugin_records": "registry",

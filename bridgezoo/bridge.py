@@ -7,6 +7,7 @@ Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -103,6 +104,10 @@ def _coerce(name: str, value: Any, spec: Option, bridge: str):
     return value
 
 
+class DegenerateBridgeWarning(UserWarning):
+    """A valid but degenerate combination of options (the run would teach the network nothing)."""
+
+
 class Bridge:
     """Base class of every bridge. Subclasses set the class attributes below and implement `_coefficients`.
 
@@ -153,6 +158,11 @@ class Bridge:
             n: _coerce(n, options[n], o, label) if n in options else o.default for n, o in spec.items()
         }
         self.setup()
+        if self.options.get("pi") == "zero" and self.options.get("objective") == "noise":
+            warnings.warn(
+                f"bridge {label!r}: pi='zero' with objective='noise' leaves nothing to learn: x_t carries no noise, "
+                "so the noise target is identically 0 and a model that learns it restores μ unchanged. For a "
+                "noise-free bridge use objective='x0' (or 'velocity').", DegenerateBridgeWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ to implement
     def setup(self) -> None:

@@ -153,3 +153,23 @@ class TestBridgeContract:
         d = bz.get_bridge(name).describe()
         assert d["relation"]["kind"] in ("exact", "limit", "none")
         assert d["samplers"][0] == bz.get_bridge(name).samplers[0] and d["paper"]
+
+
+def test_pi_zero_with_the_noise_objective_warns_that_nothing_can_be_learned(images64):
+    """With π = 0 the noise target is identically 0, and the model that predicts it restores μ exactly."""
+    import warnings
+
+    from bridgezoo.bridge import DegenerateBridgeWarning
+
+    x0, mu = images64
+    with pytest.warns(DegenerateBridgeWarning, match="nothing to learn"):
+        b = bz.get_bridge("rdbm", pi="zero")
+    t = torch.full((2,), 0.6, dtype=torch.float64)
+    x_t = b.q_sample(x0, mu, t, torch.randn_like(x0))
+    assert float(b.target(x0, mu, x_t, t).abs().max()) < 1e-12  # zero up to rounding
+    out = b.sample(lambda x, m, tt: torch.zeros_like(x), mu, nfe=5, sampler="ddim")
+    torch.testing.assert_close(out, mu, atol=1e-12, rtol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateBridgeWarning)
+        bz.get_bridge("rdbm", pi="zero", objective="x0")  # a meaningful π = 0 bridge: no warning
+        bz.get_bridge("rdbm")
