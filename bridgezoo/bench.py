@@ -112,7 +112,29 @@ def training_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=_default_pi) -> list[GridRun]:
+def _official_sampler(bridge: str) -> str | None:
+    from .registry import get_bridge
+
+    try:
+        return get_bridge(bridge).samplers[0]
+    except Exception:  # noqa: BLE001 - the run will fail with the reason
+        return None
+
+
+def _distinct_evals(evals, bridge: str, resolve_official) -> list:
+    """Drop an "official" evaluation that is the same as another one (a bridge whose own sampler is ddim)."""
+    official = resolve_official(bridge) if any(s is None for _, s in evals) else None
+    out, keys = [], set()
+    for nfe, sampler in evals:
+        key = (nfe, sampler or official or "official")
+        if key not in keys:
+            keys.add(key)
+            out.append((nfe, sampler))
+    return out
+
+
+def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=_default_pi,
+           resolve_official=_official_sampler) -> list[GridRun]:
     """The runs of a grid description (the parsed TOML): one per combination of the training axes."""
     for key in spec:
         if key not in TOP_KEYS:
@@ -150,7 +172,7 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
         if name in seen:  # "default" and the bridge's own π written out are the same run
             continue
         config["out"] = str(out / name)
-        seen[name] = GridRun(name, out / name, config, evals)
+        seen[name] = GridRun(name, out / name, config, _distinct_evals(evals, bridge, resolve_official))
         runs.append(seen[name])
     return runs
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bridgezoo.bench import Grid, bench, expand, load_grid
 from bridgezoo.errors import OptionError
@@ -130,6 +131,15 @@ def test_finished_runs_are_skipped_and_unfinished_ones_resumed(tmp_path):
     assert bench(grid, launch=launch, quiet=True) and len(seen) == 3  # a second call launches nothing
 
 
+def _weights_and_metadata(path):
+    """Tensors and metadata of a safetensors file (its header's key order is not fixed between processes)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        return load_file(str(path)), f.metadata()
+
+
 def test_bench_cli_real_runs_failure_skip_and_resume(tmp_path):
     """Real subprocesses: two tiny runs and one that fails; then a second call skips the finished ones, and a run
     whose evaluation was lost is resumed from its saved state (no retraining) and re-evaluated."""
@@ -157,7 +167,7 @@ nfe = [2, 3]
     fm_dir = Path(status["fm"]["directory"])
     assert json.loads((fm_dir / "summary.json").read_text())["nfe"] == 2
     assert json.loads((fm_dir / "evals" / "nfe3-ddim" / "summary.json").read_text())["nfe"] == 3
-    weights = (fm_dir / "model.safetensors").read_bytes()
+    weights = _weights_and_metadata(fm_dir / "model.safetensors")
     log_lines = (fm_dir / "train.jsonl").read_text()
     (fm_dir / "summary.json").unlink()
 
@@ -166,7 +176,8 @@ nfe = [2, 3]
     status = {r["name"].split("-pi_")[0]: r for r in json.loads((tmp_path / "runs" / "bench-tiny.json").read_text())["runs"]}
     assert status["rdbm"].get("skipped") is True
     assert status["fm"]["status"] == "done" and status["fm"]["resumed"] is True
-    assert (fm_dir / "model.safetensors").read_bytes() == weights  # resumed at the last step: nothing retrained
+    after = _weights_and_metadata(fm_dir / "model.safetensors")  # resumed at the last step: nothing retrained
+    assert after[1] == weights[1] and all(torch.equal(after[0][k], v) for k, v in weights[0].items())
     assert (fm_dir / "train.jsonl").read_text() == log_lines
     assert (fm_dir / "summary.json").exists()
 
@@ -184,7 +195,8 @@ def test_the_committed_grids_expand_to_what_they_promise():
             assert {(bridge, p) for p in ("zero", "one", "residual")} <= combos
         assert len({r.config["seed"] for r in pi.runs}) >= 3
         assert {r.name for r in zoo.runs} <= {r.name for r in pi.runs}  # the zoo runs are reused by the ablation
-    assert load_grid(root / "zoo_gpu.toml").runs[0].evals[-1] == (50, None)  # "official" sampler
+    goub = next(r for r in load_grid(root / "zoo_gpu.toml").runs if r.config["bridge"] == "goub")
+    assert goub.evals[-1] == (50, None)  # "official": goub's reverse SDE
 
 
 def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
@@ -212,3 +224,10 @@ def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
     env = slot_env({"gpu": 1}, base={"CUDA_VISIBLE_DEVICES": "0,1,2"})
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and "OMP_NUM_THREADS" not in env
     assert slot_env({"threads": 1}, base={})["OMP_NUM_THREADS"] == "1"
+
+
+def test_an_official_sampler_that_is_ddim_is_evaluated_once():
+    runs = expand(spec(nfe=[10], sampler=["ddim", "official"]))
+    evals = {r.config["bridge"]: r.evals for r in runs}
+    assert evals["rdbm"] == [(10, "ddim")]  # rdbm's own sampler is ddim
+    assert evals["goub"] == [(10, "ddim"), (10, None)]  # goub's is the reverse SDE
