@@ -45,43 +45,53 @@ def fmt(mean: float, half: float, digits: int = 2) -> str:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def find_runs(paths) -> list[Path]:
-    """Run directories named by `paths`: run directories, folders containing them, or grid TOML files."""
+def find_runs(paths) -> dict[Path, set[Path] | None]:
+    """Run directories named by `paths` (run directories, folders containing them, or grid TOML files), each with
+    the evaluation directories to read: for a grid, the ones it asks for; otherwise None (all of them)."""
     from .errors import OptionError
 
     found: list[Path] = []
+    wanted: dict[Path, set[Path]] = {}
+    everything: set[Path] = set()
     for p in map(Path, paths):
-        if p.suffix == ".toml":
+        if p.suffix == ".toml":  # a grid: its runs, and of each only the evaluations the grid asks for
             from .bench import load_grid
 
-            found += [r.directory for r in load_grid(p).runs if (r.directory / "config.json").exists()]
+            for r in load_grid(p).runs:
+                if (r.directory / "config.json").exists():
+                    found.append(r.directory)
+                    wanted.setdefault(r.directory, set()).update(r.eval_dir(*e) for e in r.evals)
         elif (p / "config.json").exists():
             found.append(p)
+            everything.add(p)
         elif p.is_dir():
-            found += sorted(c.parent for c in p.rglob("config.json") if "state" not in c.parts)
+            runs = sorted(c.parent for c in p.rglob("config.json") if "state" not in c.parts)
+            found += runs
+            everything.update(runs)
         else:
             raise OptionError(f"{p}: not a run directory, a folder of runs or a grid file")
-    unique = list(dict.fromkeys(found))
-    if not unique:
+    if not found:
         raise OptionError(f"no run directories found in {', '.join(map(str, paths))}")
-    return unique
+    return {run: None if run in everything else wanted[run] for run in dict.fromkeys(found)}
 
 
-def _evaluations(run: Path):
-    if (run / "summary.json").exists():
-        yield run
-    yield from sorted(p.parent for p in (run / "evals").glob("*/summary.json"))
+def _evaluations(run: Path, wanted: set[Path] | None = None) -> list[Path]:
+    found = ([run] if (run / "summary.json").exists() else []) + sorted(
+        p.parent for p in (run / "evals").glob("*/summary.json"))
+    return [ev for ev in found if wanted is None or ev in wanted]
 
 
 def load_results(runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(results: one row per evaluation, per_task: one row per evaluation and task, curves: training logs).
+    """(results: one row per evaluation, per_task: one row per evaluation and task, curves: training logs) of
+    `runs` (a list of run directories, or `find_runs`'s mapping run → evaluation directories to read).
 
     Runs without a finished evaluation are skipped (listed in `results.attrs["unfinished"]`).
     """
     rows, task_rows, curves, unfinished = [], [], [], []
-    for run in runs:
+    runs = runs if isinstance(runs, dict) else dict.fromkeys(runs)
+    for run, wanted in runs.items():
         cfg = json.loads((run / "config.json").read_text())
-        evals = list(_evaluations(run))
+        evals = _evaluations(run, wanted)
         if not evals:
             unfinished.append(str(run))
             continue
@@ -131,7 +141,7 @@ def method_label(df: pd.DataFrame) -> pd.Series:
         parts = [str(r["bridge"])]
         for k in varying[1:]:
             parts.append({"pi": f"π={r['pi']}", "nfe": f"NFE {r['nfe']}", "sampler": str(r["sampler"]),
-                          "backbone": str(r["backbone"]), "precision": f"{r['precision']} training"}[k])
+                          "backbone": str(r["backbone"]), "precision": ("fp32" if r["precision"] == "no" else r["precision"]) + " training"}[k])
         return " ".join(parts)
     return df.apply(label, axis=1)
 
@@ -293,12 +303,12 @@ def write_table(df: pd.DataFrame, out: Path, name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- figures
-def _save(fig, out: Path, name: str) -> list[str]:
+def _save(fig, out: Path, name: str, dpi: int = 130) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
     for ext in ("png", "svg"):
-        fig.savefig(out / "figures" / f"{name}.{ext}", dpi=130, bbox_inches="tight")
+        fig.savefig(out / "figures" / f"{name}.{ext}", dpi=dpi, bbox_inches="tight")
         files.append(f"figures/{name}.{ext}")
     plt.close(fig)
     return files
@@ -418,7 +428,7 @@ def _read01(path: Path) -> np.ndarray:
     return read_image(path)
 
 
-def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 96) -> list[str]:
+def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 64) -> list[str]:
     """Rows: tasks (one sample each); columns: LQ, every method (its lowest seed), GT; the same centre crop."""
     import matplotlib.pyplot as plt
 
@@ -434,7 +444,9 @@ def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 96) -> list[st
     if not by_task:
         return []
     cols = ["LQ", *first.index, "GT"]
-    fig, axes = plt.subplots(len(by_task), len(cols), figsize=(1.6 * len(cols), 1.7 * len(by_task)), squeeze=False)
+    cell = 1.6 if len(cols) <= 10 else 0.9  # about one screen pixel per image pixel when there are many methods
+    fig, axes = plt.subplots(len(by_task), len(cols), figsize=(cell * len(cols), (cell + 0.15) * len(by_task)),
+                             squeeze=False)
     ref = Path(first["eval_dir"].iloc[0]) / "samples"
     for i, (task, stem) in enumerate(by_task.items()):
         imgs = [_read01(ref / f"{stem}_lq.png")]
@@ -448,11 +460,11 @@ def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 96) -> list[st
             ax.imshow(np.clip(img[y : y + c, x : x + c], 0, 1))
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_title(cols[j].replace(" ", "\n"), fontsize=7)
+                ax.set_title(cols[j].replace(" ", "\n"), fontsize=7 if cell > 1 else 5)
             if j == 0:
                 ax.set_ylabel(task, fontsize=8)
     fig.suptitle(f"The same {crop}² centre crop (test split, first sample per task)", fontsize=9)
-    return _save(fig, out, "qualitative")
+    return _save(fig, out, "qualitative", dpi=90)  # many image cells: keep the files small
 
 
 def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> list[str]:

@@ -135,3 +135,22 @@ def test_psnr_against_nfe_uses_extra_evaluations(tmp_path):
     build_report([run], tmp_path / "rep")
     df = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert sorted(zip(df["evaluations"], df["psnr"])) == [(5, 20.0), (20, 22.0)]
+
+
+def test_a_grid_file_reads_only_the_evaluations_the_grid_asks_for(tmp_path):
+    from bridgezoo.bench import load_grid
+    from bridgezoo.report import find_runs
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\nout = "{tmp_path / "runs"}"\n[shared]\nbackbone = "unet-test"\n'
+                    '[axes]\nbridge = ["rdbm"]\nnfe = [5]\n')
+    run = load_grid(grid).runs[0]
+    made = make_run(run.directory.parent, "rdbm", "residual", 0, 20.0, nfe=5)
+    made.rename(run.directory)
+    extra = run.directory / "evals" / "nfe20-ddim"  # written by another grid that shares the run
+    extra.mkdir(parents=True)
+    (extra / "summary.json").write_text((run.directory / "summary.json").read_text().replace('"nfe": 5', '"nfe": 20'))
+    assert find_runs([grid]) == {run.directory: {run.directory}}
+    assert find_runs([grid, run.directory]) == {run.directory: None}  # named directly: every evaluation
+    build_report([grid], tmp_path / "rep")
+    assert list(pd.read_csv(tmp_path / "rep" / "summary.csv")["evaluations"]) == [5]
