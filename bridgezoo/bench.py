@@ -31,8 +31,10 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -159,22 +161,21 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
     out = Path(out if out is not None else spec.get("out", "runs/bench"))
     samplers = [None if v in (None, "official") else v for v in values["sampler"]]  # None: the bridge's own
     evals = list(itertools.product(values["nfe"], samplers))
-    runs, seen = [], {}
+    runs: dict[str, GridRun] = {}
     for bridge, pi, backbone, seed in itertools.product(*(values[k] for k in TRAIN_AXES)):
-        pi = None if pi in (None, "default") else pi
-        pi = pi or resolve_pi(bridge)
+        if pi in (None, "default"):
+            pi = resolve_pi(bridge)  # still "default" for a bridge that cannot be built here
         config = dict(shared) | {"bridge": bridge, "backbone": backbone, "seed": seed if seed is not None else 0,
                                  "pi": None if pi == "default" else pi, "nfe": evals[0][0], "sampler": evals[0][1]}
         config["bridge_opts"] = dict(shared.get("bridge_opts", {})) | dict(per_bridge.get(bridge, {}))
         config["quiet"] = True
         name = "-".join([bridge, f"pi_{pi}", str(backbone or "auto").replace("/", "_"),
                          f"s{config['seed']}", training_key(config)])
-        if name in seen:  # "default" and the bridge's own π written out are the same run
+        if name in runs:  # "default" and the bridge's own π written out are the same run
             continue
         config["out"] = str(out / name)
-        seen[name] = GridRun(name, out / name, config, _distinct_evals(evals, bridge, resolve_official))
-        runs.append(seen[name])
-    return runs
+        runs[name] = GridRun(name, out / name, config, _distinct_evals(evals, bridge, resolve_official))
+    return list(runs.values())
 
 
 def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
@@ -201,24 +202,20 @@ def run_one(spec: dict) -> dict:
     """Train (or resume) one grid run and write its missing evaluations. Runs inside the worker process."""
     from .train import RunConfig, load_model, make_datasets, run
 
-    config = spec["config"]
-    cfg = RunConfig(**config)
-    directory = Path(config["out"])
-    first = tuple(spec["evals"][0])
+    grid_run = GridRun(spec["name"], Path(spec["config"]["out"]), spec["config"], [tuple(e) for e in spec["evals"]])
+    missing = grid_run.missing_evals()
     summaries = {}
-    if not (directory / "summary.json").exists():
-        summaries[first] = run(cfg, resume=(directory / "config.json").exists())
-    extra = [tuple(e) for e in spec["evals"][1:]]
+    if grid_run.evals[0] in missing:  # the run's own evaluation: train (or resume) first
+        directory = grid_run.directory
+        summaries[grid_run.evals[0]] = run(RunConfig(**grid_run.config), resume=(directory / "config.json").exists())
+    extra = [e for e in missing if e != grid_run.evals[0]]
     if extra:
         from .evaluate import evaluate
 
-        bridge, model, saved = load_model(directory / "model.safetensors")  # its config is already resolved
+        bridge, model, saved = load_model(grid_run.directory / "model.safetensors")  # its config is resolved
         _, eval_set = make_datasets(saved)
-        grid_run = GridRun(spec["name"], directory, config, [first, *extra])
         for nfe, sampler in extra:
             target = grid_run.eval_dir(nfe, sampler)
-            if (target / "summary.json").exists():
-                continue
             summaries[(nfe, sampler)] = evaluate(bridge, model, eval_set, target, nfe=nfe, sampler=sampler,
                                                  tile=saved.tile, overlap=saved.tile_overlap,
                                                  crop_border=saved.crop_border, samples=saved.samples,
@@ -280,10 +277,10 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
         else:
             todo.append(r)
     _write_status(grid, records, command)
-    free = list(range(len(slots)))
-    import threading
-
-    lock = threading.Lock()
+    free = queue.SimpleQueue()  # the slots not in use
+    for slot in slots:
+        free.put(slot)
+    lock = threading.Lock()  # guards records, the status file and the progress bar
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet) as progress:
@@ -291,14 +288,12 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
                                  info=f"{len(grid.runs) - len(todo)} already done")
 
         def work(r: GridRun):
-            with lock:
-                slot = free.pop()
+            slot = free.get()
             try:
                 resumed = (r.directory / "config.json").exists()
-                code, err, seconds = launch(r, slots[slot])
+                code, err, seconds = launch(r, slot)
             finally:
-                with lock:
-                    free.append(slot)
+                free.put(slot)
             rec = {"name": r.name, "directory": str(r.directory), "seconds": round(seconds, 1), "resumed": resumed}
             if code == 0 and r.finished:
                 rec["status"] = "done"

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import math
 import platform
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
@@ -119,19 +118,16 @@ def load_results(runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
                     rec = json.loads(line)
                     curves.append(base | {"step": rec["step"], "loss": rec["loss"],
                                           "probe_loss": rec.get("probe_loss", rec["loss"])})
-    results = pd.DataFrame(rows)
-    if not results.empty:  # one evaluation per (run, NFE, sampler): an "official" one that is ddim again is a copy
-        results = results.sort_values("primary", ascending=False).drop_duplicates(["run", "nfe", "sampler"])
-        results = results.sort_index()
-        task_rows = [r for r in task_rows if (r["run"], r["nfe"], r["sampler"]) in
-                     set(zip(results["run"], results["nfe"], results["sampler"]))]
-        task_rows = list({(r["run"], r["nfe"], r["sampler"], r["task"]): r for r in task_rows}.values())
-    if results.empty:
+    if not rows:
         from .errors import OptionError
 
         raise OptionError("none of the runs has a finished evaluation (summary.json): " + ", ".join(unfinished))
+    # one evaluation per (run, NFE, sampler): an "official" one that is ddim again is a copy; a run's own
+    # evaluation comes first in `_evaluations`, so keeping the first keeps it
+    results = pd.DataFrame(rows).drop_duplicates(["run", "nfe", "sampler"], keep="first")
+    per_task = pd.DataFrame(task_rows).drop_duplicates(["run", "nfe", "sampler", "task"], keep="first")
     results.attrs["unfinished"] = unfinished
-    return results, pd.DataFrame(task_rows), pd.DataFrame(curves)
+    return results, per_task, pd.DataFrame(curves)
 
 
 def method_label(df: pd.DataFrame) -> pd.Series:
@@ -165,7 +161,7 @@ def compute_column(results: pd.DataFrame) -> pd.DataFrame:
         ekey = (r["bridge"], r["pi"], r["nfe"], r["sampler"])
         if ekey not in evals:
             evals[ekey] = network_evaluations(r["bridge"], r["pi"], r["nfe"], r["sampler"])
-        out.loc[i, "params_m"] = cards[key]["params"] / 1e6 if cards[key]["params"] == cards[key]["params"] else math.nan
+        out.loc[i, "params_m"] = cards[key]["params"] / 1e6
         out.loc[i, "evaluations"] = evals[ekey]
         out.loc[i, "gmacs_per_image"] = cards[key]["gmacs"] * evals[ekey]
     return out
@@ -527,15 +523,10 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     results, per_task, curves = load_results(runs)
     results = compute_column(results)
     results["method"] = method_label(results)
-    labels = results.drop_duplicates("run").set_index("run")["method"]
-    per_task["method"] = per_task["run"].map(labels)
-    # per-task rows belong to (run, nfe, sampler); relabel with that evaluation's method name
-    per_task = per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"],
-                              suffixes=("_run", ""))
-    if not curves.empty:
-        curves["method"] = curves["run"].map(labels)
-        first_eval = results.drop_duplicates("run").set_index("run")
-        curves["method"] = curves["run"].map(first_eval["method"])
+    # per-task rows belong to (run, nfe, sampler): that evaluation's method name
+    per_task = per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    if not curves.empty:  # a run's training curve is shown under its first evaluation's method name
+        curves["method"] = curves["run"].map(results.drop_duplicates("run").set_index("run")["method"])
     results.to_csv(out / "results_per_run.csv", index=False)
 
     summary = summary_table(results)
@@ -599,6 +590,3 @@ def _html(title, command, conventions, crop, results, tables, figures, reading) 
     parts.append("</body></html>")
     return "\n".join(parts)
 
-
-def main_command() -> str:
-    return " ".join(["bridgezoo", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("bridgezoo") else ""
