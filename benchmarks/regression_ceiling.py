@@ -55,7 +55,7 @@ def main(argv=None):
     ema = ModelEmaV3(net, decay=args.ema_decay)
     start = time.perf_counter()
     losses = []
-    for step, batch in Batches(train_set, args.batch, 0, args.iters, args.seed):
+    for step, batch, _ in Batches(train_set, args.batch, 0, args.iters, args.seed):
         mu, x0 = batch["lq"], batch["gt"]
         loss = (net(mu, mu, torch.ones(mu.shape[0])) - x0).abs().mean()
         opt.zero_grad(set_to_none=True)

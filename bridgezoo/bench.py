@@ -197,6 +197,26 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
                 spec.get("description", ""))
 
 
+def check_grid(grid: Grid) -> dict[str, str]:
+    """{run name: what is wrong} for every run whose options fail `preflight.check_config` (unknown bridge, bad
+    bridge_opts, a sampler or NFE the bridge does not have, ...), including every evaluation's (nfe, sampler)."""
+    import dataclasses as dc
+
+    from .errors import BridgezooError
+    from .preflight import check_config
+    from .train import RunConfig
+
+    problems = {}
+    for r in grid.runs:
+        try:
+            cfg, bridge = check_config(RunConfig(**r.config))
+            for nfe, sampler in r.evals[1:]:
+                check_config(dc.replace(cfg, nfe=nfe, sampler=sampler))
+        except (BridgezooError, TypeError) as exc:
+            problems[r.name] = str(exc)
+    return problems
+
+
 # ---------------------------------------------------------------------------------------------- execution
 def run_one(spec: dict) -> dict:
     """Train (or resume) one grid run and write its missing evaluations. Runs inside the worker process."""
@@ -212,14 +232,14 @@ def run_one(spec: dict) -> dict:
     if extra:
         from .evaluate import evaluate
 
-        bridge, model, saved = load_model(grid_run.directory / "model.safetensors")  # its config is resolved
+        bridge, model, saved = load_model(grid_run.directory / "model.safetensors", device="auto")  # the slot's GPU
         _, eval_set = make_datasets(saved)
         for nfe, sampler in extra:
             target = grid_run.eval_dir(nfe, sampler)
             summaries[(nfe, sampler)] = evaluate(bridge, model, eval_set, target, nfe=nfe, sampler=sampler,
                                                  tile=saved.tile, overlap=saved.tile_overlap,
                                                  crop_border=saved.crop_border, samples=saved.samples,
-                                                 seed=saved.seed, quiet=True)
+                                                 seed=saved.seed, quiet=True, device=next(model.parameters()).device)
     return {f"nfe{k[0]}-{k[1]}": v.get("overall", {}).get("psnr") for k, v in summaries.items() if v}
 
 

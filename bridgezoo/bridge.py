@@ -304,10 +304,21 @@ class Bridge:
         w = self.loss_weight(t)
         return (per * w.to(per)).mean() if w is not None else per.mean()
 
-    def training_loss(self, model, x0, mu, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample t and noise, build x_t, call `model(x_t, mu, t)`, return `loss`."""
-        t = self.sample_t(x0.shape[0], generator=generator, device=x0.device).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    def training_loss(self, model, x0, mu, generator=None) -> torch.Tensor:
+        """Sample t and noise, build x_t, call `model(x_t, mu, t)`, return `loss`.
+
+        `generator`: one torch.Generator for the batch, or a sequence of one generator per sample (the runner
+        seeds each sample's t and noise by its draw number, so a batch split over N processes is trained with
+        exactly the t and noise of the same batch on one process)."""
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != x0.shape[0]:
+                raise ValueError(f"{len(generator)} generators for a batch of {x0.shape[0]}")
+            t = torch.cat([self.sample_t(1, generator=g, device=x0.device).to(x0.device) for g in generator])
+            noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=g, device=x0.device, dtype=x0.dtype)
+                               for g in generator])
+        else:
+            t = self.sample_t(x0.shape[0], generator=generator, device=x0.device).to(x0.device)
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x_t = self.q_sample(x0, mu, t, noise)
         return self.loss(model(x_t, mu, t.to(x0.dtype)), x0, mu, x_t, t)
 

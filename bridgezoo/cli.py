@@ -99,25 +99,98 @@ def _key_values(pairs, option):
     return out
 
 
+RUN_FIELDS = {  # argparse dest → RunConfig field, for every `bridgezoo run` option that is a run setting
+    "bridge": "bridge", "backbone": "backbone", "data": "data", "eval_data": "eval_data", "tasks": "tasks",
+    "iters": "iters", "batch": "batch", "patch": "patch", "lr": "lr", "warmup": "warmup", "ema_decay": "ema_decay",
+    "nfe": "nfe", "sampler": "sampler", "pi": "pi", "bridge_opt": "bridge_opts", "backbone_opt": "backbone_opts",
+    "mixed_precision": "mixed_precision", "channels_last": "channels_last", "seed": "seed", "preset": "preset",
+    "out": "out", "eval_max_side": "eval_max_side", "tile": "tile", "tile_overlap": "tile_overlap",
+    "crop_border": "crop_border", "workers": "num_workers", "quiet": "quiet", "save_every": "save_every",
+    "log_every": "log_every", "grad_accum": "grad_accum",
+}
+
+
+def _run_value(dest, value):
+    if dest == "bridge_opt":
+        return _key_values(value, "--bridge-opt")
+    if dest == "backbone_opt":
+        out = {}
+        for key, v in _key_values(value, "--backbone-opt").items():
+            try:
+                out[key] = json.loads(v)
+            except json.JSONDecodeError:
+                out[key] = v
+        return out
+    return value
+
+
 def cmd_run(args) -> int:
+    """A new run from the given options and the defaults, or (--resume) the saved run with only the options
+    given explicitly on the command line, which must agree with the saved ones."""
+    from pathlib import Path
+
+    from bridgezoo.preflight import saved_config
     from bridgezoo.train import RunConfig, run
 
-    backbone_opts = {}
-    for key, value in _key_values(args.backbone_opt, "--backbone-opt").items():
-        try:
-            backbone_opts[key] = json.loads(value)
-        except json.JSONDecodeError:
-            backbone_opts[key] = value
-    cfg = RunConfig(
-        bridge=args.bridge, backbone=args.backbone, data=args.data, eval_data=args.eval_data, tasks=args.tasks,
-        iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr, nfe=args.nfe, sampler=args.sampler,
-        pi=args.pi, bridge_opts=_key_values(args.bridge_opt, "--bridge-opt"), backbone_opts=backbone_opts,
-        mixed_precision=args.mixed_precision, channels_last=args.channels_last, seed=args.seed, preset=args.preset, out=args.out,
-        eval_max_side=args.eval_max_side, tile=args.tile, tile_overlap=args.tile_overlap,
-        crop_border=args.crop_border, num_workers=args.workers, quiet=args.quiet, save_every=args.save_every,
-        log_every=args.log_every, grad_accum=args.grad_accum)
-    run(cfg, resume=args.resume)
+    given = {RUN_FIELDS[d]: _run_value(d, v) for d, v in vars(args).items() if d in RUN_FIELDS}
+    if not args.resume:
+        run(RunConfig(**given), resume=False)
+        return 0
+    explicit = {RUN_FIELDS[d]: _run_value(d, v) for d, v in vars(args.explicit).items() if d in RUN_FIELDS}
+    out = explicit.get("out") or RunConfig(**given).resolve(_has_gpu()).out
+    saved = saved_config(Path(out))
+    run(RunConfig.from_saved(saved, **(explicit | {"out": out})), resume=True)
     return 0
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def restore_targets(inputs, out) -> list[tuple]:
+    """[(input file, output PNG)] for files and folders (searched recursively, hidden entries skipped).
+
+    A folder's images keep their path relative to it under `out`; a file given alone goes to `out/STEM.png`.
+    Where two inputs would share an output — `a.png` and `a.jpg`, or `flower.png` in two folders — the extension
+    (`a_jpg.png`) and then the folder name (`FOLDER/flower.png`) tell them apart; what still clashes is an error.
+    """
+    from pathlib import Path
+
+    from bridgezoo.data import DataError
+    from bridgezoo.data.io import is_image
+
+    found = []  # (file, relative path without suffix, name of the folder it was given in or found in)
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            files = sorted(q for q in p.rglob("*") if q.is_file() and is_image(q)
+                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            found += [(q, q.relative_to(p).with_suffix(""), p.resolve().name) for q in files]
+        elif p.is_file():
+            found.append((p, Path(p.stem), p.resolve().parent.name))
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    if not found:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+
+    def clashes(names):
+        count: dict = {}
+        for n in names:
+            count[n] = count.get(n, 0) + 1
+        return {n for n, c in count.items() if c > 1}
+
+    names = [rel for _, rel, _ in found]
+    same = clashes(names)
+    names = [n.with_name(f"{n.name}_{f.suffix[1:].lower()}") if n in same else n for (f, _, _), n in zip(found, names)]
+    same = clashes(names)
+    names = [Path(folder) / n if n in same else n for (_, _, folder), n in zip(found, names)]
+    same = clashes(names)
+    if same:
+        listing = "; ".join(", ".join(str(f) for (f, _, _), n in zip(found, names) if n == s) for s in sorted(same))
+        raise DataError(f"these inputs would be written to the same output file: {listing}; restore them separately")
+    return [(f, Path(out) / n.with_name(n.name + ".png")) for (f, _, _), n in zip(found, names)]
 
 
 def cmd_restore(args) -> int:
@@ -127,38 +200,37 @@ def cmd_restore(args) -> int:
     from tqdm.auto import tqdm
 
     from bridgezoo.data import DataError, read_image, write_png
-    from bridgezoo.data.io import is_image
     from bridgezoo.evaluate import restore, to01
-    from bridgezoo.train import load_model
+    from bridgezoo.train import load_model, resolve_device
 
+    if args.nfe is not None and args.nfe < 1:
+        raise DataError(f"--nfe must be at least 1, got {args.nfe}")
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+        raise DataError(f"--tile-overlap ({args.tile_overlap}) must lie in [0, --tile ({args.tile}))")
+    device = resolve_device(args.device)
+    targets = restore_targets(args.inputs, args.out)
+    existing = [str(o) for _, o in targets if o.exists()]
+    if existing and not args.overwrite:
+        raise DataError(f"{len(existing)} output file(s) exist already, e.g. {', '.join(existing[:3])}; "
+                        "choose another --out or pass --overwrite")
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
-    bridge, model, cfg = load_model(weights)
-    files = []
-    for name in args.inputs:
-        p = Path(name)
-        if p.is_dir():
-            files.extend(sorted(q for q in p.iterdir() if q.is_file() and is_image(q)))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    if not files:
-        raise DataError(f"no images found in {', '.join(args.inputs)}")
-    images = [(f, read_image(f)) for f in files]  # read (and validate) every input before writing anything
-    out = Path(args.out)
-    for f, img in tqdm(images, desc="restore", disable=args.quiet):
-        lq = torch.from_numpy(img.transpose(2, 0, 1)).float() * 2 - 1
+    bridge, model, cfg = load_model(weights, device=device)
+    sampler = args.sampler or cfg.sampler
+    bridge._check_sampler(sampler)
+    images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
+    for f, o, img in tqdm(images, desc="restore", disable=args.quiet):
+        lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
         with torch.no_grad():
-            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=args.sampler or cfg.sampler,
+            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=sampler,
                           tile=args.tile, overlap=args.tile_overlap, seed=args.seed)
-        write_png(out / f"{f.stem}.png", to01(res))
+        write_png(o, to01(res))
     if not args.quiet:
-        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} into {out}")
+        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}")
     return 0
 
 
 def cmd_bench(args) -> int:
-    from bridgezoo.bench import bench, load_grid
+    from bridgezoo.bench import bench, check_grid, load_grid
 
     grid = load_grid(args.grid, out=args.out)
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
@@ -168,11 +240,18 @@ def cmd_bench(args) -> int:
         n = torch.cuda.device_count()
         gpus = list(range(n)) if n else None
     todo = [r for r in grid.runs if not r.finished]
+    problems = check_grid(grid)  # every run's options, against its bridge and sampler, before anything runs
     if args.dry_run:
         for r in grid.runs:
-            print(("done  " if r.finished else "todo  ") + str(r.directory))
-        print(f"{len(grid.runs)} runs, {len(todo)} to do")
-        return 0
+            state = "done  " if r.finished else ("BAD   " if r.name in problems else "todo  ")
+            print(state + str(r.directory) + (f": {problems[r.name]}" if r.name in problems else ""))
+        print(f"{len(grid.runs)} runs, {len(todo)} to do" + (f", {len(problems)} with bad options" if problems else ""))
+        return 2 if problems else 0
+    if problems:
+        from bridgezoo.errors import OptionError
+
+        raise OptionError(f"{args.grid}: {len(problems)} run(s) have bad options, nothing was run: "
+                          + "; ".join(f"{name}: {msg}" for name, msg in problems.items()))
     if not args.quiet:
         where = f"GPUs {gpus}" if gpus else f"{args.jobs or 1} job(s) on CPU"
         print(f"grid {grid.name}: {len(grid.runs)} runs ({len(grid.runs) - len(todo)} finished) in {grid.out}, {where}")
@@ -216,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--patch", type=int, default=None, help="training patch size")
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=None,
+                   help="linear learning-rate warm-up steps (default: the preset's, at most 5%% of --iters)")
+    p.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the evaluated weights (default: preset)")
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation (default ddim, shared by all bridges)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
@@ -251,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser("data", help="look at data: `bridgezoo data preview`")
@@ -284,9 +368,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _explicit(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """The options given on the command line, without defaults (a copy of the parser whose defaults are
+    SUPPRESS parses the same arguments)."""
+    import copy
+
+    quiet = copy.deepcopy(parser)
+    stack = [quiet]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.dest not in ("help", "command", "func", "data_command"):
+                action.default = argparse.SUPPRESS
+    return quiet.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "resume", False):
+        args.explicit = _explicit(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -82,11 +82,12 @@ def to01(x: torch.Tensor) -> np.ndarray:
 
 def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, sampler: str | None = None,
              tile: int | None = None, overlap: int = 32, crop_border: int = 0, samples: int = 2, seed: int = 0,
-             accelerator=None, quiet: bool = False) -> dict:
+             accelerator=None, quiet: bool = False, device=None) -> dict:
     """Restore every item of `dataset`, write `eval.csv`, `summary.json` and `samples/` in `out_dir`.
 
     Items are split over processes when `accelerator` has several; the rows are gathered, so the metrics are
-    those of one process. Each image's sampler noise is seeded by (seed, index).
+    those of one process. Each image's sampler noise is seeded by (seed, index). Without an accelerator the
+    evaluation runs on `device` (the model's, e.g. a GPU; default CPU).
     """
     from tqdm.auto import tqdm
 
@@ -94,7 +95,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
 
     out_dir = Path(out_dir)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    device = accelerator.device if accelerator else torch.device("cpu")
+    device = accelerator.device if accelerator else torch.device(device or "cpu")
     lpips = LPIPS(device=device)
     rows, per_task_count = [], {}
     indices = list(range(rank, len(dataset), world))

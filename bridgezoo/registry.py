@@ -38,6 +38,11 @@ class Entry:
     summary: str
     plugin: str
     distribution: str
+    version: str = ""
+
+    def provider(self) -> dict:
+        """Who provides it: {"plugin", "distribution", "version"} (recorded in a run's config and weights)."""
+        return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version}
 
 
 @dataclass
@@ -155,7 +160,7 @@ class Registry:
                 summary = summary or obj.summary
                 if "name" not in obj.__dict__:
                     obj.name = name
-            table[name] = Entry(name, obj, tuple(aliases), summary, record.name, record.distribution)
+            table[name] = Entry(name, obj, tuple(aliases), summary, record.name, record.distribution, record.version)
             for a in aliases:
                 alias_table[a] = name
             record.provides["bridges" if kind == "bridge" else "backbones"].append(name)
@@ -233,6 +238,16 @@ def get_backbone(name: str, **options):
         if prefix + "/" in reg.kinds["backbone"]:
             return reg.kinds["backbone"][prefix + "/"].obj(rest, **options)
     return reg.entry("backbone", name).obj(**options)
+
+
+def provider(kind: str, name: str) -> dict:
+    """{"plugin", "distribution", "version"} of the plugin that registered bridge or backbone `name`
+    (`timm-unet/<encoder>` style names: the prefix's plugin)."""
+    reg = registry()
+    reg.load()
+    if kind == "backbone" and name not in reg.kinds[kind] and name not in reg.aliases[kind] and "/" in name:
+        name = name.split("/", 1)[0] + "/"
+    return reg.entry(kind, name).provider()
 
 
 def plugin_records() -> list[dict]:

@@ -8,6 +8,7 @@ step k, so a resumed run continues bit for bit (on CPU) where an uninterrupted o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import torch
 
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
+from .seeding import derive_seed, generator
 
 PRESETS = {
     # About 7 minutes on 2 CPU cores (2.1 it/s for rdbm on unet-T; measured, see README).
@@ -32,6 +34,12 @@ PRESETS = {
     "paper": {"backbone": "unet-L", "iters": 300000, "batch": 10, "patch": 256, "lr": 8e-5, "warmup": 1000,
               "ema_decay": 0.995, "eval_max_side": None, "save_every": 5000},
 }
+
+
+def _flag(field: str) -> str:
+    from .preflight import flag
+
+    return flag(field)
 
 
 class TrainingError(BridgezooError):
@@ -51,7 +59,7 @@ class RunConfig:
     batch: int | None = None
     patch: int | None = None
     lr: float | None = None
-    warmup: int | None = None
+    warmup: int | None = None  # None: the preset's, capped at 5% of --iters
     ema_decay: float | None = None
     nfe: int | None = None
     sampler: str | None = "ddim"
@@ -86,9 +94,12 @@ class RunConfig:
         if preset not in PRESETS:
             raise OptionError(f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
         cfg.preset = preset
+        warmup_from_preset = cfg.warmup is None
         for key, value in PRESETS[preset].items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+        if warmup_from_preset and cfg.iters:  # the preset's warm-up is 5% of its iterations; keep that share
+            cfg.warmup = min(cfg.warmup, max(1, round(0.05 * cfg.iters)))
         if cfg.backbone is None:
             cfg.backbone = "unet-L" if has_gpu else "unet-T"
         if cfg.out is None:
@@ -103,10 +114,34 @@ class RunConfig:
             cfg.channels_last = "on" if has_gpu else "off"
         for name in ("iters", "batch", "patch", "grad_accum", "log_every", "save_every"):
             if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-                raise OptionError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+                raise OptionError(f"{_flag(name)} must be at least 1, got {getattr(cfg, name)}")
         if cfg.lr <= 0:
             raise OptionError(f"--lr must be positive, got {cfg.lr}")
+        if not 0 <= cfg.warmup <= cfg.iters:
+            raise OptionError(f"--warmup must lie in [0, --iters = {cfg.iters}], got {cfg.warmup}")
+        if not 0 <= cfg.ema_decay < 1:
+            raise OptionError(f"--ema-decay must lie in [0, 1), got {cfg.ema_decay}")
+        if cfg.nfe is not None and cfg.nfe < 1:
+            raise OptionError(f"--nfe must be at least 1 (or left out for the bridge's default), got {cfg.nfe}")
+        if cfg.tile is not None and cfg.tile < 8:
+            raise OptionError(f"--tile must be at least 8 pixels, got {cfg.tile}")
+        if cfg.tile_overlap < 0 or (cfg.tile is not None and cfg.tile_overlap >= cfg.tile):
+            raise OptionError(f"--tile-overlap ({cfg.tile_overlap}) must lie in [0, --tile ({cfg.tile}))")
+        if cfg.eval_max_side is not None and cfg.eval_max_side < 8:
+            raise OptionError(f"--eval-max-side must be at least 8 pixels, got {cfg.eval_max_side}")
+        for name in ("crop_border", "samples", "num_workers", "weight_decay", "grad_clip"):
+            if getattr(cfg, name) < 0:
+                raise OptionError(f"{_flag(name)} must not be negative, got {getattr(cfg, name)}")
         return cfg
+
+    @classmethod
+    def from_saved(cls, saved: dict, **overrides) -> "RunConfig":
+        """The RunConfig of a run's saved config.json (unknown keys ignored), with `overrides` applied."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in overrides if k not in fields]
+        if unknown:
+            raise OptionError(f"unknown run option(s): {', '.join(unknown)}")
+        return cls(**({k: v for k, v in saved.items() if k in fields} | overrides))
 
 
 def package_versions() -> dict:
@@ -121,16 +156,45 @@ def package_versions() -> dict:
     return versions
 
 
-def build(cfg: RunConfig):
-    """(bridge, wrapped model) from a resolved config."""
-    from .registry import get_backbone, get_bridge
+def build_bridge(cfg: RunConfig, options: dict | None = None):
+    """The run's bridge: from `cfg.bridge_opts` and `cfg.pi`, or from a saved run's resolved `options` (so a
+    changed plugin default never changes a trained model)."""
+    from .registry import get_bridge
 
-    opts = dict(cfg.bridge_opts)
-    if cfg.pi is not None:
-        opts["pi"] = cfg.pi
-    bridge = get_bridge(cfg.bridge, **opts)
+    if options is None:
+        options = dict(cfg.bridge_opts)
+        if cfg.pi is not None:
+            options["pi"] = cfg.pi
+    return get_bridge(cfg.bridge, **options)
+
+
+def build(cfg: RunConfig, bridge_options: dict | None = None):
+    """(bridge, wrapped model) from a resolved config (and a saved run's resolved bridge options)."""
+    from .registry import get_backbone
+
+    bridge = build_bridge(cfg, bridge_options)
     network = get_backbone(cfg.backbone, out_channels=bridge.out_channels(3), **cfg.backbone_opts)
     return bridge, bridge.wrap(network)
+
+
+def providers(cfg: RunConfig) -> dict:
+    """Which distribution (and version) provides the run's bridge and backbone."""
+    from .registry import provider
+
+    return {"bridge": provider("bridge", cfg.bridge), "backbone": provider("backbone", cfg.backbone)}
+
+
+def resolve_device(device: str | None = "auto") -> torch.device:
+    """"auto" → the first GPU if there is one, else the CPU; otherwise any torch device string (cpu, cuda:1)."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise OptionError(f"--device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"--device {device!r}: no CUDA GPU is visible here (use --device cpu or auto)")
+    return dev
 
 
 def make_datasets(cfg: RunConfig):
@@ -150,6 +214,22 @@ def make_datasets(cfg: RunConfig):
     return train, evalset
 
 
+def describe_data(train_set, eval_set, cfg: RunConfig) -> dict:
+    """What the run found in its data, as notes for the log and a record for config.json."""
+    info, notes = {}, []
+    for split, ds in (("train", train_set), ("eval", eval_set)):
+        if ds is None:
+            continue
+        if hasattr(ds, "describe"):
+            d = ds.describe(split)
+        else:
+            d = {"items": len(ds), "notes": [f"{split}: {len(ds)} {cfg.data} item(s)"]}
+        notes += d.pop("notes")
+        info[split] = d
+    info["notes"] = notes
+    return info
+
+
 def lr_lambda(warmup: int, total: int):
     """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
     def f(step: int) -> float:
@@ -160,12 +240,24 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    return tuple(torch.randperm(n, generator=generator(seed, "epoch", epoch)).tolist())
+
+
 def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
     """The dataset indices of global step `step`: consecutive slices of a per-epoch permutation seeded by (seed, epoch)."""
     per_epoch = max(1, n // batch)
     epoch, k = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    return perm[k * batch : (k + 1) * batch].tolist()
+    perm = _epoch_permutation(n, seed, epoch)
+    return list(perm[k * batch : (k + 1) * batch])
+
+
+def draw_item(dataset, index: int, seed: int):
+    """Item `index` of a training dataset for one draw: datasets with random augmentation (crops, flips) take the
+    draw's own seed through `draw(index, seed)`; the others are already a function of the index (zoo5)."""
+    draw = getattr(dataset, "draw", None)
+    return draw(index, seed) if draw is not None else dataset[index]
 
 
 def collate(items):
@@ -174,7 +266,13 @@ def collate(items):
 
 
 class Batches(torch.utils.data.IterableDataset):
-    """The batches of steps [start, stop) for this process (a slice of each global batch), in order."""
+    """The batches of steps [start, stop) for this process, in order: (step, batch, draws).
+
+    Each global batch of `batch` items is split over the processes (rank r takes positions r, r + world, …);
+    `draws` are the global draw numbers step·batch + position of this process's items. The augmentation of an item
+    and the noise it is trained with are seeded by (seed, draw), so a run gives the same global batches, the
+    same crops and the same noise on 1 or N processes, and a resumed run continues exactly.
+    """
 
     def __init__(self, dataset, batch, start, stop, seed, rank=0, world=1):
         self.dataset, self.batch, self.start, self.stop, self.seed = dataset, batch, start, stop, seed
@@ -184,8 +282,11 @@ class Batches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + wid, self.stop, nw):
-            idx = batch_indices(step, self.batch, len(self.dataset), self.seed)[self.rank :: self.world]
-            yield step, collate([self.dataset[i] for i in idx])
+            idx = batch_indices(step, self.batch, len(self.dataset), self.seed)
+            positions = range(self.rank, len(idx), self.world)
+            draws = [step * self.batch + j for j in positions]
+            items = [draw_item(self.dataset, idx[j], derive_seed(self.seed, "draw", d)) for j, d in zip(positions, draws)]
+            yield step, collate(items), draws
 
 
 def _save_state(accelerator, run: Path, step: int) -> None:
@@ -222,10 +323,17 @@ def save_weights(path: Path, model: torch.nn.Module, cfg: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_model(weights: str | Path, device="cpu"):
-    """(bridge, model, config) from a `model.safetensors` written by `bridgezoo run`: nothing else is needed."""
+def load_model(weights: str | Path, device: str | torch.device | None = "auto"):
+    """(bridge, model, config) from a `model.safetensors` written by `bridgezoo run`: nothing else is needed.
+
+    The bridge is rebuilt from the options the run resolved and saved (not today's plugin defaults); `device`:
+    "auto" (the GPU if there is one), "cpu", "cuda:1", ... A model whose bridge or backbone plugin is not installed
+    names the distribution (and version) that provided it.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
+
+    from .errors import UnknownNameError
 
     path = Path(weights)
     if not path.is_file():
@@ -237,36 +345,83 @@ def load_model(weights: str | Path, device="cpu"):
         raise OptionError(f"{path}: not a safetensors file ({exc})") from None
     if meta.get("format") != "bridgezoo-1" or "config" not in meta:
         raise OptionError(f"{path}: no bridgezoo config in its metadata; was it written by `bridgezoo run`?")
-    cfg_dict = json.loads(meta["config"])
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(**{k: v for k, v in cfg_dict.items() if k in fields})
-    bridge, model = build(cfg)
+    saved = json.loads(meta["config"])
+    cfg = RunConfig.from_saved(saved)
+    try:
+        bridge, model = build(cfg, saved.get("bridge_options"))
+    except UnknownNameError as exc:
+        kind = "bridge" if f"bridge {cfg.bridge!r}" in str(exc) else "backbone"
+        prov = saved.get("providers", {}).get(kind)
+        hint = (f" This model was trained with {kind} {getattr(cfg, kind)!r} from distribution "
+                f"{prov['distribution']} {prov['version']} (plugin {prov['plugin']!r}); install it "
+                f"(pip install '{prov['distribution']}=={prov['version']}') to use this model."
+                if prov else " The model does not record which distribution provided it.")
+        raise OptionError(f"{path}: {exc}{hint}") from None
     model.load_state_dict(load_file(str(path)))
-    return bridge, model.to(device).eval(), cfg
+    return bridge, model.to(resolve_device(device)).eval(), cfg
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run never writes into a folder it did not make; a resumed one needs its config.json."""
+    if resume:
+        return
+    if (run_dir / "config.json").exists():
+        raise OptionError(f"{run_dir}: a run already exists there; use --resume to continue it or --out for a new one")
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise OptionError(f"--out {run_dir}: exists and is not a folder")
+        # error.txt is what `bridgezoo bench` leaves for a run that failed before it started
+        foreign = [p.name for p in run_dir.iterdir() if p.name != "error.txt"]
+        if foreign:
+            raise OptionError(f"--out {run_dir}: the folder exists and holds files bridgezoo did not write "
+                              f"({', '.join(sorted(foreign)[:5])}); choose a new or empty folder")
 
 
 def run(cfg: RunConfig, resume: bool = False) -> dict:
-    """Train (or resume), save, evaluate. Returns the evaluation summary (or {} if there is no eval data)."""
-    from accelerate import Accelerator
+    """Train (or resume), save, evaluate. Returns the evaluation summary (or {} if there is no eval data).
+
+    Everything that can be checked is checked before anything is written (`preflight.check_config`). With
+    `resume`, `cfg` must equal the run's saved options (except out/quiet/workers/logging): a conflict is an
+    error naming each option and its saved value (`RunConfig.from_saved` builds the saved config).
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
     from timm.utils import ModelEmaV3
     from tqdm.auto import tqdm
 
+    from .preflight import check_config, resume_conflicts, saved_config
+
     has_gpu = torch.cuda.is_available()
-    cfg = cfg.resolve(has_gpu)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not has_gpu,
-                              gradient_accumulation_steps=cfg.grad_accum)
-    say = (lambda *a: None) if cfg.quiet or not accelerator.is_main_process else (lambda *a: print(*a, flush=True))
+    cfg, _ = check_config(cfg, has_gpu)
     run_dir = Path(cfg.out)
-    if run_dir.exists() and (run_dir / "config.json").exists() and not resume:
-        raise OptionError(f"{run_dir}: a run already exists there; use --resume to continue it or --out for a new one")
+    _check_run_dir(run_dir, resume)
+    saved = None
+    if resume:
+        saved = saved_config(run_dir)
+        conflicts = resume_conflicts(dataclasses.asdict(cfg), saved)
+        if conflicts:
+            raise OptionError(f"--resume {run_dir}: options differ from the run's saved config.json: "
+                              + "; ".join(conflicts) + ". Resume without them to continue with the saved options, "
+                              "or start a new run with --out")
+    # split_batches: `Batches` splits each global batch over the processes, so the scheduler steps once per
+    # optimizer step (accelerate's default would step it once per process and end the cosine N times too early)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not has_gpu,
+                              gradient_accumulation_steps=cfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    world = accelerator.num_processes
+    if cfg.batch % world:
+        raise OptionError(f"--batch {cfg.batch} is the global batch and must split evenly over {world} processes")
+    say = (lambda *a: None) if cfg.quiet or not accelerator.is_main_process else (lambda *a: print(*a, flush=True))
     # build everything (and validate the data) before writing anything; the seed fixes the initial weights
     set_seed(cfg.seed)
-    bridge, model = build(cfg)
+    bridge, model = build(cfg, saved.get("bridge_options") if saved else None)
     train_set, eval_set = make_datasets(cfg)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "
         f"mixed precision {cfg.mixed_precision}, channels_last {cfg.channels_last} → {run_dir}")
+    data_info = describe_data(train_set, eval_set, cfg)
+    for line in data_info["notes"]:
+        say(line)
     if cfg.channels_last == "on":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -274,19 +429,26 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay)
     accelerator.register_for_checkpointing(ema)
-    config = dataclasses.asdict(cfg) | {"bridge_options": bridge.options, "versions": package_versions(),
-                                         "device": str(accelerator.device), "processes": accelerator.num_processes,
-                                         "command": " ".join(sys.argv)}
+    config = saved if saved else dataclasses.asdict(cfg) | {
+        "bridge_options": bridge.options, "providers": providers(cfg), "data_info": data_info,
+        "versions": package_versions(), "device": str(accelerator.device), "processes": world,
+        "command": " ".join(sys.argv)}
     start = 0
     if resume:
         state = _state_dir(run_dir)
         if state is not None:
-            accelerator.load_state(str(state))
+            try:
+                accelerator.load_state(str(state))
+            except Exception as exc:  # noqa: BLE001 - a state that does not fit the model: say so in one line
+                first = str(exc).strip().splitlines()[0][:300]
+                raise TrainingError(f"--resume {run_dir}: the saved state in {state} does not fit this run's model "
+                                    f"({type(exc).__name__}: {first}); nothing was changed") from None
             start = json.loads((state / "step.json").read_text())["step"]
             say(f"resuming {run_dir} at step {start}")
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, default=str))
+    accelerator.wait_for_everyone()
 
     stop_requested = []
     handlers = {}
@@ -298,33 +460,40 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     log = open(run_dir / "train.jsonl", "a") if accelerator.is_main_process else None
     loader = torch.utils.data.DataLoader(
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
-                accelerator.process_index, accelerator.num_processes),
+                accelerator.process_index, world),
         batch_size=None, num_workers=cfg.num_workers)
     probe = collate([train_set[i] for i in range(min(len(train_set), 8))])
+    device = accelerator.device
 
     def probe_loss() -> float:
-        """The loss on a fixed batch with fixed t and noise: a smooth learning curve (the step loss is noisy in t)."""
-        with torch.no_grad(), accelerator.autocast():
-            g = torch.Generator(device=accelerator.device).manual_seed(cfg.seed + 12345)
-            return bridge.training_loss(model, probe["gt"].to(accelerator.device), probe["lq"].to(accelerator.device),
-                                        generator=g).item()
+        """The loss on a fixed batch with fixed t and noise: a smooth learning curve (the step loss is noisy in t).
+        The unwrapped network in eval mode: no collective under DDP, no BatchNorm statistics moved."""
+        net = accelerator.unwrap_model(model)
+        net.eval()
+        try:
+            with torch.no_grad(), accelerator.autocast():
+                gens = [generator(cfg.seed, "probe", j, device=device) for j in range(probe["gt"].shape[0])]
+                return bridge.training_loss(net, probe["gt"].to(device), probe["lq"].to(device), generator=gens).item()
+        finally:
+            net.train()
 
     bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=cfg.quiet or not accelerator.is_main_process)
     t0, last, step = time.perf_counter(), start, start
     try:
         model.train()
-        for micro, batch in loader:
+        for micro, batch, draws in loader:
             step = micro // cfg.grad_accum
-            gen = torch.Generator(device=accelerator.device).manual_seed(
-                cfg.seed * 1_000_003 + micro * 101 + accelerator.process_index)
-            x0, mu = batch["gt"].to(accelerator.device), batch["lq"].to(accelerator.device)
+            gens = [generator(cfg.seed, "noise", d, device=device) for d in draws]
+            x0, mu = batch["gt"].to(device), batch["lq"].to(device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss = bridge.training_loss(model, x0, mu, generator=gen)
-                if not torch.isfinite(loss):
+                    loss = bridge.training_loss(model, x0, mu, generator=gens)
+                finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()  # every rank agrees
+                if not finite:
                     good = _state_dir(run_dir)
                     raise TrainingError(
-                        f"non-finite loss ({loss.item()}) at step {step}; stopped without saving. The last good state"
+                        f"non-finite loss ({loss.item()} on process {accelerator.process_index}) at step {step}; "
+                        "stopped without saving. The last good state"
                         + (f" ({good}, step {json.loads((good / 'step.json').read_text())['step']}) is intact"
                            if good else " is the start (nothing was saved yet)")
                         + "; try a lower --lr or --mixed-precision no")
@@ -343,9 +512,10 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                 now = time.perf_counter()
                 rate = (step - last) / max(now - t0, 1e-9)
                 t0, last = now, step
-                bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
+                global_loss = accelerator.reduce(loss.detach().float().reshape(1), "mean").item()  # all ranks
+                bar.set_postfix(loss=f"{global_loss:.4f}", it_s=f"{rate:.2f}")
                 if log:
-                    log.write(json.dumps({"step": step, "loss": loss.item(), "probe_loss": probe_loss(),
+                    log.write(json.dumps({"step": step, "loss": global_loss, "probe_loss": probe_loss(),
                                           "lr": scheduler.get_last_lr()[0], "it_per_s": rate}) + "\n")
                     log.flush()
             if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:

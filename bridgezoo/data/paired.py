@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..seeding import derive_seed
 from .io import DataError, is_image, read_raw, to_rgb01
 from .zoo5 import to_tensor
 
@@ -69,10 +70,11 @@ def discover(root=None, lq_dir=None, gt_dir=None) -> list[tuple[str, Path, Path]
     return tasks
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    arr = read_raw(path)  # fully decoded, so truncated files are caught here
-    to_rgb01(arr, path)  # NaN / Inf / value range / channel checks
-    return arr.shape[0], arr.shape[1]
+def _image_info(path: Path) -> tuple[tuple[int, int], list[str]]:
+    """((height, width), conversion notes) of a fully decoded image (so truncated files are caught here)."""
+    arr = read_raw(path)
+    _, notes = to_rgb01(arr, path)  # NaN / Inf / value range / channel checks
+    return (arr.shape[0], arr.shape[1]), notes
 
 
 class PairedFolders(torch.utils.data.Dataset):
@@ -89,8 +91,10 @@ class PairedFolders(torch.utils.data.Dataset):
         if small not in ("pad", "reject"):
             raise DataError(f"small={small!r}: choose 'pad' or 'reject'")
         self.patch, self.seed, self.small = patch, seed, small
+        self.root = root if root is not None else f"{lq_dir} + {gt_dir}"
         self.pairs: list[Pair] = []
         self.notes: dict[str, list[str]] = {}
+        self.conversions: dict[str, list[str]] = {}  # note ("grayscale converted to RGB", …) → files
         for task, lq, gt in discover(root, lq_dir, gt_dir):
             self.pairs.extend(self._validate(task, lq, gt, strict))
         self.length = length or len(self.pairs)
@@ -124,7 +128,10 @@ class PairedFolders(torch.utils.data.Dataset):
             warnings.warn(msg + "; they are skipped", DataWarning, stacklevel=3)
         pairs = []
         for stem in sorted(set(lq) & set(gt)):
-            s_lq, s_gt = _image_size(lq[stem]), _image_size(gt[stem])
+            (s_lq, n_lq), (s_gt, n_gt) = _image_info(lq[stem]), _image_info(gt[stem])
+            for path, notes in ((lq[stem], n_lq), (gt[stem], n_gt)):
+                for note in notes:
+                    self.conversions.setdefault(note, []).append(str(path))
             if s_lq != s_gt:
                 raise DataError(f"size mismatch: {lq[stem]} is {s_lq[1]}×{s_lq[0]} but {gt[stem]} is {s_gt[1]}×{s_gt[0]}")
             if self.patch and min(s_lq) < self.patch and self.small == "reject":
@@ -138,6 +145,23 @@ class PairedFolders(torch.utils.data.Dataset):
     def __len__(self):
         return self.length
 
+    def describe(self, split: str) -> dict:
+        """What was found, for the run's log and config.json: pairs per task, conversions made, and the pairs
+        smaller than the training patch (reflect-padded), each with up to 5 file names."""
+        per_task: dict[str, int] = {}
+        for p in self.pairs:
+            per_task[p.task] = per_task.get(p.task, 0) + 1
+        small = [str(p.lq) for p in self.pairs if self.patch and min(p.size) < self.patch]
+        notes = [f"{split}: {len(self.pairs)} pair(s)" + (f" ({', '.join(f'{t}: {n}' for t, n in per_task.items())})"
+                                                          if len(per_task) > 1 else "") + f" in {self.root}"]
+        for note, files in self.conversions.items():
+            notes.append(f"{split}: {note}: {len(files)} file(s), e.g. {', '.join(files[:5])}")
+        if small:
+            notes.append(f"{split}: {len(small)} pair(s) smaller than the {self.patch}px training patch are "
+                         f"reflect-padded, e.g. {', '.join(small[:5])}")
+        return {"pairs": len(self.pairs), "per_task": per_task, "conversions": {k: len(v) for k, v in self.conversions.items()},
+                "smaller_than_patch": len(small), "notes": notes}
+
     def _load(self, path: Path) -> np.ndarray:
         img, notes = to_rgb01(read_raw(path), path)
         if notes:
@@ -145,20 +169,32 @@ class PairedFolders(torch.utils.data.Dataset):
         return img
 
     def __getitem__(self, i):
+        """Item i with the crop and flip of draw 0 (repeatable; training draws come through `draw`)."""
+        return self.draw(i, derive_seed(self.seed, "paired", i))
+
+    def draw(self, i, seed: int):
+        """Pair i % len(pairs) with a random crop and flip drawn from `seed`: the training loop passes a new seed
+        for every draw (its seed, step and position in the batch), so every epoch sees new patches."""
         pair = self.pairs[i % len(self.pairs)]
         lq, gt = self._load(pair.lq), self._load(pair.gt)
         if self.patch:
-            rng = random.Random(f"{self.seed}/{i}")
-            p = self.patch
-            h, w = lq.shape[:2]
-            if h < p or w < p:  # reflect-pad small images (small='reject' was checked at validation)
-                pad = ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0))
-                mode = "reflect" if h > p - h and w > p - w else "symmetric"
-                lq, gt = np.pad(lq, pad, mode=mode), np.pad(gt, pad, mode=mode)
-                h, w = lq.shape[:2]
-            y, x = rng.randrange(h - p + 1), rng.randrange(w - p + 1)
-            lq, gt = lq[y : y + p, x : x + p], gt[y : y + p, x : x + p]
-            if rng.random() < 0.5:
-                lq, gt = lq[:, ::-1], gt[:, ::-1]
+            lq, gt = random_crop_flip(lq, gt, self.patch, random.Random(seed))
         return {"lq": to_tensor(np.ascontiguousarray(lq)), "gt": to_tensor(np.ascontiguousarray(gt)),
                 "task": pair.task, "name": f"{pair.task}/{pair.lq.stem}"}
+
+
+def random_crop_flip(lq: np.ndarray, gt: np.ndarray, patch: int, rng: random.Random):
+    """The same random patch×patch crop and horizontal flip of an H×W×3 pair; images smaller than the patch are
+    reflect-padded first (symmetric where the image is less than half the patch)."""
+    p = patch
+    h, w = lq.shape[:2]
+    if h < p or w < p:
+        pad = ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0))
+        mode = "reflect" if h > p - h and w > p - w else "symmetric"
+        lq, gt = np.pad(lq, pad, mode=mode), np.pad(gt, pad, mode=mode)
+        h, w = lq.shape[:2]
+    y, x = rng.randrange(h - p + 1), rng.randrange(w - p + 1)
+    lq, gt = lq[y : y + p, x : x + p], gt[y : y + p, x : x + p]
+    if rng.random() < 0.5:
+        lq, gt = lq[:, ::-1], gt[:, ::-1]
+    return lq, gt

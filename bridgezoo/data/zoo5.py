@@ -19,13 +19,13 @@ i mod n_tasks, as RDBM's universal training balances tasks); evaluation items ar
 from __future__ import annotations
 
 import functools
-import hashlib
 
 import numpy as np
 import torch
 from scipy import ndimage
 from skimage.transform import resize
 
+from ..seeding import numpy_rng
 from .degradations import TASKS
 from .io import DataError
 
@@ -73,9 +73,7 @@ def source(name: str) -> tuple[np.ndarray, np.ndarray | None]:
     return np.clip(img, 0, 1), depth
 
 
-def _rng(*parts) -> np.random.Generator:
-    key = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(key[:8], "little"))
+_rng = numpy_rng  # every zoo5 item is a function of its named parts (seeding.derive_seed)
 
 
 def degrade(task: str, img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
