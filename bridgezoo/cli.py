@@ -153,8 +153,9 @@ def restore_targets(inputs, out) -> list[tuple]:
     """[(input file, output PNG)] for files and folders (searched recursively, hidden entries skipped).
 
     A folder's images keep their path relative to it under `out`; a file given alone goes to `out/STEM.png`.
-    Where two inputs would share an output — `a.png` and `a.jpg`, or `flower.png` in two folders — the extension
-    (`a_jpg.png`) and then the folder name (`FOLDER/flower.png`) tell them apart; what still clashes is an error.
+    Where two inputs would share an output, the name of the folder they were found in (`x/flower.png`,
+    `y/flower.png`) and then their extension (`a_png.png`, `a_jpg.png`) tell them apart; what still clashes is an
+    error, raised before anything is written.
     """
     from pathlib import Path
 
@@ -183,9 +184,10 @@ def restore_targets(inputs, out) -> list[tuple]:
 
     names = [rel for _, rel, _ in found]
     same = clashes(names)
-    names = [n.with_name(f"{n.name}_{f.suffix[1:].lower()}") if n in same else n for (f, _, _), n in zip(found, names)]
+    folders_of = {n: {folder for (_, _, folder), m in zip(found, names) if m == n} for n in same}
+    names = [Path(folder) / n if n in same and len(folders_of[n]) > 1 else n for (_, _, folder), n in zip(found, names)]
     same = clashes(names)
-    names = [Path(folder) / n if n in same else n for (_, _, folder), n in zip(found, names)]
+    names = [n.with_name(f"{n.name}_{f.suffix[1:].lower()}") if n in same else n for (f, _, _), n in zip(found, names)]
     same = clashes(names)
     if same:
         listing = "; ".join(", ".join(str(f) for (f, _, _), n in zip(found, names) if n == s) for s in sorted(same))

@@ -1,0 +1,165 @@
+"""A user's mistake never costs a run or a result: options fail before anything is written, broken plugins fail
+in a second with their name, restore never overwrites, and what the data needed (conversions, padding) is said."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import bridgezoo
+from bridgezoo.registry import get_bridge, registry
+
+FAST = ["--backbone", "unet-test", "--batch", "2", "--patch", "16", "--eval-max-side", "24", "--nfe", "2",
+        "--tasks", "lowlight", "--quiet"]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--nfe", "0"], "--nfe must be at least 1"),
+    (["--nfe", "-3"], "--nfe must be at least 1"),
+    (["--tile", "8"], "--tile-overlap (32) must lie in [0, --tile (8))"),
+    (["--sampler", "heun"], "bridge 'rdbm' has no sampler 'heun'"),
+    (["--warmup", "500"], "--warmup must lie in [0, --iters = 30]"),
+    (["--ema-decay", "1.5"], "--ema-decay must lie in [0, 1)"),
+    (["--crop-border", "-1"], "--crop-border must not be negative"),
+    (["--bridge-opt", "T=-4"], "T"),
+])
+def test_bad_options_fail_in_seconds_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    res = cli("run", "--out", out, "--iters", "30", *FAST[:-1], *args)  # FAST without --quiet: nothing trains
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert not out.exists() and "train" not in res.stdout
+    assert time.perf_counter() - start < 60  # no training happened (a real run of 30 steps takes longer)
+
+
+def test_the_preset_warmup_is_capped_for_short_runs():
+    from bridgezoo.train import RunConfig
+
+    assert RunConfig(iters=30).resolve(has_gpu=False).warmup == 2  # 5% of 30, not the preset's 40
+    assert RunConfig().resolve(has_gpu=False).warmup == 40  # the preset as measured
+    assert RunConfig(iters=30, warmup=10).resolve(has_gpu=False).warmup == 10  # an explicit choice stays
+
+
+class _BrokenPlugin:
+    """A third-party bridge whose `_coefficients` has a bug (a KeyError), as a user's plugin might."""
+
+    @staticmethod
+    @bridgezoo.hookimpl
+    def register_bridges(register):
+        base = type(get_bridge("rdbm"))
+
+        class Broken(base):
+            def _coefficients(self, t):
+                return self.options["lambda"]  # the option is called lam
+
+        register(Broken, name="broken")
+
+
+def test_a_broken_plugin_fails_at_start_with_its_name_and_writes_nothing(tmp_path):
+    from bridgezoo.preflight import PluginCheckError
+    from bridgezoo.train import RunConfig, run
+
+    registry().load()
+    registry().add_plugin(_BrokenPlugin())
+    out = tmp_path / "run"
+    start = time.perf_counter()
+    with pytest.raises(PluginCheckError, match=r"bridge 'broken' \(plugin '_BrokenPlugin'.*coefficients\(t\): KeyError"):
+        run(RunConfig(bridge="broken", backbone="unet-test", iters=5, out=str(out), quiet=True))
+    assert time.perf_counter() - start < 10 and not out.exists()
+
+
+def test_a_plugin_whose_predict_x0_does_not_invert_its_target_is_caught():
+    from bridgezoo.preflight import PluginCheckError, exercise_bridge
+
+    bridge = get_bridge("rdbm", objective="x0")
+    exercise_bridge(bridge)  # the built-in passes
+    bridge.predict_x0 = lambda output, x_t, mu, t: output * 0.9
+    with pytest.raises(PluginCheckError, match="predict_x0"):
+        exercise_bridge(bridge)
+
+
+# ------------------------------------------------------------------------------------------------ restore
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "run"
+    res = cli("run", "--out", out, "--iters", "2", *FAST)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
+def _image(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, np.full((20, 24, 3), value, np.uint8))
+
+
+def test_restore_keeps_same_stem_and_same_name_inputs_apart_and_never_overwrites(model_run, tmp_path):
+    _image(tmp_path / "in" / "a.png", 50)
+    _image(tmp_path / "in" / "a.jpg", 200)
+    _image(tmp_path / "in" / "sub" / "b.png", 90)
+    _image(tmp_path / "x" / "flower.png", 30)
+    _image(tmp_path / "y" / "flower.png", 220)
+    out = tmp_path / "out"
+    res = cli("restore", "--run", model_run, tmp_path / "in", tmp_path / "x", tmp_path / "y", "--out", out, "--nfe", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["a_jpg.png", "a_png.png", "sub/b.png", "x/flower.png", "y/flower.png"]
+    assert iio.imread(out / "a_png.png").mean() < iio.imread(out / "a_jpg.png").mean()  # each from its own input
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    again = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2")
+    assert again.returncode == 2 and "exist already" in again.stderr and "--overwrite" in again.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
+    forced = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2", "--overwrite")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- data notes
+def test_a_run_on_own_folders_says_what_it_found_converted_and_padded(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for sub in ("LQ", "GT"):
+            (tmp_path / "data" / split / sub).mkdir(parents=True)
+        for i in range(n):
+            gt = rng.integers(0, 256, (12, 14), dtype=np.uint8)  # grayscale, smaller than the 16px patch
+            iio.imwrite(tmp_path / "data" / split / "GT" / f"{i}.png", gt)
+            iio.imwrite(tmp_path / "data" / split / "LQ" / f"{i}.png", gt // 2)
+    out = tmp_path / "run"
+    res = cli("run", "--out", out, "--data", tmp_path / "data", "--iters", "2", *FAST[:6], "--nfe", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "train: 3 pair(s)" in res.stdout and "eval: 2 pair(s)" in res.stdout
+    assert "train: grayscale converted to RGB: 6 file(s)" in res.stdout
+    assert "3 pair(s) smaller than the 16px training patch are reflect-padded" in res.stdout
+    info = json.loads((out / "config.json").read_text())["data_info"]
+    assert info["train"]["pairs"] == 3 and info["train"]["conversions"] == {"grayscale converted to RGB": 6}
+
+
+def test_bench_dry_run_catches_unknown_bridges_and_bad_bridge_options(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f"""
+name = "bad"
+out = "{tmp_path / 'runs'}"
+[shared]
+backbone = "unet-test"
+iters = 3
+[axes]
+bridge = ["rdbm", "rdmb", "goub"]
+[bridge_opts.goub]
+lamda = 0.1
+""")
+    res = cli("bench", grid, "--dry-run")
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = {ln.split()[0] + ln.split("/")[-1].split("-pi_")[0]: ln for ln in res.stdout.splitlines() if "/" in ln}
+    assert lines["todordbm"] and "unknown bridge 'rdmb'. Did you mean" in lines["BADrdmb"] and "no option 'lamda'" in lines["BADgoub"]
+    real = cli("bench", grid, "--quiet")
+    assert real.returncode == 2 and "2 run(s) have bad options, nothing was run" in real.stderr
+    assert not (tmp_path / "runs").exists()
