@@ -245,18 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("run", help="train a bridge on a backbone, evaluate it, write a run directory",
-                       description=textwrap.fill(
-                           "Train a bridge on a backbone, evaluate its EMA model and write a run directory "
-                           "(config.json, train.jsonl, eval.csv, summary.json, model.safetensors, samples/, state/). "
-                           "Bad options and bad data fail before anything is written.", 78), epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run", help="train a bridge on a backbone, evaluate it, write a run directory",
+        description=textwrap.fill(
+            "Train a bridge on a backbone, evaluate its EMA model and write a run directory (config.json, "
+            "train.jsonl, eval.csv, summary.json, model.safetensors, samples/, state/). Bad options and bad data "
+            "fail before anything is written.", 78),
+        epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bridge", default="rdbm", help="bridge name (default rdbm; see `bridgezoo list`)")
     p.add_argument("--backbone", default=None, help="backbone (default: unet-L with a GPU, unet-T without)")
     p.add_argument("--data", default="zoo5", help="zoo5 (embedded, default) or a folder of paired images")
     p.add_argument("--eval-data", default=None, help="paired folder to evaluate on (default: DATA/test if present)")
     p.add_argument("--tasks", nargs="+", default=None, help="zoo5 tasks (default: all five, balanced)")
     p.add_argument("--iters", type=int, metavar="N", default=None,
-                   help=f"training iterations, i.e. optimizer steps (default from the preset: {_preset_values('iters')})")
+                   help="training iterations, i.e. optimizer steps (default from the preset: "
+                        f"{_preset_values('iters')})")
     p.add_argument("--batch", type=int, default=None,
                    help="training pairs per step, split over the processes; with --grad-accum N an optimizer step "
                         f"sees N×BATCH pairs (default from the preset: {_preset_values('batch')})")
@@ -301,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: whole images)")
     p.add_argument("--tile-overlap", type=int, metavar="PIXELS", default=32,
                    help="pixels shared by neighbouring tiles, blended linearly; smaller than --tile (default 32)")
-    p.add_argument("--crop-border", type=int, metavar="PIXELS", default=0, help="pixels removed at each border before metrics")
+    p.add_argument("--crop-border", type=int, metavar="PIXELS", default=0,
+                   help="pixels removed at each border before metrics")
     p.add_argument("--workers", type=int, metavar="N", default=0, help="data-loading worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_run)

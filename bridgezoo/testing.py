@@ -63,7 +63,8 @@ class Subject:
             self.name, self.cls = None, type(bridge)
             options = {**bridge.options, **options}
         else:
-            raise TypeError(f"expected a registered bridge name, a bridgezoo.Bridge subclass or instance; got {bridge!r}")
+            raise TypeError(f"expected a registered bridge name, a bridgezoo.Bridge subclass or instance; "
+                            f"got {bridge!r}")
         self.options = options
 
     @property
@@ -241,8 +242,8 @@ def bad_names_are_named(subject):
     assert "objective" in str(err), f"the error for an unknown option does not list the valid ones: {err}"
     _raises(bz.OptionError, "not one of", lambda: subject.make(pi="half"), "option pi='half'")
     b = subject.make()
-    _raises(bz.OptionError, "Valid samplers", lambda: b.sample(lambda x, m, t: x, torch.zeros(1, 3, 4, 4), sampler="nope"),
-            "sampler='nope'")
+    _raises(bz.OptionError, "Valid samplers",
+            lambda: b.sample(lambda x, m, t: x, torch.zeros(1, 3, 4, 4), sampler="nope"), "sampler='nope'")
 
 
 @_check("predict_x0(target(x0, μ, x_t, t), x_t, μ, t) = x0 (to 1e-9, float64) for every objective × π, the target "
@@ -370,8 +371,9 @@ def monte_carlo_marginals(subject, pi):
 def training_loss_prefers_the_oracle(subject):
     x0, mu = image_pair()
     b = subject.make()
-    good = b.training_loss(oracle(b, x0), x0, mu, generator=torch.Generator().manual_seed(1))
-    bad = b.training_loss(lambda x, m, t: oracle(b, x0)(x, m, t) + 0.1, x0, mu, generator=torch.Generator().manual_seed(1))
+    seeded = lambda: torch.Generator().manual_seed(1)  # noqa: E731 - the same t and noise for both models
+    good = b.training_loss(oracle(b, x0), x0, mu, generator=seeded())
+    bad = b.training_loss(lambda x, m, t: oracle(b, x0)(x, m, t) + 0.1, x0, mu, generator=seeded())
     assert good.dim() == 0 and torch.isfinite(good), f"training_loss is {good!r}, expected a finite scalar"
     assert good.item() < 0.5 * bad.item(), f"loss of the oracle {good.item():.4g} vs shifted oracle {bad.item():.4g}"
     if b.options.get("loss_type") != "ml":

@@ -150,7 +150,7 @@ def test_contract_tests_in_a_third_party_test_file(tmp_path):
         "from test_contract import SineBridge, NoisyEndLeftPinned\n"
         "TestSine = contract_tests(SineBridge, sigma=0.2)\n"
         "TestNoisy = contract_tests(NoisyEndLeftPinned, only=['pinned_end', 'clean_end'])\n")
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_mine.py")],
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     n_cases = sum(len(c.cases) for c in CHECKS.values())
