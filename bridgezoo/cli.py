@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
 
 def _fmt_relation(rel: dict) -> str:
@@ -16,6 +17,13 @@ def _fmt_relation(rel: dict) -> str:
         parts.append(f"λ={rel['lam']:.4g}" if isinstance(rel["lam"], float) else f"λ={rel['lam']}")
     parts.append(f"π={rel.get('pi')}")
     return f"{kind}: " + ", ".join(parts)
+
+
+def _fmt_options(options: dict) -> str:
+    """The resolved options not shown in a column of their own, compact: `key=value` with floats to 4 digits."""
+    shown = ("T", "objective", "pi")
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return " ".join(f"{k}={fmt(v)}" for k, v in options.items() if k not in shown)
 
 
 def cmd_list(args) -> int:
@@ -41,14 +49,27 @@ def cmd_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="bridges", show_lines=True)
-    for col in ("name", "paper", "T", "NFE", "objective", "π", "samplers (first = official)", "relation to (θ, λ, π)"):
-        table.add_column(col, overflow="fold")
-    for b in bridges:
-        table.add_row(b["name"], b["paper"], str(b["T"] or "cont."), str(b["default_nfe"]), b["objective"], b["pi"],
-                      ", ".join(b["samplers"]), _fmt_relation(b["relation"]))
-    console = Console(width=max(Console().width, 160))
-    console.print(table)
+    console = Console()  # the terminal's width (COLUMNS when set); rich folds the cells to fit
+    columns = {"paper": lambda b: b["paper"], "T": lambda b: str(b["T"] or "cont."),
+               "NFE": lambda b: str(b["default_nfe"]), "objective": lambda b: b["objective"], "π": lambda b: b["pi"],
+               "samplers (first = official)": lambda b: ", ".join(b["samplers"]),
+               "relation to (θ, λ, π)": lambda b: _fmt_relation(b["relation"]),
+               "other options": lambda b: _fmt_options(b["options"])}
+    if console.width >= 150:  # one row per bridge
+        table = Table(title="bridges", show_lines=True)
+        for col in ("name", *columns):
+            table.add_column(col, overflow="fold")
+        for b in bridges:
+            table.add_row(b["name"], *(cell(b) for cell in columns.values()))
+        console.print(table)
+    else:  # a narrow terminal: one small key | value table per bridge
+        for b in bridges:
+            card = Table(title=f"bridge {b['name']}", show_header=False, title_justify="left", min_width=40)
+            card.add_column(style="bold", no_wrap=True)
+            card.add_column(overflow="fold")
+            for col, cell in columns.items():
+                card.add_row(col.replace(" (first = official)", "\n(first = official)"), cell(b))
+            console.print(card)
     if backbones:
         bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
         for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
@@ -278,6 +299,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _preset_values(key: str) -> str:
+    """`cpu-small 800, paper 300000`: a run option's value in each preset, for help texts."""
+    from .presets import PRESETS
+
+    return ", ".join(f"{name} {'full size' if v.get(key) is None else v.get(key)}" for name, v in PRESETS.items())
+
+
+def _run_epilog() -> str:
+    from .presets import describe_presets
+
+    return (textwrap.fill("presets (--preset; an option given on the command line wins; warmup: iterations of the "
+                          "learning rate's linear warm-up; ema_decay: of the EMA model that is evaluated and saved):",
+                          78) + "\n" + describe_presets(78)
+            + "\n\nexamples:\n  bridgezoo run --bridge rdbm --backbone unet-T\n"
+              "  bridgezoo run --bridge goub --pi residual --iters 200 --out runs/goub-res\n"
+              "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --nfe 20")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
@@ -287,19 +326,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("run", help="train a bridge on a backbone, evaluate it, write a run directory")
+    p = sub.add_parser(
+        "run", help="train a bridge on a backbone, evaluate it, write a run directory",
+        description=textwrap.fill(
+            "Train a bridge on a backbone, evaluate its EMA model and write a run directory (config.json, "
+            "train.jsonl, eval.csv, summary.json, model.safetensors, samples/, state/). Bad options and bad data "
+            "fail before anything is written.", 78),
+        epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bridge", default="rdbm", help="bridge name (default rdbm; see `bridgezoo list`)")
     p.add_argument("--backbone", default=None, help="backbone (default: unet-L with a GPU, unet-T without)")
     p.add_argument("--data", default="zoo5", help="zoo5 (embedded, default) or a folder of paired images")
     p.add_argument("--eval-data", default=None, help="paired folder to evaluate on (default: DATA/test if present)")
     p.add_argument("--tasks", nargs="+", default=None, help="zoo5 tasks (default: all five, balanced)")
-    p.add_argument("--iters", type=int, default=None, help="training iterations (default: from the preset)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--patch", type=int, default=None, help="training patch size")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--warmup", type=int, default=None,
-                   help="linear learning-rate warm-up steps (default: the preset's, at most 5%% of --iters)")
-    p.add_argument("--ema-decay", type=float, default=None, help="EMA decay of the evaluated weights (default: preset)")
+    p.add_argument("--iters", type=int, metavar="N", default=None,
+                   help="training iterations, i.e. optimizer steps (default from the preset: "
+                        f"{_preset_values('iters')})")
+    p.add_argument("--batch", type=int, default=None,
+                   help="training pairs per step, split over the processes; with --grad-accum N an optimizer step "
+                        f"sees N×BATCH pairs (default from the preset: {_preset_values('batch')})")
+    p.add_argument("--patch", type=int, metavar="PIXELS", default=None,
+                   help=f"side of the random square training crops, pixels (default from the preset: "
+                        f"{_preset_values('patch')})")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of AdamW, reached after the preset's linear warm-up, then cosine decay "
+                        f"to 0 at the last iteration (default from the preset: {_preset_values('lr')})")
+    p.add_argument("--warmup", type=int, metavar="N", default=None,
+                   help="linear learning-rate warm-up steps (default: the preset's "
+                        f"({_preset_values('warmup')}), at most 5%% of --iters)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help=f"EMA decay of the evaluated weights (default from the preset: {_preset_values('ema_decay')})")
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation (default ddim, shared by all bridges)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
@@ -310,34 +365,65 @@ def build_parser() -> argparse.ArgumentParser:
                         "sampling and evaluation always run in fp32")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels_last memory format (default auto: on with a GPU)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="auto", choices=("auto", "cpu-small", "paper"))
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the training batches, times and noise, and of the evaluation samplers' noise; part "
+                        "of the default run directory's name (default 0)")
+    p.add_argument("--preset", default="auto", choices=("auto", "cpu-small", "paper"),
+                   help="fills every option left unset (values below); auto (default): paper with a GPU, cpu-small "
+                        "without")
     p.add_argument("--out", default=None, help="run directory (default runs/BRIDGE-BACKBONE-sSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
-    p.add_argument("--save-every", type=int, default=None)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--eval-max-side", type=int, default=None, help="resize zoo5 evaluation images (default: preset)")
-    p.add_argument("--tile", type=int, default=None, help="restore in tiles of this size (large images)")
-    p.add_argument("--tile-overlap", type=int, default=32)
-    p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border before metrics")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--save-every", type=int, metavar="N", default=None,
+                   help="save the resumable state (state/) every N iterations, and at the end or on Ctrl-C "
+                        f"(default from the preset: {_preset_values('save_every')})")
+    p.add_argument("--log-every", type=int, metavar="N", default=10,
+                   help="append a train.jsonl line (loss, probe loss, learning rate, it/s) every N iterations "
+                        "(default 10)")
+    p.add_argument("--grad-accum", type=int, metavar="N", default=1,
+                   help="accumulate the gradients of N batches per optimizer step (an effective batch of N×BATCH "
+                        "with the memory of one; default 1)")
+    p.add_argument("--eval-max-side", type=int, metavar="PIXELS", default=None,
+                   help="resize zoo5 evaluation images to this long side, pixels (default from the preset: "
+                        f"{_preset_values('eval_max_side')})")
+    p.add_argument("--tile", type=int, metavar="SIZE", default=None,
+                   help="evaluate in overlapping tiles of SIZE×SIZE pixels, for images too large for memory "
+                        "(default: whole images)")
+    p.add_argument("--tile-overlap", type=int, metavar="PIXELS", default=32,
+                   help="pixels shared by neighbouring tiles, blended linearly; smaller than --tile (default 32)")
+    p.add_argument("--crop-border", type=int, metavar="PIXELS", default=0,
+                   help="pixels removed at each border before metrics")
+    p.add_argument("--workers", type=int, metavar="N", default=0, help="data-loading worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("restore", help="restore your own images with a trained model")
+    p = sub.add_parser(
+        "restore", help="restore your own images with a trained model",
+        description=textwrap.fill(
+            "Restore your own degraded images (any size) with a model trained by `bridgezoo run`. The weights file "
+            "holds the full config, so nothing else from the run is needed.", 78),
+        epilog="example:\n  bridgezoo restore --run runs/rdbm-unet-T-s0 photos/ extra.jpg --out restored/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="a run directory (uses its model.safetensors)")
-    src.add_argument("--weights", help="a model.safetensors written by `bridgezoo run`")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", required=True, help="folder for the restored PNGs")
-    p.add_argument("--nfe", type=int, default=None)
-    p.add_argument("--sampler", default=None)
-    p.add_argument("--tile", type=int, default=None)
-    p.add_argument("--tile-overlap", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1, ...")
-    p.add_argument("--overwrite", action="store_true", help="replace output files that exist already")
-    p.add_argument("--quiet", action="store_true")
+    src.add_argument("--run", help="a run directory written by `bridgezoo run` (uses its model.safetensors)")
+    src.add_argument("--weights", help="a model.safetensors written by `bridgezoo run` (the config is inside it)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files or folders of images (PNG, JPEG, BMP, TIFF; any size)")
+    p.add_argument("--out", required=True, help="folder for the restored images, written as PNG")
+    p.add_argument("--nfe", type=int, default=None,
+                   help="sampler steps (default: the NFE the run was evaluated at, else the bridge's default)")
+    p.add_argument("--sampler", default=None,
+                   help="sampler (default: the run's evaluation sampler); `bridgezoo list` shows each bridge's")
+    p.add_argument("--tile", type=int, metavar="SIZE", default=None,
+                   help="restore in overlapping tiles of SIZE×SIZE pixels, for images too large for memory "
+                        "(default: whole images)")
+    p.add_argument("--tile-overlap", type=int, metavar="PIXELS", default=32,
+                   help="pixels shared by neighbouring tiles, blended linearly; smaller than --tile (default 32)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampler's noise (stochastic samplers), so a restore is repeatable (default 0)")
+    p.add_argument("--device", default="auto",
+                   help="where to run: auto (the GPU if there is one, default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist already (default: refuse before restoring anything)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser("data", help="look at data: `bridgezoo data preview`")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -347,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="zoo5 split (default test)")
     p.add_argument("--per-task", type=int, default=3, help="pairs per task (default 3)")
     p.add_argument("--max-side", type=int, default=256, help="resize zoo5 images to this long side (default 256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the zoo5 degradations (default 0)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_data_preview)
     p = sub.add_parser("bench", help="run a grid of runs (GRID.toml); skips finished, resumes unfinished")
@@ -358,12 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids, one run at a time on each "
                    "(default: every visible GPU)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (failures are still printed)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="tables, figures and index.html from run directories or grid files")
     p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, folders of runs, or grid files")
     p.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="title of index.html (default: the --out folder's name)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("plugins", help="every plugin found, with its hooks, what it provides and its error (JSON)")
     p.set_defaults(func=cmd_plugins)

@@ -4,13 +4,7 @@ import torch
 import bridgezoo as bz
 
 
-def oracle(bridge, x0):
-    """The model that returns the exact target computed from the true x0 (and the x_t it is given)."""
-
-    def model(x_t, mu, t):
-        return bridge.target(x0, mu, x_t, t)
-
-    return model
+from bridgezoo.testing import oracle  # noqa: F401 - the model that returns the exact target (used by many tests)
 
 
 @pytest.fixture

@@ -148,7 +148,6 @@ def test_bench_cli_real_runs_failure_skip_and_resume(tmp_path):
 name = "tiny"
 out = "{tmp_path / 'runs'}"
 [shared]
-backbone = "unet-test"
 iters = 3
 batch = 2
 patch = 32

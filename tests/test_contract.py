@@ -1,158 +1,29 @@
 """The contract every registered bridge must satisfy (parametrized over `list_bridges()`: a new bridge is checked
-without new test code). The oracle test: with a model returning the exact target, deterministic samplers return x0."""
+without new test code). The checks live in `bridgezoo.testing`, where a plugin author runs them on their own bridge;
+the tests below also check that they catch broken bridges with a message naming the broken property."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import bridgezoo as bz
-from bridgezoo.bridge import OBJECTIVES, PI_MODES
+from bridgezoo.testing import CHECKS, ContractError, check_bridge, contract_tests
 
-from conftest import BRIDGES, oracle
-
-F64 = torch.float64
+from conftest import BRIDGES
 
 
 def test_builtins_are_registered():
     assert {"rdbm", "goub", "fm"} <= set(BRIDGES)
 
 
-@pytest.mark.parametrize("name", BRIDGES)
-class TestBridgeContract:
-    def test_coefficients_shape_dtype_and_finite(self, name):
-        b = bz.get_bridge(name)
-        for dtype in (torch.float32, F64):
-            t = torch.linspace(0, 1, 101, dtype=dtype)
-            for v in b.coefficients(t):
-                assert v.shape == (101, 1, 1, 1) and v.dtype == dtype
-                assert torch.isfinite(v).all()
-            assert b.coefficients(torch.tensor(0.5))[0].shape == ()
-
-    def test_clean_end_and_pinned_end(self, name, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name)
-        noise = torch.randn_like(x0)
-        zero, one = torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64)
-        torch.testing.assert_close(b.q_sample(x0, mu, zero, noise), x0, atol=1e-12, rtol=0)
-        a, bb, c = b.coefficients(torch.tensor([0.0, 1.0], dtype=F64))
-        assert a[0].item() == pytest.approx(1, abs=1e-12) and c[0].item() == pytest.approx(0, abs=1e-12)
-        if b.pinned:
-            torch.testing.assert_close(b.q_sample(x0, mu, one, noise), mu, atol=1e-12, rtol=0)
-
-    @pytest.mark.parametrize("pi", PI_MODES)
-    def test_q_sample_matches_formula(self, name, pi, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name, pi=pi)
-        t = torch.tensor([0.3, 0.7], dtype=F64)
-        noise = torch.randn_like(x0)
-        a, bb, c = b.coefficients(t)
-        field = {"zero": torch.zeros_like(x0), "one": torch.ones_like(x0), "residual": x0 - mu}[pi]
-        torch.testing.assert_close(b.q_sample(x0, mu, t, noise), a * x0 + bb * mu + c * field * noise)
-        x32 = b.q_sample(x0.float(), mu.float(), t.float(), noise.float())
-        assert x32.dtype == torch.float32 and x32.shape == x0.shape
-
-    def test_options_round_trip(self, name):
-        b = bz.get_bridge(name)
-        again = bz.get_bridge(b.name, **b.options)
-        assert again.options == b.options and again.name == b.name == name
-        t = torch.linspace(0, 1, 11, dtype=F64)
-        for u, v in zip(b.coefficients(t), again.coefficients(t)):
-            assert torch.equal(u, v)
-
-    def test_unknown_option_and_sampler_name_the_valid_ones(self, name):
-        with pytest.raises(bz.OptionError, match="Did you mean 'pi'") as err:
-            bz.get_bridge(name, pii="one")
-        assert "objective" in str(err.value)
-        with pytest.raises(bz.OptionError, match="not one of"):
-            bz.get_bridge(name, pi="half")
-        b = bz.get_bridge(name)
-        with pytest.raises(bz.OptionError, match="Valid samplers"):
-            b.sample(lambda x, m, t: x, torch.zeros(1, 3, 4, 4), sampler="nope")
-
-    @pytest.mark.parametrize("objective", OBJECTIVES)
-    @pytest.mark.parametrize("pi", PI_MODES)
-    def test_target_predict_x0_round_trip(self, name, objective, pi, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name, objective=objective, pi=pi)
-        noise = torch.randn_like(x0)
-        for tv in (0.0, 0.01, 0.37, 0.5, 0.93):
-            t = torch.full((2,), tv, dtype=F64)
-            if objective == "velocity" and b.coefficient_derivatives(t)[0].abs().max() < 1e-12:
-                continue  # a path that starts with zero speed (DDBM-VE: a = 1 − t²) has no x0 in its velocity
-            x_t = b.q_sample(x0, mu, t, noise)
-            target = b.target(x0, mu, x_t, t)
-            assert target.shape[1] == b.out_channels(3)
-            assert torch.isfinite(target).all()
-            torch.testing.assert_close(b.predict_x0(target, x_t, mu, t), x0, atol=1e-9, rtol=0)
-
-    @pytest.mark.parametrize("objective", OBJECTIVES)
-    def test_no_nan_at_the_ends_of_the_grid(self, name, objective, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name, objective=objective)
-        grid = b.timesteps(b.default_nfe)
-        for tv in (grid[0].item(), grid[-1].item(), grid[1].item(), grid[-2].item()):
-            t = torch.full((2,), tv, dtype=F64)
-            x_t = b.q_sample(x0, mu, t, torch.randn_like(x0))
-            out = b.target(x0, mu, x_t, t)
-            assert torch.isfinite(out).all() and torch.isfinite(b.predict_x0(out, x_t, mu, t)).all()
-            assert torch.isfinite(b.loss(out, x0, mu, x_t, t))
-
-    def test_timesteps(self, name):
-        b = bz.get_bridge(name)
-        for sampler in b.samplers:
-            for nfe in (1, 5, b.default_nfe):
-                grid = b.timesteps(nfe, sampler)
-                assert grid[0].item() == pytest.approx(1.0, abs=1e-3) and grid[-1].item() == 0.0  # DDBM starts at σ_max − 1e-4
-                assert (grid[1:] < grid[:-1]).all(), (sampler, nfe, grid)
-
-    def test_sample_t_in_range_and_seeded(self, name):
-        b = bz.get_bridge(name)
-        t1 = b.sample_t(500, generator=torch.Generator().manual_seed(3))
-        t2 = b.sample_t(500, generator=torch.Generator().manual_seed(3))
-        assert torch.equal(t1, t2) and t1.shape == (500,)
-        assert (t1 > 0).all() and (t1 <= 1).all() and t1.unique().numel() > 5
-
-    @pytest.mark.parametrize("pi", PI_MODES)
-    def test_oracle_deterministic_samplers_return_x0(self, name, pi, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name, pi=pi)
-        for sampler in b.samplers + ("ddim",):
-            info = b.sampler_info(sampler)
-            if not (info.deterministic and info.oracle_exact):
-                continue
-            for nfe in (2, 5, b.default_nfe):  # nfe = 1 from a pinned end cannot use a noise prediction
-                out, traj = b.sample(oracle(b, x0), mu, nfe=nfe, sampler=sampler, return_trajectory=True)
-                err = (out - x0).abs().max().item()
-                assert err <= 1e-5, f"{name}/{sampler}/pi={pi}/nfe={nfe}: max error {err:.3g}"
-                assert traj.x.shape[0] == len(traj.t) and traj.nfe >= len(traj.t) - 1
-
-    def test_oracle_other_samplers_get_close(self, name, images64):
-        """Deterministic samplers that are not exact by construction, and stochastic ones, land near x0."""
-        x0, mu = images64
-        b = bz.get_bridge(name)
-        for sampler in b.samplers:
-            info = b.sampler_info(sampler)
-            if info.deterministic and info.oracle_exact:
-                continue
-            out = b.sample(oracle(b, x0), mu, sampler=sampler, generator=torch.Generator().manual_seed(0))
-            start_err = (mu - x0).abs().mean().item()
-            err = (out - x0).abs().mean().item()
-            assert err < 0.1 * start_err, f"{name}/{sampler}: mean error {err:.3g} vs {start_err:.3g} at the start"
-
-    def test_training_loss_prefers_the_oracle(self, name, images64):
-        x0, mu = images64
-        b = bz.get_bridge(name)
-        g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-        good = b.training_loss(oracle(b, x0), x0, mu, generator=g())
-        bad = b.training_loss(lambda x, m, t: oracle(b, x0)(x, m, t) + 0.1, x0, mu, generator=g())
-        assert good.dim() == 0 and torch.isfinite(good)
-        assert good.item() < 0.5 * bad.item()
-        if b.options["loss_type"] != "ml":
-            assert good.item() == pytest.approx(0.0, abs=1e-9)
-
-    def test_describe_and_relation(self, name):
-        d = bz.get_bridge(name).describe()
-        assert d["relation"]["kind"] in ("exact", "limit", "none")
-        assert d["samplers"][0] == bz.get_bridge(name).samplers[0] and d["paper"]
+# One test per property of the contract, parametrized over (bridge, case): the same code a plugin author runs
+# with `bridgezoo.testing.check_bridge("my-bridge")` (see bridgezoo/testing.py for every claim).
+TestBridgeContract = contract_tests(BRIDGES)
 
 
 def test_pi_zero_with_the_noise_objective_warns_that_nothing_can_be_learned(images64):
@@ -173,3 +44,116 @@ def test_pi_zero_with_the_noise_objective_warns_that_nothing_can_be_learned(imag
         warnings.simplefilter("error", DegenerateBridgeWarning)
         bz.get_bridge("rdbm", pi="zero", objective="x0")  # a meaningful π = 0 bridge: no warning
         bz.get_bridge("rdbm")
+
+
+# ----------------------------------------------------------------------------- the checks catch broken bridges
+class SineBridge(bz.Bridge):
+    """The README's example plugin, unregistered: a = cos²(πt/2), b = 1 − a, c = σ·sin(πt)."""
+
+    paper = "An example third-party bridge"
+    option_spec = {"sigma": bz.Option(0.3, "peak noise std, in [-1, 1] units")}
+    option_defaults = {"objective": "x0", "pi": "one"}
+
+    def _coefficients(self, t):
+        a = torch.cos(math.pi * t / 2) ** 2
+        return a, 1 - a, self.options["sigma"] * torch.sin(math.pi * t).clamp_min(0)
+
+
+class NotCleanAtZero(SineBridge):
+    def _coefficients(self, t):
+        a, b, c = super()._coefficients(t)
+        return 0.9 * a, 1 - 0.9 * a, c
+
+
+class NoisyEndLeftPinned(SineBridge):
+    """c(1) = σ: the end is noisy, but `pinned` was left at its default True."""
+
+    def _coefficients(self, t):
+        a, b, _ = super()._coefficients(t)
+        return a, b, self.options["sigma"] * torch.sin(math.pi * t / 2)
+
+
+class WrongInverse(SineBridge):
+    """predict_x0 of the residual objective forgets the sign: not the inverse of target."""
+
+    def predict_x0(self, output, x_t, mu, t):
+        if self.objective == "residual":
+            return mu + output
+        return super().predict_x0(output, x_t, mu, t)
+
+
+class CrashingCoefficients(SineBridge):
+    def _coefficients(self, t):
+        return self.tables["a"], None, None  # a plugin bug: no such attribute
+
+
+def test_a_correct_third_party_bridge_passes_every_check():
+    ran = check_bridge(SineBridge)
+    assert {r.split("[")[0] for r in ran} == set(CHECKS)
+    assert "target_predict_x0_round_trip[objective=residual,pi=one]" in ran
+    assert len(ran) == sum(len(c.cases) for c in CHECKS.values())
+    check_bridge(SineBridge, sigma=0.1, only=["pinned_end", "q_sample_matches_formula"])
+
+
+@pytest.mark.parametrize("broken, check, reason", [
+    (NotCleanAtZero, "clean_end", "a(0) = 0.9"),
+    (NoisyEndLeftPinned, "pinned_end", "set `pinned = False`"),
+    (WrongInverse, "target_predict_x0_round_trip[objective=residual,pi=", "predict_x0(target) vs x0"),
+    (CrashingCoefficients, "coefficients_shape_dtype_finite", "raised AttributeError"),
+])
+def test_a_broken_bridge_fails_naming_the_property(broken, check, reason):
+    with pytest.raises(ContractError) as err:
+        check_bridge(broken)
+    text = str(err.value)
+    failing = [line for line in text.splitlines() if line.startswith(f"  {check}")]
+    assert failing and reason in failing[0], text
+    assert text.startswith(f"bridge '{broken.__name__}'"), text
+    assert "(property: " in text
+
+
+def test_the_broken_bridges_pass_every_other_check():
+    """Each defect is caught by the property it breaks, not by accident elsewhere."""
+    others = {"NotCleanAtZero": ["clean_end", "target_predict_x0_round_trip"],  # velocity at t = 0 too
+              "NoisyEndLeftPinned": ["pinned_end"], "WrongInverse": ["target_predict_x0_round_trip"]}
+    for cls in (NotCleanAtZero, NoisyEndLeftPinned, WrongInverse):
+        check_bridge(cls, skip=others[cls.__name__] + ["oracle_deterministic_samplers_return_x0",
+                                                       "oracle_other_samplers_get_close", "monte_carlo_marginals"])
+
+
+def test_a_wrong_stochastic_sampler_fails_the_monte_carlo_marginals(monkeypatch):
+    """IR-SDE's reverse SDE with the noise doubled: the oracle still lands near x0 in the mean, but the states no
+    longer follow the forward marginal."""
+    from bridgezoo_plugins.irsde import IRSDE
+
+    check_bridge("irsde", only=["monte_carlo_marginals"])
+    original = IRSDE.diffusion_sq
+    monkeypatch.setattr(IRSDE, "diffusion_sq", lambda self, t: 4 * original(self, t))
+    with pytest.raises(ContractError, match=r"monte_carlo_marginals\[pi=one\]: sampler 'posterior'|"
+                                            r"monte_carlo_marginals\[pi=one\]: sampler 'reverse_sde'"):
+        check_bridge("irsde", only=["monte_carlo_marginals"])
+
+
+def test_check_bridge_accepts_names_instances_and_rejects_unknown_checks():
+    check_bridge("fm", only=["clean_end", "options_round_trip"])
+    check_bridge(bz.get_bridge("goub", pi="residual"), only=["options_round_trip"])
+    with pytest.raises(ValueError, match="Did you mean 'clean_end'"):
+        check_bridge("fm", only=["clean_ends"])
+    with pytest.raises(TypeError, match="registered bridge name"):
+        check_bridge(3.0)
+
+
+def test_contract_tests_in_a_third_party_test_file(tmp_path):
+    """The pytest form, as a plugin author writes it: one line per bridge, one test per property; a broken bridge
+    fails exactly the tests of the property it breaks."""
+    (tmp_path / "test_mine.py").write_text(
+        "from bridgezoo.testing import contract_tests\n"
+        "from test_contract import SineBridge, NoisyEndLeftPinned\n"
+        "TestSine = contract_tests(SineBridge, sigma=0.2)\n"
+        "TestNoisy = contract_tests(NoisyEndLeftPinned, only=['pinned_end', 'clean_end'])\n")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    n_cases = sum(len(c.cases) for c in CHECKS.values())
+    assert f"1 failed, {n_cases + 1} passed" in res.stdout, res.stdout + res.stderr
+    assert "FAILED test_mine.py::TestNoisy::test_pinned_end" in res.stdout, res.stdout
+    assert "set `pinned = False`" in res.stdout

@@ -1,0 +1,25 @@
+"""The training presets of `bridgezoo run --preset` (no heavy imports: `bridgezoo run --help` shows them).
+
+A preset fills every run option left unset; an option given on the command line wins. `auto` is `paper` with a
+GPU and `cpu-small` without.
+"""
+
+import textwrap
+
+PRESETS = {
+    # About 7 minutes on 2 CPU cores (2.1 it/s for rdbm on unet-T; measured, see README).
+    "cpu-small": {"backbone": "unet-T", "iters": 800, "batch": 8, "patch": 64, "lr": 2e-3, "warmup": 40,
+                  "ema_decay": 0.99, "eval_max_side": 128, "save_every": 100},
+    # The RDBM lineage's scale (DiffUIR / DGSolver train.py: 256² crops, batch 10, lr 8e-5, 300k steps; RDDM EMA 0.995).
+    "paper": {"backbone": "unet-L", "iters": 300000, "batch": 10, "patch": 256, "lr": 8e-5, "warmup": 1000,
+              "ema_decay": 0.995, "eval_max_side": None, "save_every": 5000},
+}
+
+
+def describe_presets(width: int = 78) -> str:
+    """`name  key value, ...` per preset, wrapped to `width` columns, for help texts (None shown as 'full size')."""
+    name_width = max(map(len, PRESETS))
+    return "\n".join(
+        textwrap.fill(", ".join(f"{k} {'full size' if v is None else v}" for k, v in values.items()), width,
+                      initial_indent=f"  {name:<{name_width}}  ", subsequent_indent=" " * (name_width + 4))
+        for name, values in PRESETS.items())
