@@ -285,12 +285,13 @@ def compute_column(results: pd.DataFrame) -> pd.DataFrame:
     cards, evals = {}, {}
     out = results.copy()
     for i, r in out.iterrows():
-        key = (r["bridge"], r["backbone"])
+        try:
+            key = (r["backbone"], get_bridge(r["bridge"]).out_channels(3))
+        except Exception:  # noqa: BLE001 - a bridge not installed here: unknown
+            key = None
         if key not in cards:
             try:
-                bridge = get_bridge(r["bridge"])
-                out_ch = bridge.out_channels(3)
-                cards[key] = backbone_card(lambda **o: get_backbone(r["backbone"], **(o | {"out_channels": out_ch})))
+                cards[key] = backbone_card(lambda **o: get_backbone(key[0], **(o | {"out_channels": key[1]})))
             except Exception:  # noqa: BLE001 - an unknown or uncountable backbone leaves the columns empty
                 cards[key] = {"params": math.nan, "gmacs": math.nan}
         ekey = (r["bridge"], r["pi"], r["nfe"], r["sampler"])
@@ -800,6 +801,9 @@ def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 
     return True
 
 
+# figures `render_report` draws from the report folder's data
+RENDERED_FIGURES = frozenset({"gain", "pi_heatmap", "pi_differences", "per_task_psnr", "psnr_vs_nfe",
+                              "quality_vs_compute"})
 # figures drawn from the sample images when the report is collected; the page shows them if they exist
 SAMPLE_FIGURES = {
     "qualitative": ("The same crops", "The same centre crop of one test image per task (rows): the degraded input, "
@@ -917,12 +921,18 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
 
 
 def _old_folder_meta(out: Path, title: str | None) -> dict:
-    """report.json for a folder written before it existed: the command from command.txt, its --title."""
+    """report.json for a folder written before it existed: the command from command.txt (its --title), the machine
+    from the old index.html where it names one (else the machine rendering the page now, said as such)."""
+    import html
+
     command = (out / "command.txt").read_text().strip() if (out / "command.txt").exists() else ""
     words = shlex.split(command) if command else []
     found = words[words.index("--title") + 1] if "--title" in words[:-1] else None
+    old_page = (out / "index.html").read_text() if (out / "index.html").exists() else ""
+    machine = re.search(r"<p><b>Machine</b>: (.*?)</p>", old_page)
     return {"title": title or found or out.name, "command": command,
-            "machine": None, "rendering_machine": _machine()}
+            "machine": html.unescape(machine.group(1)) if machine else None,
+            "rendering_machine": None if machine else _machine()}
 
 
 def render_report(out: str | Path, title: str | None = None, rerender_command: str | None = None) -> dict:
@@ -1016,23 +1026,31 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     tables.append(write_table(unification_table(sorted(set(results["bridge"]))), out, "unification",
                               "Unification: each bridge and the generalized (θ, λ, π) bridge"))
 
+    drawn = [f for f in answer_figures + figures if f]
+    for name in RENDERED_FIGURES - {f["name"] for f in drawn}:  # not drawn this time: no stale picture stays
+        for ext in ("png", "svg"):
+            (out / "figures" / f"{name}.{ext}").unlink(missing_ok=True)
     page = _page(meta=meta, results=results, summary=summary, pi=pi, left_out=left_out, settings=settings,
                  notes=notes, tables=tables, answer_figures=[f for f in answer_figures if f],
                  figures=[f for f in figures if f], not_drawn=not_drawn, out=out, rerender_command=rerender_command,
                  tasks=[c for c in psnr_table.columns if c not in ("method", "mean") and not c.endswith("_ci")])
     (out / "index.html").write_text(page)
-    drawn = [f for f in answer_figures + figures if f]
     return {"tables": sorted(p.name for p in out.glob("*.csv")),
             "figures": [p for f in drawn for p in (f["png"], f["svg"])], "html": str(out / "index.html"),
             "runs": int(results["run"].nunique()), "left_out": left_out}
 
 
 def _settings_view(results: pd.DataFrame, settings: dict[str, dict]) -> tuple[str, list[dict], list[str]]:
-    """(the settings every run shares as text, one row per settings group with what differs, the differing keys)."""
+    """(the settings every run shares as text, backbone and training precision first where they are one; one row
+    per settings group with what differs; the differing keys)."""
     used = [h for h in dict.fromkeys(results["settings"]) if h in settings]
     fields = sorted(set().union(*(settings[h] for h in used))) if used else []
     differing = [f for f in fields if len({_short(settings[h].get(f)) for h in used}) > 1]
-    shared = "; ".join(f"{f} {_short(settings[used[0]].get(f))}" for f in fields if f not in differing) if used else ""
+    constant = [f"backbone {results['backbone'].iloc[0]}"] if results["backbone"].nunique() == 1 else []
+    if results["precision"].nunique() == 1:
+        constant.append("training precision " + str(results["precision"].iloc[0]).replace("no", "fp32"))
+    shared = "; ".join(constant + ([f"{f} {_short(settings[used[0]].get(f))}" for f in fields if f not in differing]
+                                   if used else []))
     groups = [{"key": h, "runs": int(results.loc[results["settings"] == h, "run"].nunique()),
                "bridges": ", ".join(sorted(set(results.loc[results["settings"] == h, "bridge"]))),
                "values": [_short(settings[h].get(f)) for f in differing]} for h in used] if differing else []

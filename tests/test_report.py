@@ -350,3 +350,133 @@ def test_the_page_in_a_real_browser(report, chromium, tmp_path):
     click_header("PSNR (dB)")  # second click: ascending
     assert order() == list(summary.sort_values("psnr")["method"]) != list(summary["method"])
     assert chromium.errors() == []
+
+
+# --------------------------------------------------------------------------------------------- grouping, left-out runs
+def test_runs_with_different_training_settings_are_never_pooled(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0)
+    make_run(root, "rdbm", "residual", 1, 22.0)
+    make_run(root, "rdbm", "residual", 0, 21.0, name="copy-of-s0")  # the same settings and seed again
+    make_run(root, "rdbm", "residual", 0, 10.0, name="small-patch", patch=7)
+    make_run(root, "rdbm", "residual", 1, 15.0, name="own-data", data="/my/pairs")
+    out = tmp_path / "rep"
+    build_report([root], out)
+    df = pd.read_csv(out / "summary.csv").set_index("method")
+    assert set(df.index) == {"rdbm [data zoo5, patch 32]", "rdbm [data zoo5, patch 7]",
+                             "rdbm [data /my/pairs, patch 32]"}
+    main = df.loc["rdbm [data zoo5, patch 32]"]
+    mean, half, _ = mean_ci([(20.0 + 21.0) / 2, 22.0])  # one value per seed: the two seed-0 runs averaged
+    assert main["seeds"] == 2 and main["psnr"] == pytest.approx(mean) and main["psnr_ci"] == pytest.approx(half)
+    assert df.loc["rdbm [data zoo5, patch 7]", "psnr"] == 10.0 and df.loc["rdbm [data zoo5, patch 7]", "seeds"] == 1
+    notes = (out / "summary.md").read_text()
+    assert "Note: runs with different training settings are separate rows" in notes
+    assert "Note: several runs share a seed" in notes and "% Note: runs with different" in (out / "summary.tex").read_text()
+    page = (out / "index.html").read_text()
+    assert "Training settings that differ between runs" in page and "/my/pairs" in page
+    settings = json.loads((out / "settings.json").read_text())
+    assert sorted((s["data"], s["patch"]) for s in settings.values()) == [("/my/pairs", 32), ("zoo5", 7), ("zoo5", 32)]
+
+
+def test_every_run_left_out_is_listed_with_its_reason(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0)
+    make_run(root, "gone-bridge", "one", 0, 18.0)  # finished, plugin since uninstalled: kept, with a note
+    (root / "failed").mkdir()  # what `bridgezoo bench` leaves for a run that failed before writing config.json
+    (root / "failed" / "error.txt").write_text("Traceback ...\nOptionError: --tile (8) must exceed --tile-overlap\n")
+    stopped = make_run(root, "rdbm", "residual", 1, 0.0, name="stopped")
+    (stopped / "summary.json").unlink()
+    gone = make_run(root, "gone-bridge", "one", 1, 0.0, name="gone-unfinished")
+    (gone / "summary.json").unlink()
+    out = tmp_path / "rep"
+    info = build_report([root], out)
+    reasons = {Path(r["run"]).name: (r["reason"], r["detail"]) for r in info["left_out"]}
+    assert reasons == {"failed": ("failed", "OptionError: --tile (8) must exceed --tile-overlap"),
+                       "stopped": ("unfinished", "no summary.json: training stopped at step 3 of 10"),
+                       "gone-unfinished": ("missing plugin", "no installed plugin provides bridge 'gone-bridge'")}
+    assert info["runs"] == 2
+    assert pd.read_csv(out / "runs_left_out.csv")["reason"].value_counts().to_dict() == {
+        "failed": 1, "unfinished": 1, "missing plugin": 1}
+    for table in ("summary", "per_task_psnr", "unification"):
+        text = (out / f"{table}.md").read_text()
+        assert ("Note: left out: 3 run(s) or evaluation(s) without a finished result (" in text) == (
+            table != "unification")
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    assert "gone-bridge π=one" in summary.index and math.isnan(summary.loc["gone-bridge π=one", "evaluations"])
+    page = (out / "index.html").read_text()
+    assert "3 run(s) or evaluation(s) left out" in page and "not installed here" in page
+    for name, (reason, detail) in reasons.items():
+        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td>{re.escape(detail.replace(chr(39), '&#39;'))}",
+                         page), name
+
+
+def test_cli_report_of_a_grid_counts_and_names_the_runs_it_left_out(tmp_path):
+    import subprocess
+    import sys
+
+    from bridgezoo.bench import load_grid
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\nout = "{tmp_path / "runs"}"\n[shared]\nbackbone = "unet-test"\n'
+                    '[axes]\nbridge = ["rdbm", "goub", "no-such-bridge"]\nnfe = [5]\n')
+    done, failed, missing = load_grid(grid).runs
+    make_run(tmp_path / "runs", "rdbm", "residual", 0, 20.0, nfe=5, name=done.name)
+    failed.directory.mkdir(parents=True)
+    (failed.directory / "error.txt").write_text("RuntimeError: out of memory\n")
+    proc = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "report", str(grid), "--out", str(tmp_path / "rep")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("report of 1 run(s), 2 left out (1 failed, 1 missing plugin; reasons in index.html")
+    left = pd.read_csv(tmp_path / "rep" / "runs_left_out.csv")
+    assert list(zip(left["run"], left["reason"])) == [(str(failed.directory), "failed"),
+                                                      (str(missing.directory), "missing plugin")]
+    assert "RuntimeError: out of memory" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
+    import shutil
+
+    from bridgezoo.cli import main
+
+    root = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(20.0, 18.0), (21.0, 18.5)]):
+        make_run(root, "rdbm", "residual", seed, a)
+        make_run(root, "goub", "residual", seed, b)
+    out = tmp_path / "rep"
+    build_report([root], out, command="bridgezoo report runs --out rep")
+    before = {f: (out / f).read_text() for f in ("summary.csv", "per_task_psnr.csv", "per_task_ssim_y.md")}
+    shutil.rmtree(root)
+    (out / "index.html").unlink()
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before
+    page = (out / "index.html").read_text()
+    assert "Page rendered again by" in page and "figures/qualitative.png" in page and "figures/gain.png" in page
+
+    # a folder written before the page's data files existed: the committed reports' case
+    for f in ("per_task_per_run.csv", "training_curves.csv", "settings.json", "report.json", "runs_left_out.csv"):
+        (out / f).unlink()
+    pd.read_csv(out / "results_per_run.csv").drop(columns=["settings", "installed"]).to_csv(
+        out / "results_per_run.csv", index=False)
+    (out / "command.txt").write_text("bridgezoo report runs --out rep --title 'An old report'\n")
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before  # the per-task tables it had, as they were
+    page = (out / "index.html").read_text()
+    assert "<title>An old report</title>" in page and "figures/training_loss.png" in page
+    assert "Machine that rendered this page" in page and "backbone unet-test; training precision fp32; batch 2; iters 10; patch 32" in page
+    (out / "report.json").unlink()  # the old page's machine line is kept
+    (out / "index.html").write_text("<p><b>Machine</b>: x86_64, 2 logical CPUs, no GPU</p>")
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "<dt>Machine</dt><dd>x86_64, 2 logical CPUs, no GPU</dd>" in page and "rendered this page" not in page
+
+
+def test_report_options_are_checked(tmp_path, capsys):
+    from bridgezoo.cli import main
+
+    assert main(["report", "--out", str(tmp_path / "rep")]) == 2
+    assert "give RUNS" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--rebuild", "--out", str(tmp_path / "rep")]) == 2
+    assert "give no RUNS with it" in capsys.readouterr().err
+    assert main(["report", "--rebuild", "--out", str(tmp_path)]) == 2
+    assert "no results_per_run.csv" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
