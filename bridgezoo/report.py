@@ -489,8 +489,10 @@ def _save(fig, out: Path, name: str, title: str, caption: str, dpi: int = 110) -
     """PNG + SVG of `fig` under out/figures; the figure for the page: {name, png, svg, title, caption}."""
     import matplotlib.pyplot as plt
 
-    for ext in ("png", "svg"):
-        fig.savefig(out / "figures" / f"{name}.{ext}", dpi=dpi, bbox_inches="tight")
+    with plt.rc_context({"svg.hashsalt": name}):  # the same figure gives the same bytes (no date, fixed ids)
+        for ext in ("png", "svg"):
+            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=dpi, bbox_inches="tight",
+                        metadata={"Date": None} if ext == "svg" else None)
     plt.close(fig)
     return {"name": name, "png": f"figures/{name}.png", "svg": f"figures/{name}.svg", "title": title,
             "caption": caption}
@@ -645,13 +647,15 @@ def fig_compute(summary: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
                  "below another on the left and with a longer bar on the right is dominated."), ""
 
 
-def fig_loss(curves: pd.DataFrame, out: Path) -> dict | None:
-    """Probe-batch loss against step, one panel per bridge (wrapped), one colour per variant (π, settings, ...)."""
+def fig_loss(curves: pd.DataFrame, out: Path, bridges=None) -> dict | None:
+    """Probe-batch loss against step, one panel per bridge (wrapped; in the order of `bridges` where given), one
+    colour per variant (π, settings, ...)."""
     import matplotlib.pyplot as plt
 
     if curves.empty:
         return None
-    bridges = list(dict.fromkeys(curves["bridge"]))
+    present = set(curves["bridge"])
+    bridges = [b for b in dict.fromkeys([*(bridges or []), *curves["bridge"]]) if b in present]
     variants = list(dict.fromkeys(curves["variant"]))
     colours = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
     ncols = min(4, len(bridges))
@@ -1018,7 +1022,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     curves = (pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
               if (out / "training_curves.csv").exists() else None)
     if curves is not None and not curves.empty:
-        figures.append(fig_loss(curves, out))
+        figures.append(fig_loss(curves, out, list(dict.fromkeys(results.set_index("method").loc[order, "bridge"]))))
     for name, (fig_title, caption) in SAMPLE_FIGURES.items():
         if (curves is None or name != "training_loss") and (out / "figures" / f"{name}.png").exists():
             figures.append({"name": name, "png": f"figures/{name}.png", "svg": f"figures/{name}.svg",

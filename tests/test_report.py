@@ -444,7 +444,8 @@ def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
         make_run(root, "goub", "residual", seed, b)
     out = tmp_path / "rep"
     build_report([root], out, command="bridgezoo report runs --out rep")
-    before = {f: (out / f).read_text() for f in ("summary.csv", "per_task_psnr.csv", "per_task_ssim_y.md")}
+    before = {f: (out / f).read_text() for f in ("summary.csv", "per_task_psnr.csv", "per_task_ssim_y.md",
+                                                 "figures/gain.svg", "figures/per_task_psnr.svg")}
     shutil.rmtree(root)
     (out / "index.html").unlink()
     assert main(["report", "--rebuild", "--out", str(out)]) == 0
