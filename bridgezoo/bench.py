@@ -106,12 +106,20 @@ def _default_pi(bridge: str) -> str:
         return "default"
 
 
+# run options that change the evaluation or the bookkeeping, not the trained weights
+NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
+                          "tile", "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data",
+                          "eval_seed"})
+
+
+def training_settings(config: dict) -> dict:
+    """The entries of a run configuration that decide the trained weights (evaluation settings excluded), sorted."""
+    return {k: v for k, v in sorted(config.items()) if k not in NOT_TRAINING}
+
+
 def training_key(config: dict) -> str:
-    """A short hash of everything that decides the trained weights (evaluation settings excluded)."""
-    ignore = {"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples", "tile",
-              "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data", "eval_seed"}
-    stable = {k: v for k, v in sorted(config.items()) if k not in ignore}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """A short hash of `training_settings(config)`: the last part of a grid run's directory name."""
+    return hashlib.sha256(json.dumps(training_settings(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def _official_sampler(bridge: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import textwrap
 
@@ -289,13 +290,28 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from bridgezoo.report import build_report
+    from bridgezoo.errors import OptionError
+    from bridgezoo.report import build_report, render_report
 
-    command = "bridgezoo report " + " ".join(args.runs) + f" --out {args.out}" + (
-        f" --title {args.title!r}" if args.title else "")
-    info = build_report(args.runs, args.out, command=command, title=args.title)
-    print(f"report of {info['runs']} run(s): {len(info['tables'])} tables, {len(info['figures'])} figure files, "
-          f"{info['html']}" + (f"; unfinished runs left out: {len(info['unfinished'])}" if info["unfinished"] else ""))
+    title = f" --title {shlex.quote(args.title)}" if args.title else ""
+    if args.rebuild:
+        if args.runs:
+            raise OptionError("--rebuild renders --out again from the data it holds; give no RUNS with it")
+        info = render_report(args.out, title=args.title, rerender_command=f"bridgezoo report --rebuild --out "
+                                                                          f"{shlex.quote(args.out)}{title}")
+    elif not args.runs:
+        raise OptionError("give RUNS (run directories, folders of runs or grid files), or --rebuild")
+    else:
+        command = "bridgezoo report " + " ".join(map(shlex.quote, args.runs)) + f" --out {shlex.quote(args.out)}" + title
+        info = build_report(args.runs, args.out, command=command, title=args.title)
+    left_out = info["left_out"]
+    counts = {}
+    for r in left_out:
+        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+    print(f"report of {info['runs']} run(s)"
+          + (f", {len(left_out)} left out ({', '.join(f'{n} {k}' for k, n in counts.items())}; reasons in "
+             f"index.html and runs_left_out.csv)" if left_out else ", none left out")
+          + f": {len(info['tables'])} tables, {len(info['figures'])} figure files, {info['html']}")
     return 0
 
 
@@ -447,9 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines (failures are still printed)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="tables, figures and index.html from run directories or grid files")
-    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, folders of runs, or grid files")
+    p.add_argument("runs", nargs="*", metavar="RUNS", help="run directories, folders of runs, or grid files")
     p.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")
-    p.add_argument("--title", default=None, help="title of index.html (default: the --out folder's name)")
+    p.add_argument("--title", default=None, help="the page's title (default: the folder's name)")
+    p.add_argument("--rebuild", action="store_true", help="render --out's tables, figures and index.html again "
+                   "from the data it holds (results_per_run.csv, ...), without the run directories")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("plugins", help="every plugin found, with its hooks, what it provides and its error (JSON)")
     p.set_defaults(func=cmd_plugins)

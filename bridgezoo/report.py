@@ -2,17 +2,29 @@
 
 RUNS are run directories (with `config.json` and `summary.json`), folders searched for them, or grid files (their
 runs). One *result* is one evaluation of one run: the run's `summary.json` and any `evals/*/summary.json`.
-A *method* is everything but the seed (bridge, π, backbone, NFE, sampler); seeds are its repetitions, and every
-interval is a 95% Student-t confidence interval of the mean over seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none for n = 1).
+A *method* is everything but the seed: bridge, π, backbone, NFE, sampler, training precision and the rest of the
+training settings (what the run hash of `bridgezoo.bench.training_settings` covers). Runs that differ in any
+training setting are never pooled; where one name would cover several settings, the differing settings are added
+to it. Seeds are a method's repetitions, and every interval is a 95% Student-t confidence interval of the mean over
+seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none for n = 1). Runs left out (failed, missing plugin, unfinished) are listed with
+the reason in `runs_left_out.csv`, in the tables' notes and on the page.
+
+Two steps: *collect* reads the run directories and writes the report's data into the report folder
+(`results_per_run.csv`, `per_task_per_run.csv`, `training_curves.csv`, `runs_left_out.csv`, `settings.json`,
+`report.json`) plus the figures that need the sample images; *render* makes the tables, the other figures and
+`index.html` (the jinja2 template `templates/report.html.j2`) from that folder alone, so
+`bridgezoo report --rebuild --out reports/NAME` renders a report again without its run directories.
 """
 
 from __future__ import annotations
 
-import html
+import dataclasses
+import hashlib
 import json
 import math
 import platform
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +32,16 @@ import pandas as pd
 
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler", "precision")
+TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)
 PI_ORDER = ("zero", "one", "residual")
+# what `render_report` reads (results_per_run.csv is required; the others are used where present)
+DATA_FILES = ("results_per_run.csv", "per_task_per_run.csv", "training_curves.csv", "runs_left_out.csv",
+              "settings.json", "report.json")
+HEADERS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_y": "PSNR Y (dB)", "ssim_y": "SSIM Y",
+           "input_psnr": "input PSNR (dB)", "gain_psnr": "gain (dB)", "params_m": "params (M)",
+           "evaluations": "network evaluations", "gmacs_per_image": "GMACs / image",
+           "seconds_per_image": "s / image", "mean_db": "mean (dB)", "ci_db": "95% CI (dB)",
+           "mean": "mean over tasks"}
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -43,35 +64,44 @@ def fmt(mean: float, half: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" + ("" if not np.isfinite(half) else f" ± {half:.{digits}f}")
 
 
-# --------------------------------------------------------------------------------------------- loading
-def find_runs(paths) -> dict[Path, set[Path] | None]:
-    """Run directories named by `paths` (run directories, folders containing them, or grid TOML files), each with
-    the evaluation directories to read: for a grid, the ones it asks for; otherwise None (all of them)."""
-    from .errors import OptionError
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and bool(np.isfinite(x))
 
-    found: list[Path] = []
-    wanted: dict[Path, set[Path]] = {}
-    everything: set[Path] = set()
-    for p in map(Path, paths):
-        if p.suffix == ".toml":  # a grid: its runs, and of each only the evaluations the grid asks for
-            from .bench import load_grid
 
-            for r in load_grid(p).runs:
-                if (r.directory / "config.json").exists():
-                    found.append(r.directory)
-                    wanted.setdefault(r.directory, set()).update(r.eval_dir(*e) for e in r.evals)
-        elif (p / "config.json").exists():
-            found.append(p)
-            everything.add(p)
-        elif p.is_dir():
-            runs = sorted(c.parent for c in p.rglob("config.json") if "state" not in c.parts)
-            found += runs
-            everything.update(runs)
-        else:
-            raise OptionError(f"{p}: not a run directory, a folder of runs or a grid file")
-    if not found:
-        raise OptionError(f"no run directories found in {', '.join(map(str, paths))}")
-    return {run: None if run in everything else wanted[run] for run in dict.fromkeys(found)}
+# --------------------------------------------------------------------------------------------- finding runs
+def _installed(bridge: str) -> bool:
+    from .errors import UnknownNameError
+    from .registry import registry
+
+    try:
+        registry().entry("bridge", bridge)
+        return True
+    except UnknownNameError:
+        return False
+
+
+def why_left_out(run: Path, bridge: str | None = None, what: str = "") -> dict:
+    """{run, reason, detail} for a run without the finished evaluation a report needs: failed (its `error.txt`),
+    missing plugin (no installed plugin provides its bridge) or unfinished (not started, stopped, or not evaluated)."""
+    if (run / "error.txt").exists():
+        lines = [ln for ln in (run / "error.txt").read_text(errors="replace").splitlines() if ln.strip()]
+        return {"run": str(run), "reason": "failed", "detail": lines[-1] if lines else "empty error.txt"}
+    if bridge is None and (run / "config.json").exists():
+        bridge = json.loads((run / "config.json").read_text()).get("bridge")
+    if bridge is not None and not _installed(bridge):
+        return {"run": str(run), "reason": "missing plugin", "detail": f"no installed plugin provides bridge {bridge!r}"}
+    if not (run / "config.json").exists():
+        return {"run": str(run), "reason": "unfinished", "detail": "not started (no config.json)"}
+    if what:
+        return {"run": str(run), "reason": "unfinished", "detail": f"evaluation {what} not written"}
+    detail = "no summary.json"
+    log = run / "train.jsonl"
+    if log.exists():
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        iters = json.loads((run / "config.json").read_text()).get("iters")
+        if lines:
+            detail += f": training stopped at step {json.loads(lines[-1])['step']}" + (f" of {iters}" if iters else "")
+    return {"run": str(run), "reason": "unfinished", "detail": detail}
 
 
 def _evaluations(run: Path, wanted: set[Path] | None = None) -> list[Path]:
@@ -80,66 +110,171 @@ def _evaluations(run: Path, wanted: set[Path] | None = None) -> list[Path]:
     return [ev for ev in found if wanted is None or ev in wanted]
 
 
-def load_results(runs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(results: one row per evaluation, per_task: one row per evaluation and task, curves: training logs) of
-    `runs` (a list of run directories, or `find_runs`'s mapping run → evaluation directories to read).
+def find_runs(paths) -> tuple[dict[Path, set[Path] | None], list[dict]]:
+    """(runs, left_out) named by `paths` (run directories, folders containing them, or grid TOML files).
 
-    Runs without a finished evaluation are skipped (listed in `results.attrs["unfinished"]`).
+    runs: each run directory with a finished evaluation → the evaluation directories to read (for a grid, the ones
+    it asks for; None for a run named directly or found in a folder: all of them). left_out: `why_left_out` of every
+    run without a finished evaluation and of every evaluation a grid asks for that is not written.
     """
-    rows, task_rows, curves, unfinished = [], [], [], []
-    runs = runs if isinstance(runs, dict) else dict.fromkeys(runs)
-    for run, wanted in runs.items():
-        cfg = json.loads((run / "config.json").read_text())
+    from .errors import OptionError
+
+    requests: dict[Path, set[Path] | None] = {}
+    bridges: dict[Path, str] = {}
+    eval_names: dict[Path, str] = {}
+
+    def request(run: Path, wanted: set[Path] | None):
+        if run not in requests:
+            requests[run] = wanted
+        elif requests[run] is not None:
+            requests[run] = None if wanted is None else requests[run] | wanted
+
+    for p in map(Path, paths):
+        if p.suffix == ".toml":  # a grid: its runs, and of each only the evaluations the grid asks for
+            from .bench import load_grid
+
+            for r in load_grid(p).runs:
+                names = {r.eval_dir(*e): f"NFE {e[0] if e[0] is not None else 'default'}, "
+                                         f"sampler {e[1] or 'official'}" for e in r.evals}
+                eval_names |= names
+                bridges[r.directory] = r.config["bridge"]
+                request(r.directory, set(names))
+        elif (p / "config.json").exists() or (p / "error.txt").exists():
+            request(p, None)
+        elif p.is_dir():
+            for run in sorted({c.parent for pattern in ("config.json", "error.txt") for c in p.rglob(pattern)
+                               if "state" not in c.relative_to(p).parts}):
+                request(run, None)
+        else:
+            raise OptionError(f"{p}: not a run directory, a folder of runs or a grid file")
+    if not requests:
+        raise OptionError(f"no run directories found in {', '.join(map(str, paths))}")
+    found, left_out = {}, []
+    for run, wanted in requests.items():
         evals = _evaluations(run, wanted)
         if not evals:
-            unfinished.append(str(run))
+            left_out.append(why_left_out(run, bridges.get(run)))
             continue
+        found[run] = wanted
+        left_out += [why_left_out(run, bridges.get(run), eval_names[ev]) for ev in sorted(wanted or ())
+                     if ev not in evals]
+    return found, left_out
+
+
+def settings_of(config: dict) -> dict:
+    """A run's training settings that are not a method key (bridge, π, backbone, precision) or the seed: the
+    `RunConfig` fields that `bench.training_settings` covers, with the bridge's resolved options (π removed)
+    instead of the options it was given; a field missing from an older config.json takes today's default."""
+    from .bench import training_settings
+    from .train import RunConfig
+
+    defaults = dataclasses.asdict(RunConfig())
+    full = {k: config.get(k, default) for k, default in defaults.items()}
+    opts = config.get("bridge_options", config.get("bridge_opts")) or {}
+    full["bridge_opts"] = {k: v for k, v in opts.items() if k != "pi"}
+    return {k: v for k, v in training_settings(full).items()
+            if k not in ("bridge", "pi", "backbone", "seed", "mixed_precision", "resume")}
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+@dataclasses.dataclass
+class Collected:
+    """What the run directories say: one row per evaluation (`results`), per evaluation and task (`per_task`),
+    per logged training step (`curves`); the runs left out; the training settings by `settings_key`."""
+
+    results: pd.DataFrame
+    per_task: pd.DataFrame
+    curves: pd.DataFrame
+    left_out: list[dict]
+    settings: dict[str, dict]
+
+
+def load_results(runs, left_out: list[dict] | None = None) -> Collected:
+    """The results of `runs` (a list of run directories, or `find_runs`'s mapping run → evaluations to read)."""
+    rows, task_rows, curves, settings = [], [], [], {}
+    left_out = list(left_out or [])
+    runs = runs if isinstance(runs, dict) else dict.fromkeys(runs)
+    for run, wanted in runs.items():
+        evals = _evaluations(run, wanted)
+        if not evals or not (run / "config.json").exists():
+            left_out.append(why_left_out(run))
+            continue
+        cfg = json.loads((run / "config.json").read_text())
+        run_settings = settings_of(cfg)
+        key = settings_key(run_settings)
+        settings[key] = run_settings
         base = {"run": str(run), "bridge": cfg["bridge"], "backbone": cfg["backbone"], "seed": cfg.get("seed", 0),
                 "pi": cfg.get("bridge_options", {}).get("pi") or cfg.get("pi") or "default",
                 "iters": cfg.get("iters"), "patch": cfg.get("patch"), "batch": cfg.get("batch"),
-                "precision": cfg.get("mixed_precision") or "no"}
+                "precision": cfg.get("mixed_precision") or "no", "settings": key,
+                "installed": _installed(cfg["bridge"])}
         for ev in evals:
             s = json.loads((ev / "summary.json").read_text())
-            row = base | {"eval_dir": str(ev), "primary": ev == run, "nfe": s["nfe"], "sampler": s["sampler"], "images": s["images"],
-                          "seconds_per_image": s["seconds_per_image"], "crop_border": s.get("crop_border", 0),
-                          "conventions": s.get("conventions", "")}
+            row = base | {"eval_dir": str(ev), "primary": ev == run, "nfe": s["nfe"], "sampler": s["sampler"],
+                          "images": s["images"], "seconds_per_image": s["seconds_per_image"],
+                          "crop_border": s.get("crop_border", 0), "conventions": s.get("conventions", "")}
             row |= {m: s["overall"][m] for m in METRICS} | {f"input_{m}": s["input"][m] for m in METRICS}
             rows.append(row)
             inputs = {}
             if (ev / "eval.csv").exists():  # the degraded inputs' per-task PSNR, for reference lines
                 inputs = pd.read_csv(ev / "eval.csv").groupby("task")["input_psnr"].mean().to_dict()
             for task, vals in s["per_task"].items():
-                task_rows.append(base | {"nfe": s["nfe"], "sampler": s["sampler"], "task": task,
-                                         "input_psnr": inputs.get(task, math.nan)} | {m: vals[m] for m in METRICS})
+                task_rows.append({"run": str(run), "seed": base["seed"], "nfe": s["nfe"], "sampler": s["sampler"],
+                                  "task": task, "input_psnr": inputs.get(task, math.nan)}
+                                 | {m: vals[m] for m in METRICS})
         log = run / "train.jsonl"
         if log.exists():
             for line in log.read_text().splitlines():
                 if line.strip():
                     rec = json.loads(line)
-                    curves.append(base | {"step": rec["step"], "loss": rec["loss"],
-                                          "probe_loss": rec.get("probe_loss", rec["loss"])})
+                    curves.append({"run": str(run), "seed": base["seed"], "step": rec["step"], "loss": rec["loss"],
+                                   "probe_loss": rec.get("probe_loss", rec["loss"])})
     if not rows:
         from .errors import OptionError
 
-        raise OptionError("none of the runs has a finished evaluation (summary.json): " + ", ".join(unfinished))
+        raise OptionError("none of the runs has a finished evaluation (summary.json): " + "; ".join(
+            f"{r['run']} ({r['reason']}: {r['detail']})" for r in left_out))
     # one evaluation per (run, NFE, sampler): an "official" one that is ddim again is a copy; a run's own
     # evaluation comes first in `_evaluations`, so keeping the first keeps it
-    results = pd.DataFrame(rows).drop_duplicates(["run", "nfe", "sampler"], keep="first")
+    results = pd.DataFrame(rows).drop_duplicates(["run", "nfe", "sampler"], keep="first").reset_index(drop=True)
     per_task = pd.DataFrame(task_rows).drop_duplicates(["run", "nfe", "sampler", "task"], keep="first")
-    results.attrs["unfinished"] = unfinished
-    return results, per_task, pd.DataFrame(curves)
+    return Collected(results, per_task, pd.DataFrame(curves), left_out, settings)
 
 
-def method_label(df: pd.DataFrame) -> pd.Series:
-    """A readable method name from the METHOD_KEYS that vary in `df` (the bridge always)."""
-    varying = [k for k in METHOD_KEYS if k == "bridge" or df[k].nunique() > 1]
+def _short(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
+
+
+def method_label(df: pd.DataFrame, settings: dict[str, dict] | None = None, keys=METHOD_KEYS) -> pd.Series:
+    """A readable method name from the `keys` that vary in `df` (the bridge always). Where one name covers runs
+    with different training settings, the settings that differ are added in brackets, e.g. `[patch 7]`."""
+    varying = [k for k in keys if k == "bridge" or df[k].nunique() > 1]
+
     def label(r):
         parts = [str(r["bridge"])]
         for k in varying[1:]:
             parts.append({"pi": f"π={r['pi']}", "nfe": f"NFE {r['nfe']}", "sampler": str(r["sampler"]),
-                          "backbone": str(r["backbone"]), "precision": ("fp32" if r["precision"] == "no" else r["precision"]) + " training"}[k])
+                          "backbone": str(r["backbone"]),
+                          "precision": ("fp32" if r["precision"] == "no" else r["precision"]) + " training"}[k])
         return " ".join(parts)
-    return df.apply(label, axis=1)
+
+    names = df.apply(label, axis=1) if len(df) else pd.Series([], dtype=object)
+    if settings is None or "settings" not in df:
+        return names
+    out = names.copy()
+    for _, g in df.groupby(names, sort=False):
+        keys_here = list(dict.fromkeys(g["settings"]))
+        if len(keys_here) < 2:
+            continue
+        fields = sorted(set().union(*(settings[h] for h in keys_here)))
+        differing = [f for f in fields if len({_short(settings[h].get(f)) for h in keys_here}) > 1]
+        for h in keys_here:
+            text = ", ".join(f"{f} {_short(settings[h].get(f))}" for f in differing) or f"settings {h}"
+            out[g.index[g["settings"] == h]] += f" [{text}]"
+    return out
 
 
 def compute_column(results: pd.DataFrame) -> pd.DataFrame:
@@ -150,12 +285,13 @@ def compute_column(results: pd.DataFrame) -> pd.DataFrame:
     cards, evals = {}, {}
     out = results.copy()
     for i, r in out.iterrows():
-        key = (r["bridge"], r["backbone"])
+        try:
+            key = (r["backbone"], get_bridge(r["bridge"]).out_channels(3))
+        except Exception:  # noqa: BLE001 - a bridge not installed here: unknown
+            key = None
         if key not in cards:
             try:
-                bridge = get_bridge(r["bridge"])
-                out_ch = bridge.out_channels(3)
-                cards[key] = backbone_card(lambda **o: get_backbone(r["backbone"], **(o | {"out_channels": out_ch})))
+                cards[key] = backbone_card(lambda **o: get_backbone(key[0], **(o | {"out_channels": key[1]})))
             except Exception:  # noqa: BLE001 - an unknown or uncountable backbone leaves the columns empty
                 cards[key] = {"params": math.nan, "gmacs": math.nan}
         ekey = (r["bridge"], r["pi"], r["nfe"], r["sampler"])
@@ -185,33 +321,48 @@ def network_evaluations(bridge_name: str, pi: str, nfe: int, sampler: str) -> fl
 
 
 # --------------------------------------------------------------------------------------------- tables
+def _per_seed(g: pd.DataFrame, column) -> pd.Series:
+    """One value per seed (the mean where two runs of one method share a seed): the interval's repetitions."""
+    return g.groupby("seed")[column].mean()
+
+
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per method: seeds, mean ± CI of each metric, input PSNR, gain, params, evaluations, GMACs, s/image."""
+    """One row per method, best mean PSNR first: seeds, mean ± CI of each metric, input PSNR, gain, params,
+    evaluations, GMACs, s/image."""
     rows = []
     for label, g in results.groupby("method", sort=False):
         row = {"method": label, "seeds": g["seed"].nunique()}
         for m in METRICS:
-            mean, half, _ = mean_ci(g[m])
+            mean, half, _ = mean_ci(_per_seed(g, m))
             row[m], row[f"{m}_ci"] = mean, half
         row["input_psnr"] = g["input_psnr"].mean()
-        gain, gain_ci, _ = mean_ci(g["psnr"] - g["input_psnr"])
+        gain, gain_ci, _ = mean_ci(_per_seed(g.assign(gain=g["psnr"] - g["input_psnr"]), "gain"))
         row["gain_psnr"], row["gain_psnr_ci"] = gain, gain_ci
         for col in ("params_m", "evaluations", "gmacs_per_image", "seconds_per_image"):
             row[col] = g[col].mean() if col in g else math.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("psnr", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def per_task_table(per_task: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
-    """method × task: mean over seeds with its CI half-width (columns TASK and TASK_ci), plus the task mean."""
+def per_task_table(per_task: pd.DataFrame, metric: str = "psnr", order=None) -> pd.DataFrame:
+    """method × task: mean over seeds with its CI half-width (columns TASK and TASK_ci), plus the task mean;
+    rows in `order` (method names) where given."""
     out = {}
     for (label, task), g in per_task.groupby(["method", "task"], sort=False):
-        mean, half, _ = mean_ci(g[metric])
+        mean, half, _ = mean_ci(_per_seed(g, metric))
         out.setdefault(label, {})[task], out[label][f"{task}_ci"] = mean, half
     table = pd.DataFrame.from_dict(out, orient="index").rename_axis("method").reset_index()
     tasks = [c for c in table.columns if c != "method" and not c.endswith("_ci")]
     table["mean"] = table[tasks].mean(axis=1)
-    return table
+    return _ordered(table, order)
+
+
+def _ordered(table: pd.DataFrame, order) -> pd.DataFrame:
+    if order is None:
+        return table
+    rank = {m: i for i, m in enumerate(order)}
+    return table.sort_values("method", key=lambda s: s.map(lambda m: rank.get(m, len(rank))), kind="stable"
+                             ).reset_index(drop=True)
 
 
 def with_input_row(table: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
@@ -225,33 +376,43 @@ def with_input_row(table: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
 
 
-def pi_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(bridge × π mean PSNR with CI, paired differences between π modes with CI), or None if π does not vary.
+def _without_pi(label: str) -> str:
+    return re.sub(r" π=\S+", "", label)
 
-    Only each run's own evaluation (not extra NFE / sampler evaluations) is used. Differences are paired: the same
-    bridge, backbone, seed, NFE and sampler with two π modes.
+
+def pi_tables(results: pd.DataFrame, order=None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(method × π mean PSNR with CI, paired differences between π modes with CI), or None if π does not vary.
+
+    A row is a method without its π (bridge, backbone, NFE, sampler, precision and training settings). Only each
+    run's own evaluation (not extra NFE / sampler evaluations) is used. Differences are paired by seed: the same
+    row with two π modes. Rows follow the first appearance of their methods in `order` where given.
     """
-    results = results[results["primary"]]
-    if results.groupby("bridge")["pi"].nunique().max() < 2:  # no bridge was run with two π modes
+    results = results[results["primary"].astype(bool)].assign(row=lambda d: d["method"].map(_without_pi))
+    if results.groupby("row")["pi"].nunique().max() < 2:  # no method was run with two π modes
         return None
+    if order is not None:
+        rank = {r: i for i, r in reversed(list(enumerate(map(_without_pi, order))))}
+        results = results.sort_values("row", key=lambda s: s.map(lambda r: rank.get(r, len(rank))), kind="stable")
     grid = {}
-    for (bridge, pi), g in results.groupby(["bridge", "pi"]):
-        grid.setdefault(bridge, {})[pi], grid[bridge][f"{pi}_ci"] = mean_ci(g["psnr"])[:2]
-    heat = pd.DataFrame.from_dict(grid, orient="index").rename_axis("bridge").reset_index()
+    for (row, pi), g in results.groupby(["row", "pi"], sort=False):
+        grid.setdefault(row, {})[pi], grid[row][f"{pi}_ci"] = mean_ci(_per_seed(g, "psnr"))[:2]
+    heat = pd.DataFrame.from_dict(grid, orient="index").rename_axis("method").reset_index()
     order = [c for p in PI_ORDER for c in (p, f"{p}_ci") if c in heat.columns]
-    heat = heat[["bridge", *order, *[c for c in heat.columns if c not in order and c != "bridge"]]]
-    keys = ["bridge", "backbone", "seed", "nfe", "sampler", "precision"]
-    wide = results.pivot_table(index=keys, columns="pi", values="psnr", aggfunc="mean")
+    heat = heat[["method", *order, *[c for c in heat.columns if c not in order and c != "method"]]]
+    wide = results.pivot_table(index=["row", "seed"], columns="pi", values="psnr", aggfunc="mean")
     diffs = []
     for a, b in (("residual", "one"), ("residual", "zero"), ("one", "zero")):
         if a not in wide or b not in wide:
             continue
         d = (wide[a] - wide[b]).dropna()
-        for bridge, g in d.groupby(level="bridge"):
+        for row in dict.fromkeys(results["row"]):
+            if row not in d.index.get_level_values("row"):
+                continue
+            g = d.xs(row, level="row")
             mean, half, n = mean_ci(g.values)
-            diffs.append({"bridge": bridge, "contrast": f"{a} − {b}", "mean_db": mean, "ci_db": half, "pairs": n,
+            diffs.append({"method": row, "contrast": f"{a} − {b}", "mean_db": mean, "ci_db": half, "pairs": n,
                           "wins": int((g.values > 0).sum())})
-    return heat, pd.DataFrame(diffs)
+    return heat, pd.DataFrame(diffs, columns=["method", "contrast", "mean_db", "ci_db", "pairs", "wins"])
 
 
 def unification_table(bridges) -> pd.DataFrame:
@@ -268,14 +429,14 @@ def unification_table(bridges) -> pd.DataFrame:
         rows.append({"bridge": name, "relation": rel.get("kind"), "θ": rel.get("theta") or "–",
                      "λ": f"{lam:.4g}" if isinstance(lam, float) else (lam if lam is not None else "–"),
                      "π (default)": d["pi"], "objective": d["objective"], "note": rel.get("note", "")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["bridge", "relation", "θ", "λ", "π (default)", "objective", "note"])
 
 
 def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
     """Merge X and X_ci columns into 'mean ± ci' strings for the markdown / LaTeX / HTML versions."""
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
-        if col.endswith("_ci"):
+        if col.endswith("_ci") and col[:-3] in df:
             continue
         if f"{col}_ci" in df:
             d = 4 if "ssim" in col else digits
@@ -289,133 +450,269 @@ def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
     return out
 
 
-def write_table(df: pd.DataFrame, out: Path, name: str) -> str:
-    """CSV (raw numbers), markdown and LaTeX (mean ± CI strings); returns the HTML version."""
+def write_table(df: pd.DataFrame, out: Path, name: str, title: str = "", notes=(), best=None) -> dict:
+    """CSV (raw numbers), markdown and LaTeX (mean ± CI strings, the notes below); returns the table for the page:
+    {id, title, notes, files, columns: [{name, numeric}], rows: [[{text, sort, best}]]}. `best` maps a column to
+    "max" or "min": its best value (the degraded-input row aside) is marked on the page."""
+    df = df.reset_index(drop=True)
     df.to_csv(out / f"{name}.csv", index=False)
     pretty = _with_ci(df, digits=4 if "ssim" in name else 2)
-    (out / f"{name}.md").write_text(pretty.to_markdown(index=False, disable_numparse=True) + "\n")
-    (out / f"{name}.tex").write_text(pretty.to_latex(index=False, escape=True))
-    return pretty.to_html(index=False, classes="table", border=0, escape=True)
+    notes = list(notes)
+    md = pretty.to_markdown(index=False, disable_numparse=True) + "\n"
+    (out / f"{name}.md").write_text(md + "".join(f"\nNote: {n}\n" for n in notes))
+    (out / f"{name}.tex").write_text(pretty.to_latex(index=False, escape=True)
+                                     + "".join(f"% Note: {n}\n" for n in notes))
+    marks = {}
+    for col, how in (best or {}).items():
+        if col not in df or not pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = df[col].where(df["method"] != "degraded input") if "method" in df else df[col]
+        if values.notna().sum() < 2 or values.max() - values.min() <= 1e-12:
+            continue  # one value, or all equal: nothing is best
+        marks[col] = values.idxmax() if how == "max" else values.idxmin()
+    columns, rows = [c for c in pretty.columns], []
+    numeric = {c: pd.api.types.is_numeric_dtype(df[c]) for c in columns}
+    for i in range(len(df)):
+        rows.append([{"text": pretty.at[i, c],
+                      "sort": ("" if not _finite(df.at[i, c]) else repr(float(df.at[i, c]))) if numeric[c]
+                      else str(df.at[i, c]),
+                      "best": marks.get(c) == i} for c in columns])
+    return {"id": name, "title": title, "notes": notes, "files": [f"{name}.{e}" for e in ("csv", "md", "tex")],
+            "columns": [{"name": HEADERS.get(c, c), "numeric": numeric[c]} for c in columns], "rows": rows}
 
 
 # --------------------------------------------------------------------------------------------- figures
-def _save(fig, out: Path, name: str, dpi: int = 130) -> list[str]:
+GOOD, NEUTRAL, BAD = "#1a9850", "#7f7f7f", "#d73027"
+
+
+def _save(fig, out: Path, name: str, title: str, caption: str, dpi: int = 110) -> dict:
+    """PNG + SVG of `fig` under out/figures; the figure for the page: {name, png, svg, title, caption}."""
     import matplotlib.pyplot as plt
 
-    files = []
-    for ext in ("png", "svg"):
-        fig.savefig(out / "figures" / f"{name}.{ext}", dpi=dpi, bbox_inches="tight")
-        files.append(f"figures/{name}.{ext}")
+    with plt.rc_context({"svg.hashsalt": name}):  # the same figure gives the same bytes (no date, fixed ids)
+        for ext in ("png", "svg"):
+            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=dpi, bbox_inches="tight",
+                        metadata={"Date": None} if ext == "svg" else None)
     plt.close(fig)
-    return files
+    return {"name": name, "png": f"figures/{name}.png", "svg": f"figures/{name}.svg", "title": title,
+            "caption": caption}
 
 
-def fig_per_task(per_task: pd.DataFrame, out: Path) -> list[str]:
+def _interval_colours(mean, half) -> list[str]:
+    """Green where the 95% interval lies above zero, red where below, grey where it covers zero or is unknown."""
+    return [GOOD if _finite(h) and m - h > 0 else BAD if _finite(h) and m + h < 0 else NEUTRAL
+            for m, h in zip(mean, half)]
+
+
+def _forest(ax, labels, mean, half, zero_label: str | None = None):
+    """Dots with 95% interval bars, one row per label (top to bottom), coloured by `_interval_colours`, a dashed
+    zero line, and each row's "mean ± half-width" written in a column right of the axes."""
+    y = np.arange(len(labels))
+    half = np.asarray([h if _finite(h) else math.nan for h in half], dtype=float)
+    mean = np.asarray(mean, dtype=float)
+    bar = np.nan_to_num(half)
+    colours = _interval_colours(mean, half)
+    ax.hlines(y, mean - bar, mean + bar, colors=colours, lw=2.2)
+    ax.scatter(mean, y, c=colours, s=28, zorder=3)
+    ax.axvline(0, color="black", ls="--", lw=1)
+    lo, hi = min(0.0, float(np.min(mean - bar))), max(0.0, float(np.max(mean + bar)))
+    pad = 0.06 * (hi - lo or 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
+    for yi, m, h in zip(y, mean, half):
+        ax.text(1.02, yi, f"{m:+.2f}" + (f" ± {h:.2f}" if np.isfinite(h) else ""), va="center", fontsize=7.5,
+                color="#333", transform=ax.get_yaxis_transform())
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.grid(axis="x", alpha=0.3)
+    if zero_label:
+        ax.annotate(zero_label, xy=(0, 1), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                    textcoords="offset points", fontsize=7, ha="left", va="bottom")
+
+
+def fig_gain(summary: pd.DataFrame, out: Path) -> dict | None:
+    """The answer: each method's PSNR gain over the degraded input with its 95% interval, best first."""
     import matplotlib.pyplot as plt
 
-    table = per_task_table(per_task)
+    s = summary[np.isfinite(summary["gain_psnr"].astype(float))].sort_values("gain_psnr", ascending=False)
+    if s.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(s) + 1.3))
+    inputs = s["input_psnr"].mean()
+    _forest(ax, list(s["method"]), s["gain_psnr"], s["gain_psnr_ci"], f"degraded input ({inputs:.2f} dB)")
+    ax.set_xlabel("PSNR gain over the degraded input (dB): mean over tasks and seeds, 95% interval")
+    ax.set_title("Gain over the degraded input", fontsize=10, loc="left", pad=14)
+    seeds = int(s["seeds"].max())
+    return _save(fig, out, "gain", "Gain over the degraded input",
+                 "Each row is a method, best first: the dot is its mean PSNR gain over the degraded input (the "
+                 f"dashed zero line), the bar its 95% interval over {seeds} seed(s). Green: the whole interval is "
+                 "above the input (the method restores); red: below it (the method degrades); grey: not "
+                 "distinguishable from the input. Two methods whose bars overlap are not separated by these seeds.")
+
+
+def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
+    """PSNR per task, one panel per task (wrapped), methods in the table's order, the task's input as a line."""
+    import matplotlib.pyplot as plt
+
     tasks = [c for c in table.columns if c not in ("method", "mean") and not c.endswith("_ci")]
-    methods = list(table["method"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks) * max(1, len(methods)) / 3), 4))
-    width = 0.8 / max(1, len(methods))
-    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
-    for j, (_, r) in enumerate(table.iterrows()):
-        xs = np.arange(len(tasks)) + (j - (len(methods) - 1) / 2) * width
-        means = [r[t] for t in tasks]
-        errs = [r.get(f"{t}_ci", math.nan) for t in tasks]
-        ax.bar(xs, means, width, yerr=[0 if not np.isfinite(e) else e for e in errs], capsize=2,
-               label=r["method"], color=colors(j % colors.N))
-    if "input_psnr" in per_task and per_task["input_psnr"].notna().any():
-        inputs = per_task.groupby("task")["input_psnr"].mean()
-        for i, t in enumerate(tasks):
-            if np.isfinite(inputs.get(t, math.nan)):
-                ax.hlines(inputs[t], i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1.2,
-                          label="degraded input" if i == 0 else None)
-    ax.set_xticks(np.arange(len(tasks)), tasks)
-    ax.set_ylabel("PSNR (dB, RGB)")
-    lo = np.nanmin(table[tasks].to_numpy(dtype=float))
-    ax.set_ylim(max(0, lo - 3), None)
-    ax.legend(fontsize=7, ncol=2, frameon=False)
-    ax.set_title("PSNR per task (mean over seeds, 95% CI)")
-    return _save(fig, out, "per_task_psnr")
+    inputs = table[table["method"] == "degraded input"]
+    rows = table[table["method"] != "degraded input"]
+    if not tasks or rows.empty:
+        return None
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 2.2, (0.24 * len(rows) + 1.0) * nrows),
+                             sharey=True, squeeze=False)
+    for k, task in enumerate(tasks):
+        ax = axes[k // ncols, k % ncols]
+        mean = rows[task].astype(float).to_numpy()
+        half = rows.get(f"{task}_ci", pd.Series(math.nan, index=rows.index)).astype(float).fillna(0).to_numpy()
+        y = np.arange(len(rows))
+        ax.hlines(y, mean - half, mean + half, colors="#4c72b0", lw=2)
+        ax.scatter(mean, y, color="#4c72b0", s=18, zorder=3)
+        if len(inputs) and _finite(inputs[task].iloc[0]):
+            ax.axvline(float(inputs[task].iloc[0]), color="black", ls="--", lw=1)
+        ax.set_title(f"{task}  (input {float(inputs[task].iloc[0]):.2f} dB)" if len(inputs) else task, fontsize=9)
+        ax.set_yticks(y, list(rows["method"]), fontsize=7)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+        if k // ncols == nrows - 1 or k + ncols >= len(tasks):
+            ax.set_xlabel("PSNR (dB)", fontsize=8)
+    for k in range(len(tasks), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, out, "per_task_psnr", "PSNR per task",
+                 "One panel per task, methods in the order of the summary table: dot = mean PSNR over seeds, bar = "
+                 "95% interval, dashed line = that task's degraded input. A dot right of the line restores the "
+                 "task; compare panels to see which task decides the overall ranking.")
 
 
-def fig_nfe(results: pd.DataFrame, out: Path) -> list[str]:
+def fig_nfe(results: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
+    """PSNR against NFE per method (NFE removed from the name); not drawn unless some method has two NFE values."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    keys = [k for k in METHOD_KEYS if k != "nfe"]
-    for key, g in results.groupby(keys, sort=False):
-        pts = [(nfe, *mean_ci(h["psnr"])[:2]) for nfe, h in g.groupby("nfe")]
+    results = results.assign(line=results["method"].map(lambda m: re.sub(r" NFE \d+", "", m)))
+    lines = [(name, g) for name, g in results.groupby("line", sort=False) if g["nfe"].nunique() > 1]
+    if not lines:
+        values = sorted(set(results["nfe"]))
+        return None, (f"PSNR against NFE: not drawn, every method was evaluated at one NFE "
+                      f"({', '.join(map(str, values))})")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, g in lines:
+        pts = [(nfe, *mean_ci(_per_seed(h, "psnr"))[:2]) for nfe, h in g.groupby("nfe")]
         x, m, e = zip(*pts)
-        ax.errorbar(x, m, yerr=[0 if not np.isfinite(v) else v for v in e], marker="o", capsize=3,
-                    label=re.sub(r" NFE \d+", "", g["method"].iloc[0]))
+        ax.errorbar(x, m, yerr=[0 if not np.isfinite(v) else v for v in e], marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("sampler steps (NFE setting)")
     ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title("PSNR against NFE")
-    return _save(fig, out, "psnr_vs_nfe")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))  # outside: never on data
+    return _save(fig, out, "psnr_vs_nfe", "PSNR against NFE",
+                 "Mean PSNR over seeds (95% interval) at each sampler step count, one line per method: where a "
+                 "line flattens, more steps buy nothing."), ""
 
 
-def fig_compute(summary: pd.DataFrame, out: Path) -> list[str]:
+def fig_compute(summary: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
+    """PSNR beside GMACs per image, one row per method; not drawn when every method costs the same."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for _, r in summary.iterrows():
-        ax.errorbar(r["gmacs_per_image"], r["psnr"], yerr=0 if not np.isfinite(r["psnr_ci"]) else r["psnr_ci"],
-                    marker="o", capsize=3, label=r["method"])
-    x = summary["gmacs_per_image"].dropna()
-    if len(x) and x.min() > 0 and x.max() / x.min() > 3:
-        ax.set_xscale("log")
-    elif len(x):  # (nearly) equal compute: a plain axis around it, no offset notation
-        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
-        ax.set_xlim(0.8 * x.min(), 1.25 * x.max())
-    if summary["input_psnr"].notna().any():
-        ax.axhline(summary["input_psnr"].mean(), color="black", ls="--", lw=1, label="degraded input")
-    ax.set_xlabel("GMACs per 256² image (backbone GMACs × network evaluations)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.legend(fontsize=7, frameon=False, ncol=2)
-    ax.set_title("Quality against compute")
-    return _save(fig, out, "quality_vs_compute")
+    gmacs = summary["gmacs_per_image"].astype(float)
+    known = gmacs.dropna()
+    if known.empty:
+        return None, "Quality against compute: not drawn, the compute of these methods is unknown here"
+    levels = sorted(known)
+    distinct = 1 + sum(b > 1.05 * a for a, b in zip(levels, levels[1:]))
+    if distinct < 2:
+        return None, (f"Quality against compute: not drawn, every method costs the same "
+                      f"({levels[0]:.4g} GMACs per 256² image)")
+    s = summary.sort_values("psnr", ascending=False)
+    y = np.arange(len(s))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 0.28 * len(s) + 1.4), sharey=True,
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    half = s["psnr_ci"].astype(float).fillna(0).to_numpy()
+    ax.hlines(y, s["psnr"] - half, s["psnr"] + half, colors="#4c72b0", lw=2)
+    ax.scatter(s["psnr"], y, color="#4c72b0", s=20, zorder=3)
+    if s["input_psnr"].notna().any():
+        ax.axvline(s["input_psnr"].mean(), color="black", ls="--", lw=1)
+    ax.set_yticks(y, list(s["method"]), fontsize=7)
+    ax.set_ylim(len(s) - 0.5, -0.5)
+    ax.set_xlabel("PSNR (dB), 95% interval; dashed: degraded input", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    bx.barh(y, s["gmacs_per_image"].astype(float), color="#8172b3")
+    bx.set_xlabel("GMACs per 256² image (backbone × network evaluations)", fontsize=8)
+    bx.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out, "quality_vs_compute", "Quality and compute",
+                 "Left: each method's mean PSNR (best first); right: what one 256² image costs it. A method "
+                 "below another on the left and with a longer bar on the right is dominated."), ""
 
 
-def fig_loss(curves: pd.DataFrame, out: Path) -> list[str]:
+def fig_loss(curves: pd.DataFrame, out: Path, bridges=None) -> dict | None:
+    """Probe-batch loss against step, one panel per bridge (wrapped; in the order of `bridges` where given), one
+    colour per variant (π, settings, ...)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if not curves.empty:
-        for label, g in curves.groupby("method", sort=False):
+    if curves.empty:
+        return None
+    present = set(curves["bridge"])
+    bridges = [b for b in dict.fromkeys([*(bridges or []), *curves["bridge"]]) if b in present]
+    variants = list(dict.fromkeys(curves["variant"]))
+    colours = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    ncols = min(4, len(bridges))
+    nrows = math.ceil(len(bridges) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 2.5 * nrows + 0.4), squeeze=False)
+    for k, bridge in enumerate(bridges):
+        ax = axes[k // ncols, k % ncols]
+        for variant, g in curves[curves["bridge"] == bridge].groupby("variant", sort=False):
             c = g.groupby("step")["probe_loss"].mean()
-            ax.plot(c.index, c.values, label=label)
+            ax.plot(c.index, c.values, color=colours(variants.index(variant) % colours.N), lw=1.2)
         ax.set_yscale("log")
-        ax.legend(fontsize=7, frameon=False, ncol=2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss on a fixed probe batch (each method's own loss)")
-    ax.set_title("Training loss (mean over seeds)")
-    return _save(fig, out, "training_loss")
+        ax.set_title(bridge, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for k in range(len(bridges), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    fig.supxlabel("step", fontsize=8)
+    fig.supylabel("loss on a fixed probe batch", fontsize=8)
+    fig.tight_layout()
+    if any(variants):
+        handles = [plt.Line2D([], [], color=colours(i % colours.N)) for i in range(len(variants))]
+        fig.legend(handles, [v or "(default)" for v in variants], loc="upper center", ncol=min(4, len(variants)),
+                   fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))  # below the panels: never on data
+    return _save(fig, out, "training_loss", "Training loss",
+                 "One panel per bridge, mean over seeds of the loss on a fixed probe batch (each method's own loss, "
+                 "so compare shapes, not levels across panels): a curve still falling at the end means the runs "
+                 "were stopped before convergence.")
 
 
-def fig_pi(heat: pd.DataFrame, diffs: pd.DataFrame, out: Path) -> list[str]:
+def fig_pi(heat: pd.DataFrame, diffs: pd.DataFrame, out: Path) -> list[dict]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     cols = [p for p in PI_ORDER if p in heat.columns]
-    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2, 0.5 * len(heat) + 1.5))
-    sns.heatmap(heat.set_index("bridge")[cols].astype(float), annot=True, fmt=".2f", cmap="viridis", ax=ax,
+    values = heat.set_index("method")[cols].astype(float)
+    notes = np.array([[fmt(heat.at[i, c], heat.at[i, f"{c}_ci"] if f"{c}_ci" in heat else math.nan).replace(" ± ", "\n± ")
+                       for c in cols] for i in heat.index])
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 3.2, 0.5 * len(heat) + 1.4))
+    sns.heatmap(values, annot=notes, fmt="", annot_kws={"fontsize": 7}, cmap="viridis", ax=ax,
                 cbar_kws={"label": "PSNR (dB)"})
     ax.set_xlabel("π")
-    ax.set_title("π ablation: mean PSNR over seeds")
-    files = _save(fig, out, "pi_heatmap")
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(1, len(diffs)) + 1.5))
-    labels = [f"{r.bridge}: {r.contrast}" for r in diffs.itertuples()]
-    ax.errorbar(diffs["mean_db"], np.arange(len(diffs)), xerr=diffs["ci_db"].fillna(0), fmt="o", capsize=3)
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(np.arange(len(diffs)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("paired PSNR difference (dB), 95% CI over seeds")
-    ax.set_title("π ablation: paired differences")
-    return files + _save(fig, out, "pi_differences")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=8)
+    ax.set_title("π ablation: mean PSNR over seeds", fontsize=10, loc="left")
+    files = [_save(fig, out, "pi_heatmap", "π ablation",
+                   "Mean PSNR (± 95% interval) of each method (row) with each noise shape π (column); read along a "
+                   "row: which π suits that bridge. Colours compare all cells.")]
+    if diffs.empty:
+        return files
+    fig, ax = plt.subplots(figsize=(5, 0.3 * len(diffs) + 1.3))
+    _forest(ax, [f"{r.method}: {r.contrast}" for r in diffs.itertuples()], diffs["mean_db"], diffs["ci_db"])
+    ax.set_xlabel("paired PSNR difference (dB), 95% interval over seeds")
+    ax.set_title("π ablation: paired differences", fontsize=10, loc="left")
+    return files + [_save(fig, out, "pi_differences", "π ablation: paired differences",
+                          "Each row: one method's PSNR with the first π minus with the second, paired by seed. "
+                          "Green / red: the interval excludes zero (the first π is better / worse); grey: the "
+                          "seeds do not decide.")]
 
 
 def _read01(path: Path) -> np.ndarray:
@@ -424,11 +721,13 @@ def _read01(path: Path) -> np.ndarray:
     return read_image(path)
 
 
-def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 64) -> list[str]:
-    """Rows: tasks (one sample each); columns: LQ, every method (its lowest seed), GT; the same centre crop."""
+def fig_qualitative(results: pd.DataFrame, out: Path, order=None, crop: int = 64) -> bool:
+    """Rows: tasks (one sample each); columns: LQ, every method (its lowest seed; in `order` where given), GT;
+    the same centre crop."""
     import matplotlib.pyplot as plt
 
     first = results.sort_values("seed").groupby("method", sort=False).first()
+    first = first.reindex([m for m in order if m in first.index]) if order is not None else first
     stems = None
     for ev in first["eval_dir"]:
         names = {p.name[: -len("_output.png")] for p in (Path(ev) / "samples").glob("*_output.png")}
@@ -438,7 +737,7 @@ def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 64) -> list[st
     for s in stems:
         by_task.setdefault(s.split("_")[0], s)
     if not by_task:
-        return []
+        return False
     cols = ["LQ", *first.index, "GT"]
     cell = 1.6 if len(cols) <= 10 else 0.9  # about one screen pixel per image pixel when there are many methods
     fig, axes = plt.subplots(len(by_task), len(cols), figsize=(cell * len(cols), (cell + 0.15) * len(by_task)),
@@ -460,10 +759,11 @@ def fig_qualitative(results: pd.DataFrame, out: Path, crop: int = 64) -> list[st
             if j == 0:
                 ax.set_ylabel(task, fontsize=8)
     fig.suptitle(f"The same {crop}² centre crop (test split, first sample per task)", fontsize=9)
-    return _save(fig, out, "qualitative", dpi=90)  # many image cells: keep the files small
+    _save(fig, out, "qualitative", "", "", dpi=90)  # many image cells: keep the files small
+    return True
 
 
-def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> list[str]:
+def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> bool:
     """Per-pixel noise std c(t)·|π| for π = one and π = residual, on one test pair, for one bridge of the report
     (rdbm if present): where RDBM's noise adapts to the degradation."""
     import matplotlib.pyplot as plt
@@ -471,11 +771,14 @@ def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 
 
     from .registry import get_bridge
 
-    name = "rdbm" if "rdbm" in set(results["bridge"]) else results["bridge"].iloc[0]
-    ev = Path(results.loc[results["bridge"] == name, "eval_dir"].iloc[0]) / "samples"
+    installed = results[results["installed"]]
+    if installed.empty:
+        return False
+    name = "rdbm" if "rdbm" in set(installed["bridge"]) else installed["bridge"].iloc[0]
+    ev = Path(installed.loc[installed["bridge"] == name, "eval_dir"].iloc[0]) / "samples"
     lqs = sorted(ev.glob("*_lq.png"))
     if not lqs:
-        return []
+        return False
     lq_path = next((p for task in ("dehaze", "lowlight", "desnow") for p in lqs if p.name.startswith(task)), lqs[0])
     stem = lq_path.name[: -len("_lq.png")]
     mu = torch.from_numpy(_read01(lq_path).transpose(2, 0, 1))[None] * 2 - 1
@@ -498,7 +801,78 @@ def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 
                 axes[i, j].set_ylabel(f"π = {pi}", fontsize=8)
         fig.colorbar(im, ax=axes[i, :].tolist(), shrink=0.9, label="c(t)·|π| ([-1, 1] units)")
     fig.suptitle(f"{name}: per-pixel noise std on {stem} (mean over RGB)", fontsize=9)
-    return _save(fig, out, "noise_std_maps")
+    _save(fig, out, "noise_std_maps", "", "")
+    return True
+
+
+# figures `render_report` draws from the report folder's data
+RENDERED_FIGURES = frozenset({"gain", "pi_heatmap", "pi_differences", "per_task_psnr", "psnr_vs_nfe",
+                              "quality_vs_compute"})
+# figures drawn from the sample images when the report is collected; the page shows them if they exist
+SAMPLE_FIGURES = {
+    "qualitative": ("The same crops", "The same centre crop of one test image per task (rows): the degraded input, "
+                    "every method (its lowest seed) and the ground truth. Look for methods that only copy the input "
+                    "and for artefacts that PSNR averages away."),
+    "noise_std_maps": ("Where the noise goes", "The per-pixel noise std c(t)·|π| of one bridge along t, for "
+                       "π = one (flat) and π = residual (large where the image is most degraded)."),
+    "training_loss": ("Training loss", "Mean over seeds of the loss on a fixed probe batch (each method's own "
+                      "loss): a curve still falling at the end means the runs were stopped before convergence."),
+}
+
+
+# --------------------------------------------------------------------------------------------- the answer
+def _names(labels, limit: int = 6) -> str:
+    labels = list(labels)
+    return ", ".join(labels[:limit]) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def answer_markdown(summary: pd.DataFrame, diffs: pd.DataFrame | None = None, left_out=()) -> str:
+    """The page's first paragraph, from the numbers: the best method, its margin over the next, whether their 95%
+    intervals separate, how many methods beat the degraded input, the π contrasts, and the runs left out."""
+    s = summary.sort_values("psnr", ascending=False, kind="stable").reset_index(drop=True)
+    best = s.iloc[0]
+    seeds = int(best["seeds"])
+    text = [f"**Best: {best['method']}**, {fmt(best['psnr'], best['psnr_ci'])} dB PSNR (mean over tasks, "
+            f"{seeds} seed{'s' if seeds != 1 else ''})"
+            + (f", {best['gain_psnr']:+.2f} dB against the degraded input ({best['input_psnr']:.2f} dB)."
+               if _finite(best["input_psnr"]) else ".")]
+    if len(s) > 1:
+        second = s.iloc[1]
+        margin = best["psnr"] - second["psnr"]
+        sentence = f"Next: **{second['method']}**, {fmt(second['psnr'], second['psnr_ci'])} dB, a margin of {margin:.2f} dB"
+        if not (_finite(best["psnr_ci"]) and _finite(second["psnr_ci"])):
+            sentence += "; with one seed there are no intervals, so this ordering is untested."
+        elif best["psnr"] - best["psnr_ci"] > second["psnr"] + second["psnr_ci"]:
+            sentence += "; their 95% intervals separate, so the lead holds across seeds."
+        else:
+            sentence += f"; their 95% intervals overlap, so {seeds} seeds do not establish this ordering."
+        text.append(sentence)
+        if _finite(best["psnr_ci"]):
+            apart = [r["method"] for _, r in s.iloc[1:].iterrows()
+                     if _finite(r["psnr_ci"]) and r["psnr"] + r["psnr_ci"] < best["psnr"] - best["psnr_ci"]]
+            text.append(f"{len(apart)} of the {len(s) - 1} other methods are clearly behind it (intervals apart).")
+    text.append("\n\n")
+    if s["gain_psnr"].notna().any() and s["gain_psnr_ci"].notna().any():
+        colours = _interval_colours(s["gain_psnr"], s["gain_psnr_ci"])
+        above = [m for m, c in zip(s["method"], colours) if c == GOOD]
+        below = [m for m, c in zip(s["method"], colours) if c == BAD]
+        text.append(f"{len(above)} of {len(s)} methods beat the degraded input with their interval above it"
+                    + (f" ({_names(above)})" if above else "")
+                    + f"; {len(below)} {'is' if len(below) == 1 else 'are'} below it"
+                    + ("; the rest cannot be told apart from the input." if len(above) + len(below) < len(s) else ".")
+                    + "\n\n")
+    if diffs is not None and not diffs.empty:
+        for contrast, g in diffs.groupby("contrast", sort=False):
+            decided = [f"{r.method} ({r.mean_db:+.2f} dB)" for r in g.itertuples()
+                       if _finite(r.ci_db) and abs(r.mean_db) > r.ci_db]
+            text.append(f"\n\nπ ablation, **{contrast}**: positive for {int((g['mean_db'] > 0).sum())} of {len(g)} "
+                        "methods; the paired interval excludes zero for "
+                        + (_names(decided) if decided else "none") + ".")
+    if left_out:
+        counts = pd.Series([r["reason"] for r in left_out]).value_counts()
+        text.append(f"\n\n**{len(left_out)} run(s) or evaluation(s) left out** ("
+                    + ", ".join(f"{n} {reason}" for reason, n in counts.items()) + "): listed under Details.")
+    return re.sub(r" *\n\n+ *", "\n\n", " ".join(text)).strip()
 
 
 # --------------------------------------------------------------------------------------------- the report
@@ -513,80 +887,199 @@ def _machine() -> str:
 
 
 def build_report(paths, out: str | Path, command: str | None = None, title: str | None = None) -> dict:
-    """Write the report into `out`; returns {"tables": [...], "figures": [...], "html": path}."""
+    """Collect `paths` into the report folder `out` and render it; returns `render_report`'s summary."""
     import matplotlib
 
     matplotlib.use("Agg")
     out = Path(out)
+    runs, left_out = find_runs(paths)
+    data = load_results(runs, left_out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    runs = find_runs(paths)
-    results, per_task, curves = load_results(runs)
-    results = compute_column(results)
-    results["method"] = method_label(results)
-    # per-task rows belong to (run, nfe, sampler): that evaluation's method name
-    per_task = per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
-    if not curves.empty:  # a run's training curve is shown under its first evaluation's method name
-        curves["method"] = curves["run"].map(results.drop_duplicates("run").set_index("run")["method"])
+    results = compute_column(data.results)
+    results["method"] = method_label(results, data.settings)
     results.to_csv(out / "results_per_run.csv", index=False)
+    # per-task rows and curves belong to an evaluation / a run: that evaluation's method, that run's training label
+    per_task = data.per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    per_task.to_csv(out / "per_task_per_run.csv", index=False)
+    runs_table = results.drop_duplicates("run").set_index("run")
+    training = method_label(runs_table, data.settings, TRAINING_KEYS)
+    curves = data.curves if not data.curves.empty else pd.DataFrame(columns=["run", "seed", "step", "probe_loss"])
+    if not curves.empty:
+        curves = curves.assign(bridge=curves["run"].map(runs_table["bridge"]), method=curves["run"].map(training))
+        curves["variant"] = [m[len(b):].strip() for m, b in zip(curves["method"], curves["bridge"])]
+    else:
+        curves = curves.assign(bridge=[], method=[], variant=[])
+    curves.to_csv(out / "training_curves.csv", index=False)
+    pd.DataFrame(data.left_out, columns=["run", "reason", "detail"]).to_csv(out / "runs_left_out.csv", index=False)
+    (out / "settings.json").write_text(json.dumps(data.settings, indent=2, sort_keys=True, default=str) + "\n")
+    command = command or "bridgezoo report " + " ".join(map(str, paths)) + f" --out {out}"
+    meta = {"title": title or out.name, "command": command, "machine": _machine()}
+    (out / "report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "command.txt").write_text(command + "\n")
+    for name in SAMPLE_FIGURES:  # drawn again below (or left out): never a previous report's picture
+        for ext in ("png", "svg"):
+            (out / "figures" / f"{name}.{ext}").unlink(missing_ok=True)
+    fig_qualitative(results, out, order=list(summary_table(results)["method"]))
+    fig_noise_maps(results, out)
+    return render_report(out)
+
+
+def _old_folder_meta(out: Path, title: str | None) -> dict:
+    """report.json for a folder written before it existed: the command from command.txt (its --title), the machine
+    from the old index.html where it names one (else the machine rendering the page now, said as such)."""
+    import html
+
+    command = (out / "command.txt").read_text().strip() if (out / "command.txt").exists() else ""
+    words = shlex.split(command) if command else []
+    found = words[words.index("--title") + 1] if "--title" in words[:-1] else None
+    old_page = (out / "index.html").read_text() if (out / "index.html").exists() else ""
+    machine = re.search(r"<p><b>Machine</b>: (.*?)</p>", old_page)
+    return {"title": title or found or out.name, "command": command,
+            "machine": html.unescape(machine.group(1)) if machine else None,
+            "rendering_machine": None if machine else _machine()}
+
+
+def render_report(out: str | Path, title: str | None = None, rerender_command: str | None = None) -> dict:
+    """Tables, figures and index.html of the report folder `out` from the data it holds (see the module
+    docstring); returns {"tables", "figures", "html", "runs", "left_out"}."""
+    import matplotlib
+
+    from .errors import OptionError
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    if not (out / "results_per_run.csv").exists():
+        raise OptionError(f"{out}: no results_per_run.csv here; not a folder written by `bridgezoo report`")
+    (out / "figures").mkdir(exist_ok=True)
+    results = pd.read_csv(out / "results_per_run.csv")
+    meta = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    if meta is None:
+        meta = _old_folder_meta(out, title)
+        (out / "report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if title:
+        meta["title"] = title
+    if "settings" not in results:  # written before the settings were recorded: the ones its columns name
+        results["settings"] = [settings_key({"iters": i, "batch": b, "patch": p})
+                               for i, b, p in zip(results["iters"], results["batch"], results["patch"])]
+    settings = (json.loads((out / "settings.json").read_text()) if (out / "settings.json").exists() else
+                {h: {"iters": int(g["iters"].iloc[0]), "batch": int(g["batch"].iloc[0]), "patch": int(g["patch"].iloc[0])}
+                 for h, g in results.groupby("settings")})
+    if "installed" not in results:
+        results["installed"] = results["bridge"].map(_installed)
+    left_out = (pd.read_csv(out / "runs_left_out.csv", dtype=str).fillna("").to_dict("records")
+                if (out / "runs_left_out.csv").exists() else [])
+
+    notes = []
+    if left_out:
+        counts = pd.Series([r["reason"] for r in left_out]).value_counts()
+        notes.append(f"left out: {len(left_out)} run(s) or evaluation(s) without a finished result ("
+                     + ", ".join(f"{n} {reason}" for reason, n in counts.items())
+                     + "); each with its reason in runs_left_out.csv and index.html")
+    split = sorted({m for m in results["method"] if re.search(r" \[.*\]$", m)})
+    if split:
+        notes.append("runs with different training settings are separate rows (settings in brackets): "
+                     + _names(split))
+    repeated = [m for m, g in results.groupby("method", sort=False) if g["run"].nunique() > g["seed"].nunique()]
+    if repeated:
+        notes.append("several runs share a seed (their mean is that seed's value, n = seeds): " + _names(repeated))
+    missing = sorted(set(results.loc[~results["installed"].astype(bool), "bridge"]))
+    if missing:
+        notes.append("bridge(s) not installed here, so their parameters, network evaluations and GMACs are "
+                     "unknown: " + ", ".join(missing))
 
     summary = summary_table(results)
-    html_tables = {"Overall (mean over tasks)": write_table(summary, out, "summary")}
-    for metric in ("psnr", "ssim", "psnr_y", "ssim_y"):
-        table = per_task_table(per_task, metric)
-        html_tables[f"Per task: {metric.upper().replace('_Y', ' (Y)')}"] = write_table(
-            with_input_row(table, per_task) if metric == "psnr" else table, out, f"per_task_{metric}")
-    figures = fig_per_task(per_task, out) + fig_nfe(results, out) + fig_compute(summary, out) + fig_loss(curves, out)
-    pi = pi_tables(results)
+    order = list(summary["method"])
+    metric_best = {c: "max" for c in ("psnr", "ssim", "psnr_y", "ssim_y", "gain_psnr")} | {
+        "seconds_per_image": "min", "gmacs_per_image": "min"}
+    tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", notes, metric_best)]
+    per_task = pd.read_csv(out / "per_task_per_run.csv") if (out / "per_task_per_run.csv").exists() else None
+    psnr_table = None
+    for metric in METRICS:
+        if per_task is not None:
+            table = per_task_table(per_task, metric, order)
+            table = with_input_row(table, per_task) if metric == "psnr" else table
+        else:  # a folder written before per_task_per_run.csv: its own per-task tables, in today's order
+            table = _ordered(pd.read_csv(out / f"per_task_{metric}.csv"), order + ["degraded input"])
+        psnr_table = table if metric == "psnr" else psnr_table
+        best = {c: "max" for c in table.columns if c != "method" and not c.endswith("_ci")}
+        tables.append(write_table(table, out, f"per_task_{metric}",
+                                  f"Per task: {metric.upper().replace('_Y', ' (Y)')}", notes, best))
+
+    answer_figures, figures, not_drawn = [], [], []
+    gain = fig_gain(summary, out)
+    answer_figures.append(gain)
+    pi = pi_tables(results, order)
     if pi is not None:
-        html_tables["π ablation: PSNR (dB) per bridge and π"] = write_table(pi[0], out, "pi_ablation")
-        html_tables["π ablation: paired differences (dB)"] = write_table(pi[1], out, "pi_differences")
-        figures += fig_pi(*pi, out)
-    figures += fig_qualitative(results, out) + fig_noise_maps(results, out)
-    bridges = sorted(set(results["bridge"]))
-    html_tables["Unification: each bridge and the generalized (θ, λ, π) bridge"] = write_table(
-        unification_table(bridges), out, "unification")
+        tables.append(write_table(pi[0], out, "pi_ablation", "π ablation: PSNR (dB) per method and π", notes,
+                                  {c: "max" for c in PI_ORDER}))
+        tables.append(write_table(pi[1], out, "pi_differences", "π ablation: paired differences (dB)",
+                                  notes + ["paired by seed: the same method and seed with two π modes"]))
+        answer_figures += fig_pi(*pi, out)
+    figures.append(fig_per_task(psnr_table, out))
+    for fig, reason in (fig_nfe(results, out), fig_compute(summary, out)):
+        figures.append(fig)
+        not_drawn += [reason] if reason else []
+    curves = (pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
+              if (out / "training_curves.csv").exists() else None)
+    if curves is not None and not curves.empty:
+        figures.append(fig_loss(curves, out, list(dict.fromkeys(results.set_index("method").loc[order, "bridge"]))))
+    for name, (fig_title, caption) in SAMPLE_FIGURES.items():
+        if (curves is None or name != "training_loss") and (out / "figures" / f"{name}.png").exists():
+            figures.append({"name": name, "png": f"figures/{name}.png", "svg": f"figures/{name}.svg",
+                            "title": fig_title, "caption": caption})
+    tables.append(write_table(unification_table(sorted(set(results["bridge"]))), out, "unification",
+                              "Unification: each bridge and the generalized (θ, λ, π) bridge"))
 
-    command = command or "bridgezoo report " + " ".join(map(str, paths)) + f" --out {out}"
-    conventions = results["conventions"].iloc[0]
-    crop = sorted(set(results["crop_border"]))
-    reading = (out / "READING.md").read_text() if (out / "READING.md").exists() else ""
-    page = _html(title or out.name, command, conventions, crop, results, html_tables, figures, reading)
+    drawn = [f for f in answer_figures + figures if f]
+    for name in RENDERED_FIGURES - {f["name"] for f in drawn}:  # not drawn this time: no stale picture stays
+        for ext in ("png", "svg"):
+            (out / "figures" / f"{name}.{ext}").unlink(missing_ok=True)
+    page = _page(meta=meta, results=results, summary=summary, pi=pi, left_out=left_out, settings=settings,
+                 notes=notes, tables=tables, answer_figures=[f for f in answer_figures if f],
+                 figures=[f for f in figures if f], not_drawn=not_drawn, out=out, rerender_command=rerender_command,
+                 tasks=[c for c in psnr_table.columns if c not in ("method", "mean") and not c.endswith("_ci")])
     (out / "index.html").write_text(page)
-    (out / "command.txt").write_text(command + "\n")
-    return {"tables": sorted(p.name for p in out.glob("*.csv")), "figures": figures, "html": str(out / "index.html"),
-            "runs": len(runs), "unfinished": results.attrs.get("unfinished", [])}
+    return {"tables": sorted(p.name for p in out.glob("*.csv")),
+            "figures": [p for f in drawn for p in (f["png"], f["svg"])], "html": str(out / "index.html"),
+            "runs": int(results["run"].nunique()), "left_out": left_out}
 
 
-def _html(title, command, conventions, crop, results, tables, figures, reading) -> str:
-    e = html.escape
-    settings = results.drop_duplicates("run")[["iters", "batch", "patch", "backbone"]].drop_duplicates()
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}"
-        "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
-        "text-align:right}img{max-width:100%}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>",
-        f"</head><body><h1>{e(title)}</h1>",
-        f"<p><b>Produced by</b>: <code>{e(command)}</code></p>",
-        f"<p><b>Machine</b>: {e(_machine())}</p>",
-        f"<p><b>Runs</b>: {results['run'].nunique()} ({results['seed'].nunique()} seed(s)); evaluations: {len(results)}."
-        " Training settings: " + e("; ".join(", ".join(f"{k} {v}" for k, v in rec.items())
-                                             for rec in settings.to_dict("records")))
-        + (f". Unfinished runs left out: {len(results.attrs['unfinished'])}" if results.attrs.get("unfinished") else "")
-        + "</p>",
-        "<h2>Metric conventions</h2>",
-        f"<p>{e(conventions)}; crop border {e(str(crop))} px; images as 8-bit PNG in [0, 255]. Intervals are 95% "
-        "Student-t confidence intervals of the mean over seeds (none for one seed). GMACs are the backbone's "
-        "multiply-accumulates for one 256² evaluation times the sampler's network evaluations.</p>",
-    ]
-    if reading:
-        parts += ["<h2>Reading</h2>", f"<pre>{e(reading)}</pre>"]
-    for name, table in tables.items():
-        parts += [f"<h2>{e(name)}</h2>", table]
-    parts.append("<h2>Figures</h2>")
-    for f in figures:
-        if f.endswith(".png"):
-            parts.append(f"<figure><img src='{e(f)}' alt='{e(f)}'><figcaption>{e(f)} "
-                         f"(<a href='{e(f[:-4])}.svg'>svg</a>)</figcaption></figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def _settings_view(results: pd.DataFrame, settings: dict[str, dict]) -> tuple[str, list[dict], list[str]]:
+    """(the settings every run shares as text, backbone and training precision first where they are one; one row
+    per settings group with what differs; the differing keys)."""
+    used = [h for h in dict.fromkeys(results["settings"]) if h in settings]
+    fields = sorted(set().union(*(settings[h] for h in used))) if used else []
+    differing = [f for f in fields if len({_short(settings[h].get(f)) for h in used}) > 1]
+    constant = [f"backbone {results['backbone'].iloc[0]}"] if results["backbone"].nunique() == 1 else []
+    if results["precision"].nunique() == 1:
+        constant.append("training precision " + str(results["precision"].iloc[0]).replace("no", "fp32"))
+    shared = "; ".join(constant + ([f"{f} {_short(settings[used[0]].get(f))}" for f in fields if f not in differing]
+                                   if used else []))
+    groups = [{"key": h, "runs": int(results.loc[results["settings"] == h, "run"].nunique()),
+               "bridges": ", ".join(sorted(set(results.loc[results["settings"] == h, "bridge"]))),
+               "values": [_short(settings[h].get(f)) for f in differing]} for h in used] if differing else []
+    return shared, groups, differing
 
+
+def _page(meta, results, summary, pi, left_out, settings, notes, tables, answer_figures, figures, not_drawn, out,
+          rerender_command, tasks) -> str:
+    import jinja2
+    from markdown_it import MarkdownIt
+
+    markdown = MarkdownIt("js-default")  # CommonMark + tables; raw HTML in the markdown is escaped
+    reading = (out / "READING.md").read_text() if (out / "READING.md").exists() else ""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bridgezoo", "templates"), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    shared, groups, differing = _settings_view(results, settings)
+    crop = sorted(set(results["crop_border"]))
+    return env.get_template("report.html.j2").render(
+        title=meta["title"], command=meta.get("command", ""), machine=meta.get("machine"),
+        rendering_machine=meta.get("rendering_machine"), rerender_command=rerender_command,
+        answer=markdown.render(answer_markdown(summary, pi[1] if pi else None, left_out)),
+        reading=markdown.render(reading) if reading else "",
+        runs=int(results["run"].nunique()), methods=len(summary), evaluations=len(results),
+        seeds=int(results["seed"].nunique()), tasks=tasks,
+        left_out=left_out, notes=notes, tables=tables, answer_figures=answer_figures, figures=figures,
+        not_drawn=not_drawn, conventions=str(results["conventions"].iloc[0]), crop=", ".join(map(str, crop)),
+        shared_settings=shared, settings_groups=groups, differing=differing,
+        data_files=[f for f in DATA_FILES if (out / f).exists()])

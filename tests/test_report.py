@@ -19,11 +19,15 @@ PSNR = {("rdbm", "residual"): [20.0, 21.0, 23.0], ("rdbm", "one"): [19.0, 20.5, 
         ("goub", "residual"): [18.0, 18.5, 19.5], ("goub", "one"): [18.2, 18.3, 18.4]}
 
 
-def make_run(root: Path, bridge: str, pi: str, seed: int, psnr: float, nfe: int = 10) -> Path:
-    run = root / f"{bridge}-{pi}-s{seed}"
+def make_run(root: Path, bridge: str, pi: str, seed: int, psnr: float, nfe: int = 10, name: str | None = None,
+             **settings) -> Path:
+    """A finished run directory (config.json, summary.json, train.jsonl, sample PNGs) whose numbers are known;
+    `settings` are extra config.json entries (training settings such as patch or data)."""
+    run = root / (name or f"{bridge}-{pi}-s{seed}")
     (run / "samples").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"bridge": bridge, "backbone": "unet-test", "seed": seed, "pi": pi,
-                                                 "bridge_options": {"pi": pi}, "iters": 10, "batch": 2, "patch": 32}))
+                                                 "bridge_options": {"pi": pi}, "iters": 10, "batch": 2, "patch": 32}
+                                                | settings))
     per_task = {t: {"psnr": psnr + (1 if t == "derain" else -1), "ssim": 0.5, "psnr_y": psnr + 0.5,
                     "ssim_y": 0.6, "images": 1} for t in TASKS}
     summary = {"images": 2, "sampler": "ddim", "nfe": nfe, "crop_border": 0, "conventions": "8-bit, float64",
@@ -51,6 +55,8 @@ def report(tmp_path_factory):
     (root / "half-finished").mkdir()
     (root / "half-finished" / "config.json").write_text(json.dumps({"bridge": "rdbm"}))  # no summary: left out
     out = tmp_path_factory.mktemp("report") / "rep"
+    out.mkdir()
+    (out / "READING.md").write_text("# Reading\n\n**Scale first.** a <script>alert(1)</script> reading\n")
     info = build_report([root], out, command="bridgezoo report RUNS --out rep")
     return out, info
 
@@ -75,7 +81,8 @@ def test_summary_table_has_one_row_per_method_with_hand_computed_intervals(repor
     assert row["psnr"] == pytest.approx(mean) and row["psnr_ci"] == pytest.approx(half)
     assert row["seeds"] == 3 and row["evaluations"] == 10  # DDIM at NFE 10: ten network calls
     assert row["params_m"] == pytest.approx(0.0, abs=1.0) and row["gmacs_per_image"] > 0
-    assert info["unfinished"] and "half-finished" in info["unfinished"][0]
+    assert list(df["psnr"]) == sorted(df["psnr"], reverse=True)  # best first
+    assert [(Path(r["run"]).name, r["reason"]) for r in info["left_out"]] == [("half-finished", "unfinished")]
 
 
 def test_per_task_table_and_markdown_show_mean_and_interval(report):
@@ -92,37 +99,87 @@ def test_per_task_table_and_markdown_show_mean_and_interval(report):
 def test_pi_ablation_differences_are_paired_by_seed(report):
     out, _ = report
     diffs = pd.read_csv(out / "pi_differences.csv")
-    row = diffs[(diffs["bridge"] == "rdbm") & (diffs["contrast"] == "residual − one")].iloc[0]
+    row = diffs[(diffs["method"] == "rdbm") & (diffs["contrast"] == "residual − one")].iloc[0]
     d = np.subtract(PSNR[("rdbm", "residual")], PSNR[("rdbm", "one")])  # 1.0, 0.5, 2.0
     mean, half, n = mean_ci(d)
     assert row["mean_db"] == pytest.approx(mean) and row["ci_db"] == pytest.approx(half)
     assert row["pairs"] == 3 and row["wins"] == 3
-    heat = pd.read_csv(out / "pi_ablation.csv").set_index("bridge")
+    heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")
     assert heat.loc["goub", "one"] == pytest.approx(18.3)
 
 
 def test_every_figure_is_written_and_every_file_the_html_references_exists(report):
     out, info = report
-    for name in ("per_task_psnr", "psnr_vs_nfe", "pi_heatmap", "pi_differences", "quality_vs_compute",
-                 "training_loss", "qualitative", "noise_std_maps"):
+    for name in ("gain", "per_task_psnr", "pi_heatmap", "pi_differences", "training_loss", "qualitative",
+                 "noise_std_maps"):
         for ext in ("png", "svg"):
             f = out / "figures" / f"{name}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f
+            assert f"figures/{name}.{ext}" in info["figures"] or name in ("qualitative", "noise_std_maps")
 
     class Refs(HTMLParser):
         refs = []
 
         def handle_starttag(self, tag, attrs):
-            self.refs += [v for k, v in attrs if k in ("src", "href")]
+            self.refs += [v for k, v in attrs if k in ("src", "href") and not v.startswith("#")]
 
     page = (out / "index.html").read_text()
     parser = Refs()
     parser.feed(page)
     assert len(parser.refs) >= 16
     assert all((out / r).exists() for r in parser.refs), [r for r in parser.refs if not (out / r).exists()]
-    assert not re.search(r"(src|href)='(https?:)?//", page)  # opens offline
+    assert not re.search(r"(src|href)=['\"](https?:)?//", page)  # opens offline
     assert "bridgezoo report RUNS --out rep" in page and "8-bit, float64" in page
     assert "Unification" in page and (out / "unification.md").exists()
+
+
+def test_figures_adapt_a_single_nfe_or_equal_compute_is_not_drawn_and_the_page_says_why(report):
+    out, info = report
+    page = (out / "index.html").read_text()
+    for name in ("psnr_vs_nfe", "quality_vs_compute"):  # one NFE (10), the same GMACs for every method
+        assert f"figures/{name}.png" not in info["figures"] and name not in page
+    assert "PSNR against NFE: not drawn, every method was evaluated at one NFE (10)" in page
+    assert "Quality against compute: not drawn, every method costs the same" in page
+    assert page.count("<figcaption>") == page.count("<img ") == len(info["figures"]) // 2  # each with a caption
+
+
+def test_page_leads_with_the_answer_then_reading_tables_and_details(report):
+    out, _ = report
+    page = (out / "index.html").read_text()
+    positions = [page.index(marker) for marker in ('id="gain-figure"', 'id="reading"', 'id="tables"',
+                                                   'id="figures"', 'id="details"')]
+    assert positions == sorted(positions)
+    assert page.index("figures/gain.png") < page.index("figures/pi_heatmap.png") < page.index('id="reading"')
+    # the summary paragraph, from the numbers: best rdbm π=residual (64/3 dB) over rdbm π=one (60.5/3 dB)
+    answer = page[page.index('class="summary"'):page.index('id="reading"')]
+    best, second = mean_ci(PSNR[("rdbm", "residual")]), mean_ci(PSNR[("rdbm", "one")])
+    assert f"<strong>Best: rdbm π=residual</strong>, {best[0]:.2f} ± {best[1]:.2f} dB" in answer
+    assert f"a margin of {best[0] - second[0]:.2f} dB" in answer and "intervals overlap" in answer
+    # paired residual − one: rdbm +1.17 (1, 0.5, 2), goub +0.37 (−0.2, 0.2, 1.1); neither interval excludes zero
+    assert ("<strong>residual − one</strong>: positive for 2 of 2 methods; the paired interval excludes zero for "
+            "none") in answer
+    # the reading is rendered markdown, its raw HTML escaped
+    reading = page[page.index('id="reading"'):page.index('id="tables"')]
+    assert "<strong>Scale first.</strong>" in reading and "**" not in reading
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in reading
+
+
+def test_tables_are_sortable_numbers_right_aligned_and_the_best_marked(report):
+    out, _ = report
+    page = (out / "index.html").read_text()
+    table = page[page.index('<table class="sortable" id="summary">'):]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table[table.index("<tbody>"):], re.S)
+    assert len(rows) == 4
+    summary = pd.read_csv(out / "summary.csv")
+    psnr_column = list(summary.columns).index("psnr") - sum(c.endswith("_ci") for c in summary.columns[:2])
+    cells = [re.findall(r"<td([^>]*)>(.*?)</td>", r) for r in rows]
+    best = [c[psnr_column] for c in cells if "best" in c[psnr_column][0]]
+    assert len(best) == 1 and best[0][1].startswith(f"{summary['psnr'].max():.2f} ± ")
+    assert all('class="num' in c[psnr_column][0] for c in cells)
+    assert float(re.search(r'data-sort="([^"]+)"', cells[0][psnr_column][0]).group(1)) == pytest.approx(
+        summary["psnr"].iloc[0])
+    assert "th.addEventListener(\"click\"" in page
 
 
 def test_psnr_against_nfe_uses_extra_evaluations(tmp_path):
@@ -132,9 +189,10 @@ def test_psnr_against_nfe_uses_extra_evaluations(tmp_path):
     s = json.loads((run / "summary.json").read_text()) | {"nfe": 20}
     s["overall"]["psnr"] = 22.0
     (extra / "summary.json").write_text(json.dumps(s))
-    build_report([run], tmp_path / "rep")
+    info = build_report([run], tmp_path / "rep")
     df = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert sorted(zip(df["evaluations"], df["psnr"])) == [(5, 20.0), (20, 22.0)]
+    assert "figures/psnr_vs_nfe.png" in info["figures"]  # two NFE values: drawn
 
 
 def test_a_grid_file_reads_only_the_evaluations_the_grid_asks_for(tmp_path):
@@ -150,7 +208,276 @@ def test_a_grid_file_reads_only_the_evaluations_the_grid_asks_for(tmp_path):
     extra = run.directory / "evals" / "nfe20-ddim"  # written by another grid that shares the run
     extra.mkdir(parents=True)
     (extra / "summary.json").write_text((run.directory / "summary.json").read_text().replace('"nfe": 5', '"nfe": 20'))
-    assert find_runs([grid]) == {run.directory: {run.directory}}
-    assert find_runs([grid, run.directory]) == {run.directory: None}  # named directly: every evaluation
+    assert find_runs([grid]) == ({run.directory: {run.directory}}, [])
+    assert find_runs([grid, run.directory]) == ({run.directory: None}, [])  # named directly: every evaluation
     build_report([grid], tmp_path / "rep")
     assert list(pd.read_csv(tmp_path / "rep" / "summary.csv")["evaluations"]) == [5]
+
+
+# --------------------------------------------------------------------------------------------- a real browser
+class Chromium:
+    """Headless Chromium driven over the Chrome DevTools protocol (websocket-client): open a page, run script in
+    it, click at a point with real mouse events, take a screenshot; console errors and failed loads are collected."""
+
+    def __init__(self, exe: str, profile: Path, width: int = 1280, height: int = 800):
+        import subprocess
+        import time
+        import urllib.request
+
+        import websocket
+
+        self.proc = subprocess.Popen(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={profile}",
+             f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chromium did not start (exit code {self.proc.poll()})")
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30).read())
+        self.ws = websocket.create_connection(next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"],
+                                              timeout=60)
+        self.events, self.calls = [], 0
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def _receive(self) -> dict:
+        message = json.loads(self.ws.recv())
+        if "method" in message:
+            self.events.append(message)
+        return message
+
+    def send(self, method: str, **params) -> dict:
+        self.calls += 1
+        self.ws.send(json.dumps({"id": self.calls, "method": method, "params": params}))
+        while True:
+            message = self._receive()
+            if message.get("id") == self.calls:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def open(self, url: str) -> None:
+        self.events.clear()
+        self.send("Page.navigate", url=url)
+        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
+            self._receive()
+
+    def js(self, expression: str):
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def click(self, x: float, y: float) -> None:
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e["method"] == "Runtime.exceptionThrown":
+                out.append(str(p["exceptionDetails"]))
+            elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(str(p.get("args")))
+            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}")
+        return out
+
+    def screenshot(self, path: Path) -> Path:
+        import base64
+
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+        return path
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    browser = Chromium(exe, tmp_path / "chromium-profile")
+    yield browser
+    browser.close()
+
+
+def test_the_page_in_a_real_browser(report, chromium, tmp_path):
+    """Opened in headless Chromium: no console error, every image loads, the first screen shows the gain figure
+    and the summary, and clicking a header sorts the table. The first screen is kept as first-screen.png."""
+    out, _ = report
+    chromium.open((out / "index.html").resolve().as_uri())
+    assert chromium.errors() == []
+    images = chromium.js("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    assert len(images) >= 7 and images[0][0] == "figures/gain.png"
+    assert [src for src, complete, width in images if not (complete and width > 0)] == []
+    shot = chromium.screenshot(tmp_path / "first-screen.png")
+    assert shot.stat().st_size > 10_000
+    first_screen = chromium.js("""(() => {
+        const box = e => { const r = document.querySelector(e).getBoundingClientRect(); return [r.top, r.bottom]; };
+        return {height: innerHeight, gain: box('#gain-figure img'), summary: box('.summary')}; })()""")
+    top, bottom = first_screen["gain"]
+    assert 0 <= top < first_screen["height"] / 3 and bottom - top > 150
+    assert bottom <= first_screen["height"]  # four methods: the whole figure is on the first screen
+    assert first_screen["summary"][0] < first_screen["height"] / 2
+
+    def order():
+        return chromium.js("Array.from(document.querySelectorAll('#summary tbody tr')).map(r => r.cells[0].textContent)")
+
+    def click_header(text):
+        x, y = chromium.js(f"""(() => {{
+            const th = Array.from(document.querySelectorAll('#summary th')).find(h => h.textContent === {json.dumps(text)});
+            th.scrollIntoView({{block: 'center'}}); const r = th.getBoundingClientRect();
+            return [r.left + r.width / 2, r.top + r.height / 2]; }})()""")
+        chromium.click(x, y)
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert order() == list(summary["method"])  # best PSNR first
+    click_header("method")  # first click: descending
+    assert order() == sorted(summary["method"], reverse=True)
+    click_header("PSNR (dB)")
+    click_header("PSNR (dB)")  # second click: ascending
+    assert order() == list(summary.sort_values("psnr")["method"]) != list(summary["method"])
+    assert chromium.errors() == []
+
+
+# --------------------------------------------------------------------------------------------- grouping, left-out runs
+def test_runs_with_different_training_settings_are_never_pooled(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0)
+    make_run(root, "rdbm", "residual", 1, 22.0)
+    make_run(root, "rdbm", "residual", 0, 21.0, name="copy-of-s0")  # the same settings and seed again
+    make_run(root, "rdbm", "residual", 0, 10.0, name="small-patch", patch=7)
+    make_run(root, "rdbm", "residual", 1, 15.0, name="own-data", data="/my/pairs")
+    out = tmp_path / "rep"
+    build_report([root], out)
+    df = pd.read_csv(out / "summary.csv").set_index("method")
+    assert set(df.index) == {"rdbm [data zoo5, patch 32]", "rdbm [data zoo5, patch 7]",
+                             "rdbm [data /my/pairs, patch 32]"}
+    main = df.loc["rdbm [data zoo5, patch 32]"]
+    mean, half, _ = mean_ci([(20.0 + 21.0) / 2, 22.0])  # one value per seed: the two seed-0 runs averaged
+    assert main["seeds"] == 2 and main["psnr"] == pytest.approx(mean) and main["psnr_ci"] == pytest.approx(half)
+    assert df.loc["rdbm [data zoo5, patch 7]", "psnr"] == 10.0 and df.loc["rdbm [data zoo5, patch 7]", "seeds"] == 1
+    notes = (out / "summary.md").read_text()
+    assert "Note: runs with different training settings are separate rows" in notes
+    assert "Note: several runs share a seed" in notes and "% Note: runs with different" in (out / "summary.tex").read_text()
+    page = (out / "index.html").read_text()
+    assert "Training settings that differ between runs" in page and "/my/pairs" in page
+    settings = json.loads((out / "settings.json").read_text())
+    assert sorted((s["data"], s["patch"]) for s in settings.values()) == [("/my/pairs", 32), ("zoo5", 7), ("zoo5", 32)]
+
+
+def test_every_run_left_out_is_listed_with_its_reason(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0)
+    make_run(root, "gone-bridge", "one", 0, 18.0)  # finished, plugin since uninstalled: kept, with a note
+    (root / "failed").mkdir()  # what `bridgezoo bench` leaves for a run that failed before writing config.json
+    (root / "failed" / "error.txt").write_text("Traceback ...\nOptionError: --tile (8) must exceed --tile-overlap\n")
+    stopped = make_run(root, "rdbm", "residual", 1, 0.0, name="stopped")
+    (stopped / "summary.json").unlink()
+    gone = make_run(root, "gone-bridge", "one", 1, 0.0, name="gone-unfinished")
+    (gone / "summary.json").unlink()
+    out = tmp_path / "rep"
+    info = build_report([root], out)
+    reasons = {Path(r["run"]).name: (r["reason"], r["detail"]) for r in info["left_out"]}
+    assert reasons == {"failed": ("failed", "OptionError: --tile (8) must exceed --tile-overlap"),
+                       "stopped": ("unfinished", "no summary.json: training stopped at step 3 of 10"),
+                       "gone-unfinished": ("missing plugin", "no installed plugin provides bridge 'gone-bridge'")}
+    assert info["runs"] == 2
+    assert pd.read_csv(out / "runs_left_out.csv")["reason"].value_counts().to_dict() == {
+        "failed": 1, "unfinished": 1, "missing plugin": 1}
+    for table in ("summary", "per_task_psnr", "unification"):
+        text = (out / f"{table}.md").read_text()
+        assert ("Note: left out: 3 run(s) or evaluation(s) without a finished result (" in text) == (
+            table != "unification")
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    assert "gone-bridge π=one" in summary.index and math.isnan(summary.loc["gone-bridge π=one", "evaluations"])
+    page = (out / "index.html").read_text()
+    assert "3 run(s) or evaluation(s) left out" in page and "not installed here" in page
+    for name, (reason, detail) in reasons.items():
+        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td>{re.escape(detail.replace(chr(39), '&#39;'))}",
+                         page), name
+
+
+def test_cli_report_of_a_grid_counts_and_names_the_runs_it_left_out(tmp_path):
+    import subprocess
+    import sys
+
+    from bridgezoo.bench import load_grid
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\nout = "{tmp_path / "runs"}"\n[shared]\nbackbone = "unet-test"\n'
+                    '[axes]\nbridge = ["rdbm", "goub", "no-such-bridge"]\nnfe = [5]\n')
+    done, failed, missing = load_grid(grid).runs
+    make_run(tmp_path / "runs", "rdbm", "residual", 0, 20.0, nfe=5, name=done.name)
+    failed.directory.mkdir(parents=True)
+    (failed.directory / "error.txt").write_text("RuntimeError: out of memory\n")
+    proc = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "report", str(grid), "--out", str(tmp_path / "rep")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("report of 1 run(s), 2 left out (1 failed, 1 missing plugin; reasons in index.html")
+    left = pd.read_csv(tmp_path / "rep" / "runs_left_out.csv")
+    assert list(zip(left["run"], left["reason"])) == [(str(failed.directory), "failed"),
+                                                      (str(missing.directory), "missing plugin")]
+    assert "RuntimeError: out of memory" in (tmp_path / "rep" / "index.html").read_text()
+
+
+def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
+    import shutil
+
+    from bridgezoo.cli import main
+
+    root = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(20.0, 18.0), (21.0, 18.5)]):
+        make_run(root, "rdbm", "residual", seed, a)
+        make_run(root, "goub", "residual", seed, b)
+    out = tmp_path / "rep"
+    build_report([root], out, command="bridgezoo report runs --out rep")
+    before = {f: (out / f).read_text() for f in ("summary.csv", "per_task_psnr.csv", "per_task_ssim_y.md",
+                                                 "figures/gain.svg", "figures/per_task_psnr.svg")}
+    shutil.rmtree(root)
+    (out / "index.html").unlink()
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before
+    page = (out / "index.html").read_text()
+    assert "Page rendered again by" in page and "figures/qualitative.png" in page and "figures/gain.png" in page
+
+    # a folder written before the page's data files existed: the committed reports' case
+    for f in ("per_task_per_run.csv", "training_curves.csv", "settings.json", "report.json", "runs_left_out.csv"):
+        (out / f).unlink()
+    pd.read_csv(out / "results_per_run.csv").drop(columns=["settings", "installed"]).to_csv(
+        out / "results_per_run.csv", index=False)
+    (out / "command.txt").write_text("bridgezoo report runs --out rep --title 'An old report'\n")
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before  # the per-task tables it had, as they were
+    page = (out / "index.html").read_text()
+    assert "<title>An old report</title>" in page and "figures/training_loss.png" in page
+    assert "Machine that rendered this page" in page and "backbone unet-test; training precision fp32; batch 2; iters 10; patch 32" in page
+    (out / "report.json").unlink()  # the old page's machine line is kept
+    (out / "index.html").write_text("<p><b>Machine</b>: x86_64, 2 logical CPUs, no GPU</p>")
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "<dt>Machine</dt><dd>x86_64, 2 logical CPUs, no GPU</dd>" in page and "rendered this page" not in page
+
+
+def test_report_options_are_checked(tmp_path, capsys):
+    from bridgezoo.cli import main
+
+    assert main(["report", "--out", str(tmp_path / "rep")]) == 2
+    assert "give RUNS" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--rebuild", "--out", str(tmp_path / "rep")]) == 2
+    assert "give no RUNS with it" in capsys.readouterr().err
+    assert main(["report", "--rebuild", "--out", str(tmp_path)]) == 2
+    assert "no results_per_run.csv" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
