@@ -109,7 +109,8 @@ def _default_pi(bridge: str) -> str:
 def training_key(config: dict) -> str:
     """A short hash of everything that decides the trained weights (evaluation settings excluded)."""
     ignore = {"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples", "tile",
-              "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data", "eval_seed"}
+              "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data", "eval_seed", "eval_sets",
+              "eval_limit"}
     stable = {k: v for k, v in sorted(config.items()) if k not in ignore}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
