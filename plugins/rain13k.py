@@ -26,7 +26,7 @@ import bridgezoo
 from bridgezoo.data.adapters import DatasetAdapter, SplitSpec, scan_pair_dirs, strip_prefix_key
 
 TEST_SETS = (("Rain100H", 100), ("Rain100L", 100), ("Test100", 100), ("Test1200", 1200), ("Test2800", 2800))
-SOURCE = "MPRNet (arXiv 2102.02808) Sec. 4.1; Y: Restormer Deraining/evaluate_PSNR_SSIM.m"
+SOURCE = "MPRNet (arXiv 2102.02808) Sec. 4.1, recalled; Y: Restormer Deraining/evaluate_PSNR_SSIM.m"
 KEY = strip_prefix_key("norain-", "norain_", "rain-", "rain_")
 
 

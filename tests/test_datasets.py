@@ -265,6 +265,8 @@ def test_a_wrong_root_and_wrong_specs_say_what_to_give(tmp_path):
     with pytest.raises(DataError, match=r"unknown dataset 'lool'. Did you mean 'lol'"):
         parse_data_spec("lool:/data/LOL")
     assert parse_data_spec("zoo5") is None and parse_data_spec(str(tmp_path)) is None
+    (tmp_path / "lol").mkdir()  # an existing folder is paired folders, even one named like a dataset
+    assert parse_data_spec(str(tmp_path / "lol")) is None
     adapter, path = parse_data_spec(f"reside-outdoor:{tmp_path}")
     assert adapter.name == "reside-outdoor" and path == tmp_path
 

@@ -521,10 +521,13 @@ class MixAdapter(DatasetAdapter):
 def parse_data_spec(spec: str):
     """`NAME:PATH` for a registered dataset → (adapter, Path); anything else (zoo5, a folder) → None.
 
-    A bare registered name without a path is an error that says how to give one.
+    An existing folder always means paired folders (even one named like a dataset); a bare registered name without
+    a path is an error that says how to give one.
     """
-    from ..registry import list_datasets, get_dataset
+    from ..registry import get_dataset, list_datasets
 
+    if spec == "zoo5" or Path(spec).expanduser().exists():
+        return None
     names = list_datasets()
     if spec in names:
         raise DataError(f"--data {spec}: give the dataset's root folder as {spec}:PATH (e.g. {spec}:/data/{spec})")
@@ -532,7 +535,7 @@ def parse_data_spec(spec: str):
         return None
     name, path = spec.split(":", 1)
     if name not in names:
-        if len(name) == 1 or Path(spec).exists():  # a Windows drive letter or a folder with ':' in its name
+        if len(name) == 1:  # a Windows drive letter
             return None
         from ..errors import suggest
 
