@@ -31,7 +31,7 @@ from pathlib import Path
 
 import bridgezoo
 from bridgezoo.data.adapters import (DatasetAdapter, ImagePair, SplitScan, SplitSpec, fill_pairs, find_dir,
-                                     listing, missing_scan, rel, scan_pair_dirs)
+                                     listing, rel, scan_pair_dirs)
 
 SEQUENCE = re.compile(r"^GOPR\d{4}_\d{2}_\d{2}$", re.IGNORECASE)  # GOPR0372_07_00
 GOPRO = "SeungjunNah/DeepDeblur_release README (2,103 / 1,111 pairs); RGB: Restormer evaluate_gopro_hide.m"

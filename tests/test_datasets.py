@@ -102,6 +102,11 @@ def test_snow100k_archive_layout_finds_the_test_subsets_under_the_archive_prefix
     assert len(only_m) == 2 and only_m[0]["name"] == "Snow100K-M/city_00000"
     with pytest.raises(DataError, match=r"unknown test set\(s\) 'Snow100K-XL'.*Did you mean"):
         ad.evaluation_set(root, sets=["Snow100K-XL"])
+    # a broken optional set that is not used by default does not stop a run; asked for, it does
+    shutil.rmtree(next(root.rglob("Snow100K-M")) / "gt")
+    assert len(ad.evaluation_set(root)) == 4
+    with pytest.raises(DataError, match=r"Snow100K-M: .*Snow100K-M/ has no gt/"):
+        ad.evaluation_set(root, sets=["Snow100K-M"])
 
 
 # ----------------------------------------------------------------------------------------------- RESIDE

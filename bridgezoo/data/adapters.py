@@ -372,6 +372,10 @@ class DatasetAdapter:
         wanted = None if splits is None else set(splits)
         return [self.scan_split(root, s) for s in self.split_specs() if wanted is None or s.name in wanted]
 
+    def alignment_of(self, split: str) -> str:
+        """The GT alignment rule of a split (one per dataset; a mix keeps each member's)."""
+        return self.gt_alignment
+
     def check(self, root, deep: bool = False) -> CheckReport:
         """Found vs expected per split; with `deep`, every image is also decoded and the pair sizes compared."""
         scans = self.scan(root)
@@ -379,7 +383,7 @@ class DatasetAdapter:
             for sc in scans:
                 for p in sc.pairs:
                     try:
-                        load_pair(p, self.gt_alignment)
+                        load_pair(p, self.alignment_of(sc.spec.name))
                     except DataError as exc:
                         sc.errors.append(str(exc))
         return CheckReport(self.name, Path(root), scans)
@@ -403,6 +407,8 @@ class DatasetAdapter:
                 raise DataError(f"{self.name}: unknown {role} set(s) {', '.join(map(repr, unknown))}."
                                 f"{suggest(unknown[0], known)} Its {role} sets: {', '.join(sorted(known))}")
             specs = [s for s in specs if s.name in names]
+        else:  # by default: the required sets, and the optional ones marked for use when found
+            specs = [s for s in specs if s.required or s.evaluate]
         scans = self.scan(root, [s.name for s in specs])
         errors = [f"{sc.spec.name}: {e}" for sc in scans for e in sc.errors]
         if errors:
@@ -413,8 +419,6 @@ class DatasetAdapter:
             raise DataError(f"{self.name} at {root}: {role} set(s) {', '.join(absent)} not found. Run "
                             f"`bridgezoo data check {self.name}:{root}` to see where they were looked for")
         found = [sc for sc in scans if not sc.missing]
-        if names is None:  # by default: required sets, and optional ones marked for evaluation
-            found = [sc for sc in found if sc.spec.required or sc.spec.evaluate]
         if not found:
             raise DataError(f"{self.name} at {root}: no {role} split found")
         off = [f"{sc.spec.name} {len(sc.pairs)} of {sc.spec.expected}" for sc in found if sc.count_error]
@@ -424,15 +428,20 @@ class DatasetAdapter:
         return found
 
     def training_set(self, root, patch: int, length: int, seed: int = 0, tasks=None) -> "TrainingPairs":
+        """Random patch×patch crops of every training pair, `length` draws, task-balanced (`TrainingPairs`)."""
         scans = self._usable(root, "train", tasks)
         by_task: dict[str, list[ImagePair]] = {}
+        align = {}
         for sc in scans:
             by_task.setdefault(sc.spec.task, []).extend(sc.pairs)
-        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=self.gt_alignment)
+            align[sc.spec.task] = self.alignment_of(sc.spec.name)
+        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=align)
 
     def evaluation_set(self, root, sets=None, limit: int | None = None, tasks=None) -> "EvaluationPairs":
+        """The full test images of `sets` (default: the dataset's own test sets), at most `limit` per set."""
         scans = self._usable(root, "test", tasks, names=sets)
-        return EvaluationPairs([(sc.spec, sc.pairs) for sc in scans], limit=limit, gt_alignment=self.gt_alignment)
+        return EvaluationPairs([(sc.spec, sc.pairs) for sc in scans], limit=limit,
+                               gt_alignment={sc.spec.name: self.alignment_of(sc.spec.name) for sc in scans})
 
     def describe(self) -> list[dict]:
         """One row per split, for `bridgezoo data list`."""
@@ -481,41 +490,12 @@ class MixAdapter(DatasetAdapter):
                 out.append(sc)
         return out
 
-    @property
-    def gt_alignment(self) -> str:  # per pair: the members' rules are kept on their pairs
-        return "per-member"
-
-    def _alignment_of(self) -> dict[str, str]:
-        return {s.name: self._member(name).gt_alignment for name, _ in self.members
-                for s in self._member(name).split_specs()}
-
-    def check(self, root, deep: bool = False) -> CheckReport:
-        scans = self.scan(root)
-        if deep:
-            align = self._alignment_of()
-            for sc in scans:
-                for p in sc.pairs:
-                    try:
-                        load_pair(p, align[sc.spec.name])
-                    except DataError as exc:
-                        sc.errors.append(str(exc))
-        return CheckReport(self.name, Path(root), scans)
-
-    def training_set(self, root, patch, length, seed=0, tasks=None) -> "TrainingPairs":
-        align = self._alignment_of()
-        scans = self._usable(root, "train", tasks)
-        by_task: dict[str, list[ImagePair]] = {}
-        aligns = {}
-        for sc in scans:
-            by_task.setdefault(sc.spec.task, []).extend(sc.pairs)
-            aligns[sc.spec.task] = align[sc.spec.name]
-        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=aligns)
-
-    def evaluation_set(self, root, sets=None, limit=None, tasks=None) -> "EvaluationPairs":
-        align = self._alignment_of()
-        scans = self._usable(root, "test", tasks, names=sets)
-        return EvaluationPairs([(sc.spec, sc.pairs) for sc in scans], limit=limit,
-                               gt_alignment={sc.spec.name: align[sc.spec.name] for sc in scans})
+    def alignment_of(self, split: str) -> str:
+        for name, _ in self.members:
+            member = self._member(name)
+            if any(s.name == split for s in member.split_specs()):
+                return member.alignment_of(split)
+        raise KeyError(split)
 
 
 def parse_data_spec(spec: str):
