@@ -1,18 +1,18 @@
 """GoPro deblurring (`gopro`), with HIDE and RealBlur-J/-R as extra test sets when they are found.
 
 GoPro (Nah et al., CVPR 2017). The authors' `GOPRO_Large` keeps one folder per video sequence with `blur/`,
-`blur_gamma/` and `sharp/` (SeungjunNah/DeepDeblur_release README, mirrored in benjamesbabala/deepdeblur_release:
-`GOPRO_Large/train/GOPRxxxx_xx_xx/blur/xxxxxx.png`; 22 training and 11 test sequences, 2,103 and 1,111 image pairs).
-A blurred frame pairs with the sharp frame of the same name in the same sequence. `blur/` is the linear-CRF blur that
-the Restormer/MPRNet lineage trains on; `blur_gamma/` (used by DeepDeblur-PyTorch src/data/gopro_large.py) is
-read instead with the adapter option `blur="blur_gamma"`. The rearranged layouts are read too: Restormer / DiffUIR
+`blur_gamma/` and `sharp/` (the DeepDeblur release README, as mirrored in benjamesbabala/deepdeblur_release:
+`GOPRO_Large/train/GOPRxxxx_xx_xx/blur/xxxxxx.png`; 22 training and 11 test sequences, 2,103 and 1,111 image pairs;
+the blurred images come "gamma corrected and not corrected (linear CRF)"). A blurred frame pairs with the sharp
+frame of the same name in the same sequence; frame names repeat across sequences. `blur/` is read by default;
+`blur_gamma/` (what SeungjunNah/DeepDeblur-PyTorch src/data/gopro_large.py trains on) with `GoPro(blur="blur_gamma")`. The rearranged layouts are read too: Restormer / DiffUIR
 `train/{input,target}` and `test/GoPro/{input,target}` (swz30/Restormer Motion_Deblurring/Datasets/README.md,
 iSEE-Laboratory/DiffUIR data/universal_dataset.py `Deblur/{train,test/GoPro}/{input,target}`) and mmagic's
 `GoPro/{train,test}/{input,target}` or `{blur,sharp}` (open-mmlab/mmagic tools/dataset_converters/gopro/README.md).
 
 HIDE (Shen et al., ICCV 2019; joanshen0508/HA_deblur README: 8,422 pairs, 6,397 train / 2,025 test), optional: the
-authors' `HIDE_dataset/test/{test-close-ups,test-long-shot}/*.png` with the sharp image of the same name in
-`HIDE_dataset/GT/`, or Restormer's `test/HIDE/{input,target}`.
+`HIDE_dataset` archive as it unpacks, `test/{test-close-ups,test-long-shot}/*.png` with the sharp image of the same
+name in `GT/` (which also holds the training frames' partners), or Restormer's `test/HIDE/{input,target}`.
 
 RealBlur (Rim et al., ECCV 2020; 980 test pairs in each of RealBlur-J and RealBlur-R, 3,758 training, per the
 ChengxuLiu/MISCFilter README), optional: the authors' `RealBlur/` with `RealBlur_J_test_list.txt` /

@@ -9,10 +9,11 @@ Layouts read (folder names case-insensitive), the first found per split:
   `syn_rain/test/<SET>/{input,target}`): `train/{input,target}` and `test/<SET>/{input,target}`;
 - mmagic's `data/<SET>/{input,target}` (open-mmlab/mmagic tools/dataset_converters/deraining/README.md).
 
-Pairing: an input and a target with the same file name (Rain13K ships both folders with the same names, see the
-BasicSR-style `create_lmdb_for_rain13k`, whose paired LMDB keys must match); a leading `rain-` / `norain-` is
-ignored, so the original Rain100L/H names (`rain-001.png` ↔ `norain-001.png`) pair too. Restormer's and MPRNet's own
-scripts pair by sorted position instead; bridgezoo pairs by name so a missing file cannot shift every pair.
+Pairing: an input and a target with the same file name (the rearranged archives name both sides alike, e.g.
+`test/Rain100L/input/1.png` ↔ `test/Rain100L/target/1.png` as the universal-restoration repositories read them); a
+leading `rain-` / `norain-` is ignored, so the original Rain100L/H names (`rain-001.png` ↔ `norain-001.png`) pair
+too. Restormer's and MPRNet's own scripts pair by sorted position instead (MPRNet Deraining/dataset_RGB.py,
+Restormer evaluate_PSNR_SSIM.m); bridgezoo pairs by name, so one missing file cannot shift every later pair.
 
 Official counts: 13,712 training pairs; Test100 100, Rain100H 100, Rain100L 100, Test1200 1200, Test2800 2800 (the
 MPRNet paper, arXiv 2102.02808, Sec. 4.1 and its dataset table, after MSPFN; recalled, not re-read from a stored
