@@ -21,7 +21,8 @@ _LAZY = {
     "PI_MODES": "bridge", "OBJECTIVES": "bridge", "DegenerateBridgeWarning": "bridge",
     "GeneralizedBridge": "generalized", "ThetaBridge": "generalized", "DifferenceInput": "bridge",
     "list_bridges": "registry", "get_bridge": "registry", "list_backbones": "registry",
-    "get_backbone": "registry", "plugin_records": "registry",
+    "get_backbone": "registry", "plugin_records": "registry", "list_datasets": "registry", "get_dataset": "registry",
+    "DatasetAdapter": "data.adapters", "MixAdapter": "data.adapters", "SplitSpec": "data.adapters",
     "BridgezooError": "errors", "OptionError": "errors", "PluginError": "errors", "UnknownNameError": "errors",
 }
 

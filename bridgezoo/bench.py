@@ -109,7 +109,7 @@ def _default_pi(bridge: str) -> str:
 # run options that change the evaluation or the bookkeeping, not the trained weights
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
                           "tile", "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data",
-                          "eval_seed"})
+                          "eval_seed", "eval_sets", "eval_limit"})
 
 
 def training_settings(config: dict) -> dict:

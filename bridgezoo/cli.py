@@ -93,10 +93,15 @@ def cmd_plugins(args) -> int:
 
 def cmd_data_preview(args) -> int:
     from bridgezoo.data import PairedFolders, Zoo5Eval
+    from bridgezoo.data.adapters import parse_data_spec
     from bridgezoo.data.preview import preview
 
+    spec = None if args.data in (None, "zoo5") else parse_data_spec(args.data)
     if args.data in (None, "zoo5"):
         ds = Zoo5Eval(args.split, tasks=args.tasks, max_side=args.max_side, seed=args.seed)
+    elif spec is not None:
+        adapter, root = spec
+        ds = adapter.evaluation_set(root, limit=args.per_task, tasks=args.tasks)
     else:
         ds = PairedFolders(args.data)
     by_task: dict = {}
@@ -111,6 +116,54 @@ def cmd_data_preview(args) -> int:
     return 0
 
 
+def cmd_data_list(args) -> int:
+    import bridgezoo as bz
+
+    rows = []
+    for name in bz.list_datasets():
+        adapter = bz.get_dataset(name)
+        rows += [r | {"summary": adapter.summary, "layouts": adapter.layouts} for r in adapter.describe()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="datasets (--data NAME:PATH; bridgezoo data check NAME:PATH)", show_lines=False)
+    for col in ("dataset", "task", "split", "role", "expected pairs", "metric", "evaluated", "source"):
+        table.add_column(col, overflow="fold")
+    last = None
+    for r in rows:
+        first = r["dataset"] != last
+        last = r["dataset"]
+        table.add_row(r["dataset"] if first else "", r["task"], r["split"],
+                      r["role"] + ("" if r["required"] else " (optional)"),
+                      "?" if r["expected"] is None else str(r["expected"]), "Y" if r["metric"] == "y" else "RGB",
+                      ("yes" if r["evaluated"] else "on request") if r["role"] == "test" else "", r["source"])
+    console = Console(width=max(Console().width, 160))
+    console.print(table)
+    for name in bz.list_datasets():
+        adapter = bz.get_dataset(name)
+        console.print(f"[bold]{name}[/bold]: {adapter.summary}. Layouts: {adapter.layouts}", highlight=False)
+    return 0
+
+
+def cmd_data_check(args) -> int:
+    from bridgezoo.data import DataError
+    from bridgezoo.data.adapters import parse_data_spec
+
+    spec = parse_data_spec(args.spec)
+    if spec is None:
+        raise DataError(f"{args.spec}: give a registered dataset as NAME:PATH (`bridgezoo data list` lists them)")
+    adapter, root = spec
+    report = adapter.check(root, deep=args.deep)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def _key_values(pairs, option):
     out = {}
     for pair in pairs or []:
@@ -123,7 +176,7 @@ def _key_values(pairs, option):
 
 RUN_FIELDS = {  # argparse dest → RunConfig field, for every `bridgezoo run` option that is a run setting
     "bridge": "bridge", "backbone": "backbone", "data": "data", "eval_data": "eval_data", "tasks": "tasks",
-    "iters": "iters", "batch": "batch", "patch": "patch", "lr": "lr", "warmup": "warmup", "ema_decay": "ema_decay",
+    "eval_sets": "eval_sets", "eval_limit": "eval_limit", "iters": "iters", "batch": "batch", "patch": "patch", "lr": "lr", "warmup": "warmup", "ema_decay": "ema_decay",
     "nfe": "nfe", "sampler": "sampler", "pi": "pi", "bridge_opt": "bridge_opts", "backbone_opt": "backbone_opts",
     "mixed_precision": "mixed_precision", "channels_last": "channels_last", "seed": "seed", "preset": "preset",
     "out": "out", "eval_max_side": "eval_max_side", "tile": "tile", "tile_overlap": "tile_overlap",
@@ -351,9 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bridge", default="rdbm", help="bridge name (default rdbm; see `bridgezoo list`)")
     p.add_argument("--backbone", default=None, help="backbone (default: unet-L with a GPU, unet-T without)")
-    p.add_argument("--data", default="zoo5", help="zoo5 (embedded, default) or a folder of paired images")
+    p.add_argument("--data", default="zoo5", help="zoo5 (embedded, default), a folder of paired images, or "
+                   "NAME:PATH of a published dataset in its authors' layout, e.g. lol:/data/LOL or "
+                   "universal5:/data/Restoration (`bridgezoo data list`)")
     p.add_argument("--eval-data", default=None, help="paired folder to evaluate on (default: DATA/test if present)")
-    p.add_argument("--tasks", nargs="+", default=None, help="zoo5 tasks (default: all five, balanced)")
+    p.add_argument("--eval-sets", nargs="+", default=None, metavar="SET",
+                   help="with --data NAME:PATH: the test sets to evaluate (default: the dataset's own)")
+    p.add_argument("--eval-limit", type=int, default=None, metavar="N",
+                   help="with --data NAME:PATH: at most N images per test set, evenly spaced (default: all)")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to train and evaluate (zoo5 or a multi-task "
+                   "dataset such as universal5; default: all, balanced)")
     p.add_argument("--iters", type=int, metavar="N", default=None,
                    help="training iterations, i.e. optimizer steps (default from the preset: "
                         f"{_preset_values('iters')})")
@@ -441,10 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace output files that exist already (default: refuse before restoring anything)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=cmd_restore)
-    p = sub.add_parser("data", help="look at data: `bridgezoo data preview`")
+    p = sub.add_parser("data", help="look at data: `bridgezoo data list | check NAME:PATH | preview`")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = dsub.add_parser("preview", help="a grid of LQ/GT pairs per task, written as PNG")
-    p.add_argument("--data", default="zoo5", help="zoo5 (default) or a folder of paired images")
+    p.add_argument("--data", default="zoo5", help="zoo5 (default), a folder of paired images, or NAME:PATH")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to show (default: all)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="zoo5 split (default test)")
     p.add_argument("--per-task", type=int, default=3, help="pairs per task (default 3)")
@@ -452,6 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the zoo5 degradations (default 0)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_data_preview)
+    p = dsub.add_parser("list", help="registered datasets: tasks, splits, official pair counts, metric convention")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_data_list)
+    p = dsub.add_parser("check", help="a dataset on disk against its official splits: found vs expected per split, "
+                        "missing folders, unpaired files, wrong counts (exit 1 on any error)")
+    p.add_argument("spec", metavar="NAME:PATH", help="e.g. lol:/data/LOL or universal5:/data/Restoration")
+    p.add_argument("--deep", action="store_true", help="also decode every image and compare the pair sizes (slow)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_data_check)
     p = sub.add_parser("bench", help="run a grid of runs (GRID.toml); skips finished, resumes unfinished")
     p.add_argument("grid", help="grid file (TOML; see benchmarks/grids/)")
     p.add_argument("--out", default=None, help="run directories go here (default: the grid's `out`)")

@@ -107,14 +107,17 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
             out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=tile, overlap=overlap, seed=seed * 100003 + i)
         seconds = time.perf_counter() - start
         row = {"index": i, "name": item["name"], "task": item["task"], "height": lq.shape[1], "width": lq.shape[2]}
+        if "test_set" in item:
+            row.update(test_set=item["test_set"], metric=item["metric"])
         row.update(all_metrics(to01(out), to01(gt), crop_border))
         row["lpips"] = lpips(out, gt)
         row.update({f"input_{k}": v for k, v in all_metrics(to01(lq), to01(gt), crop_border).items()})
         row.update({"nfe": nfe or bridge.default_nfe, "seconds": seconds})
         rows.append(row)
-        k = per_task_count.get(item["task"], 0)
+        group = item.get("test_set", item["task"])
+        k = per_task_count.get(group, 0)
         if k < samples:
-            per_task_count[item["task"]] = k + 1
+            per_task_count[group] = k + 1
             stem = item["name"].replace("/", "_")
             for tag, img in (("lq", lq), ("output", out), ("gt", gt)):
                 write_png(out_dir / "samples" / f"{stem}_{tag}.png", to01(img))
@@ -151,5 +154,33 @@ def write_results(rows, out_dir: Path, bridge, nfe, sampler, lpips, crop_border)
         "lpips_status": "ok" if lpips.available else lpips.reason,
     }
     summary["gain_psnr"] = summary["overall"]["psnr"] - summary["input"]["psnr"]
+    if "test_set" in df:
+        summary.update(per_test_set_summary(df))
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+CONVENTIONS = {"y": "Y (BT.601)", "rgb": "RGB"}
+
+
+def per_test_set_summary(df) -> dict:
+    """`per_test_set`: each test set's PSNR/SSIM in its literature's convention ("psnr", "ssim" are on Y for a "y"
+    set, on RGB for an "rgb" one), its input's, and all four metrics; `overall_test_sets`: the mean over test sets
+    of those headline numbers (every set weighs the same, as the papers average a task's test sets)."""
+    mean = lambda g, col: float(g[col].replace(np.inf, np.nan).mean())  # noqa: E731
+    per_set = {}
+    for name, g in df.groupby("test_set", sort=False):
+        metric = str(g["metric"].iloc[0])
+        sfx = "_y" if metric == "y" else ""
+        per_set[name] = {
+            "task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": metric,
+            "convention": CONVENTIONS.get(metric, metric),
+            "psnr": mean(g, f"psnr{sfx}"), "ssim": mean(g, f"ssim{sfx}"),
+            "input_psnr": mean(g, f"input_psnr{sfx}"), "input_ssim": mean(g, f"input_ssim{sfx}"),
+            "all": {m: mean(g, m) for m in ("psnr", "ssim", "psnr_y", "ssim_y")},
+        }
+    sets = list(per_set.values())
+    overall = {k: float(np.mean([r[k] for r in sets])) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    overall["test_sets"] = len(sets)
+    overall["note"] = "mean over test sets of each set's headline PSNR/SSIM (its own convention, Y or RGB)"
+    return {"per_test_set": per_set, "overall_test_sets": overall}

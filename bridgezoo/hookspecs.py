@@ -14,3 +14,9 @@ def register_bridges(register):
 @hookspec
 def register_backbones(register):
     """Register backbones: register(factory, name="my-net", aliases=(), summary="..."); factory(**opts) -> nn.Module."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: register(AdapterSubclass, name="my-data", aliases=(), summary="..."), a subclass of
+    `bridgezoo.data.adapters.DatasetAdapter`; used as `--data my-data:PATH`."""

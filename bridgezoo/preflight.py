@@ -126,10 +126,18 @@ def check_config(cfg, has_gpu: bool | None = None):
         if cfg.eval_split not in SPLITS:
             raise OptionError(f"--eval-split {cfg.eval_split!r}: zoo5 splits are {', '.join(SPLITS)}")
     else:
-        if not Path(cfg.data).is_dir():
-            raise DataError(f"{cfg.data}: not a folder (--data takes zoo5 or a folder of paired images)")
-        if cfg.tasks:
-            raise OptionError("--tasks selects zoo5 tasks; with --data FOLDER, point --data at the task's folder")
+        from .data.adapters import parse_data_spec
+
+        spec = parse_data_spec(cfg.data)  # NAME:PATH of a registered dataset: unknown names fail here
+        if spec is not None:
+            if not spec[1].is_dir():
+                raise DataError(f"--data {cfg.data}: {spec[1]} is not a folder")
+        elif not Path(cfg.data).is_dir():
+            raise DataError(f"{cfg.data}: not a folder (--data takes zoo5, a folder of paired images, or NAME:PATH "
+                            "of a dataset from `bridgezoo data list`)")
+        elif cfg.tasks:
+            raise OptionError("--tasks selects tasks of zoo5 or of a multi-task dataset; with --data FOLDER, point "
+                              "--data at the task's folder")
     if cfg.eval_data and not Path(cfg.eval_data).is_dir():
         raise DataError(f"{cfg.eval_data}: not a folder (--eval-data)")
     return cfg, bridge

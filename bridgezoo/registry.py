@@ -1,4 +1,4 @@
-"""Plugin loading (entry-point group `bridgezoo`) with isolation, and the bridge / backbone registries.
+"""Plugin loading (entry-point group `bridgezoo`) with isolation, and the bridge / backbone / dataset registries.
 
 Each entry point is loaded and called on its own: one that fails to import, raises in its hook, or registers a
 name already taken gives one `PluginWarning` naming its distribution and the exception, and is listed with its
@@ -21,7 +21,7 @@ from . import hookspecs
 from .errors import PluginError, UnknownNameError
 
 GROUP = "bridgezoo"
-HOOKS = ("register_bridges", "register_backbones")
+HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset"}
 
 
 class PluginWarning(UserWarning):
@@ -30,10 +30,10 @@ class PluginWarning(UserWarning):
 
 @dataclass
 class Entry:
-    """One registered bridge or backbone."""
+    """One registered bridge, backbone or dataset."""
 
     name: str
-    obj: Any  # Bridge subclass, or backbone factory
+    obj: Any  # Bridge subclass, backbone factory, or DatasetAdapter subclass
     aliases: tuple[str, ...]
     summary: str
     plugin: str
@@ -54,7 +54,7 @@ class PluginRecord:
     version: str
     module: str
     hooks: list[str] = field(default_factory=list)
-    provides: dict[str, list[str]] = field(default_factory=lambda: {"bridges": [], "backbones": []})
+    provides: dict[str, list[str]] = field(default_factory=lambda: {"bridges": [], "backbones": [], "datasets": []})
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -68,13 +68,13 @@ def _strict() -> bool:
 
 
 class Registry:
-    """Bridges and backbones from every plugin; loads entry points on first use."""
+    """Bridges, backbones and datasets from every plugin; loads entry points on first use."""
 
     def __init__(self):
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.kinds: dict[str, dict[str, Entry]] = {"bridge": {}, "backbone": {}}
-        self.aliases: dict[str, dict[str, str]] = {"bridge": {}, "backbone": {}}
+        self.kinds: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS.values()}
+        self.aliases: dict[str, dict[str, str]] = {kind: {} for kind in HOOKS.values()}
         self.plugins: list[PluginRecord] = []
         self.loaded = False
 
@@ -128,11 +128,10 @@ class Registry:
         except Exception as exc:  # noqa: BLE001
             self._fail(record, f"invalid plugin: {type(exc).__name__}: {exc}", exc)
             return record
-        for hook in HOOKS:
+        for hook, kind in HOOKS.items():
             impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
             for impl in impls:
                 record.hooks.append(hook)
-                kind = "bridge" if hook == "register_bridges" else "backbone"
                 try:
                     impl.function(register=self._register_callback(kind, record))
                 except Exception as exc:  # noqa: BLE001
@@ -160,10 +159,17 @@ class Registry:
                 summary = summary or obj.summary
                 if "name" not in obj.__dict__:
                     obj.name = name
+            if kind == "dataset":
+                from .data.adapters import DatasetAdapter
+
+                if not (isinstance(obj, type) and issubclass(obj, DatasetAdapter)):
+                    raise TypeError(f"register_datasets: {obj!r} is not a subclass of "
+                                    "bridgezoo.data.adapters.DatasetAdapter")
+                summary = summary or obj.summary
             table[name] = Entry(name, obj, tuple(aliases), summary, record.name, record.distribution, record.version)
             for a in aliases:
                 alias_table[a] = name
-            record.provides["bridges" if kind == "bridge" else "backbones"].append(name)
+            record.provides[kind + "s"].append(name)
 
         return register
 
@@ -248,6 +254,19 @@ def provider(kind: str, name: str) -> dict:
     if kind == "backbone" and name not in reg.kinds[kind] and name not in reg.aliases[kind] and "/" in name:
         name = name.split("/", 1)[0] + "/"
     return reg.entry(kind, name).provider()
+
+
+def list_datasets() -> list[str]:
+    """Names of every registered dataset adapter, sorted (use them as `--data NAME:PATH`)."""
+    return registry().names("dataset")
+
+
+def get_dataset(name: str):
+    """A dataset adapter instance by name or alias (`bridgezoo.data.adapters.DatasetAdapter`)."""
+    entry = registry().entry("dataset", name)
+    adapter = entry.obj()
+    adapter.name = entry.name
+    return adapter
 
 
 def plugin_records() -> list[dict]:

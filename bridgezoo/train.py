@@ -44,8 +44,10 @@ class RunConfig:
 
     bridge: str = "rdbm"
     backbone: str | None = None
-    data: str = "zoo5"
+    data: str = "zoo5"  # zoo5, a folder of paired images, or NAME:PATH of a registered dataset (`bridgezoo data list`)
     eval_data: str | None = None
+    eval_sets: list[str] | None = None  # NAME:PATH data: the test sets to evaluate (default: the dataset's own)
+    eval_limit: int | None = None  # NAME:PATH data: at most this many images per test set, evenly spaced
     tasks: list[str] | None = None
     iters: int | None = None
     batch: int | None = None
@@ -192,11 +194,24 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 def make_datasets(cfg: RunConfig):
     """(training dataset, evaluation dataset or None); validates user folders before anything runs."""
     from .data import PairedFolders, Zoo5Eval, Zoo5Train
+    from .data.adapters import parse_data_spec
 
+    draws = cfg.iters * cfg.batch * cfg.grad_accum  # one item per draw of the training stream
+    spec = None if cfg.data == "zoo5" else parse_data_spec(cfg.data)
+    if spec is None and (cfg.eval_sets or cfg.eval_limit):
+        raise OptionError("--eval-sets and --eval-limit apply to --data NAME:PATH (a registered dataset), not to "
+                          f"--data {cfg.data}")
     if cfg.data == "zoo5":
-        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=cfg.iters * cfg.batch * cfg.grad_accum,
-                          seed=cfg.seed)
+        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed)
         evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed)
+        return train, evalset
+    if spec is not None:  # a registered dataset in its authors' layout
+        adapter, root = spec
+        if cfg.eval_data:
+            raise OptionError(f"--eval-data does not apply to --data {cfg.data}; choose its test sets with "
+                              "--eval-sets (see `bridgezoo data list`)")
+        train = adapter.training_set(root, patch=cfg.patch, length=draws, seed=cfg.seed, tasks=cfg.tasks)
+        evalset = adapter.evaluation_set(root, sets=cfg.eval_sets, limit=cfg.eval_limit, tasks=cfg.tasks)
         return train, evalset
     root = Path(cfg.data)
     train_root = root / "train" if (root / "train").is_dir() else root
@@ -535,5 +550,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
             f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
+        for name, r in summary.get("per_test_set", {}).items():
+            say(f"  {name} ({r['images']} images, {r['convention']}): PSNR {r['psnr']:.2f} dB "
+                f"(input {r['input_psnr']:.2f} dB), SSIM {r['ssim']:.4f}")
         say(f"results in {run_dir}: summary.json, eval.csv, samples/, model.safetensors")
     return summary
