@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import torch
 
+from bridgezoo.seeding import derive_seed, numpy_rng
 import bridgezoo as bz
 from bridgezoo.data import DataError, DataWarning
-from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, TrainingPairs, draw_rng, parse_data_spec,
+from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, TrainingPairs, parse_data_spec,
                                      random_crop, scan_pair_dirs)
 from bridgezoo.evaluate import per_test_set_summary
 
@@ -291,12 +292,12 @@ def test_training_crops_change_with_every_draw_and_are_repeatable(tmp_path):
     assert len(distinct) > 20  # one pair, yet (almost) every draw its own crop: not a function of the pair alone
     assert torch.equal(TrainingPairs({"x": [ImagePair(lq, gt, "a")]}, 8, 40, seed=3)[7]["gt"], crops[7]["gt"])
     assert not torch.equal(TrainingPairs({"x": [ImagePair(lq, gt, "a")]}, 8, 40, seed=4)[7]["gt"], crops[7]["gt"])
-    # the crop comes from the generator the caller passes
-    g1, g2 = np.random.default_rng(11), np.random.default_rng(11)
-    mine = ds.draw(5, g1)
-    ref_lq, ref_gt = random_crop((255 - base).astype(np.float32) / 255, base.astype(np.float32) / 255, 8, g2)
+    # the crop comes from the seed the caller passes (the training loop: one per draw)
+    mine = ds.draw(5, 11)
+    ref_lq, ref_gt = random_crop((255 - base).astype(np.float32) / 255, base.astype(np.float32) / 255, 8,
+                                 numpy_rng(11))
     assert np.array_equal(as01(mine["gt"]), np.round(ref_gt * 255).astype(np.uint8))
-    assert torch.equal(ds[5]["gt"], ds.draw(5, draw_rng(3, 5))["gt"])
+    assert torch.equal(ds[5]["gt"], ds.draw(5, derive_seed(3, "draw", 5))["gt"])
 
 
 def test_every_pair_is_drawn_once_per_pass_and_small_images_are_padded(tmp_path):

@@ -19,14 +19,13 @@ and use it as `bridgezoo run --data my-dataset:/path/to/it`. `MixAdapter` combin
 multi-task benchmark (`universal5`).
 
 Randomness of training draws: item `i` of a training set is the i-th draw of the run's training stream (the set is
-as long as the run draws, like `zoo5`). `draw_rng(seed, i)` is the only source of its crop and flip, and
-`random_crop(lq, gt, patch, rng)` the only place a crop is made; `TrainingPairs.draw(i, rng)` takes any generator,
-so a caller that owns a per-draw generator can pass its own.
+as long as the run draws, like `zoo5`); the training loop calls `TrainingPairs.draw(i, seed)` with the seed of
+that draw (`bridgezoo.seeding`), the only source of its crop and flip, made by `paired.random_crop`, the one crop
+of every paired dataset.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -38,7 +37,8 @@ import numpy as np
 import torch
 
 from .io import DataError, is_image, read_image
-from .paired import DataWarning
+from ..seeding import derive_seed, numpy_rng
+from .paired import DataWarning, random_crop
 from .zoo5 import to_tensor
 
 METRICS = {"y": "PSNR/SSIM on Y (ITU-R BT.601)", "rgb": "PSNR/SSIM on RGB"}

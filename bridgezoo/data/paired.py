@@ -8,7 +8,6 @@ PNG, JPEG, BMP and TIFF; 8- and 16-bit and float TIFF; any size.
 
 from __future__ import annotations
 
-import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..seeding import derive_seed
+from ..seeding import derive_seed, numpy_rng
 from .io import DataError, is_image, read_raw, to_rgb01
 from .zoo5 import to_tensor
 
@@ -178,23 +177,23 @@ class PairedFolders(torch.utils.data.Dataset):
         pair = self.pairs[i % len(self.pairs)]
         lq, gt = self._load(pair.lq), self._load(pair.gt)
         if self.patch:
-            lq, gt = random_crop_flip(lq, gt, self.patch, random.Random(seed))
+            lq, gt = random_crop(lq, gt, self.patch, numpy_rng(seed))
         return {"lq": to_tensor(np.ascontiguousarray(lq)), "gt": to_tensor(np.ascontiguousarray(gt)),
                 "task": pair.task, "name": f"{pair.task}/{pair.lq.stem}"}
 
 
-def random_crop_flip(lq: np.ndarray, gt: np.ndarray, patch: int, rng: random.Random):
-    """The same random patch×patch crop and horizontal flip of an H×W×3 pair; images smaller than the patch are
-    reflect-padded first (symmetric where the image is less than half the patch)."""
-    p = patch
+def random_crop(lq: np.ndarray, gt: np.ndarray, patch: int, rng: np.random.Generator):
+    """The same random patch×patch crop of an H×W×3 (LQ, GT) pair, flipped horizontally with probability ½; images
+    smaller than the patch are reflect-padded first (symmetric where the image is less than half the patch, as
+    MPRNet's training loader pads). All randomness from `rng`: the one crop of every paired training set."""
     h, w = lq.shape[:2]
-    if h < p or w < p:
-        pad = ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0))
-        mode = "reflect" if h > p - h and w > p - w else "symmetric"
+    if h < patch or w < patch:
+        pad = ((0, max(patch - h, 0)), (0, max(patch - w, 0)), (0, 0))
+        mode = "reflect" if h > patch - h and w > patch - w else "symmetric"
         lq, gt = np.pad(lq, pad, mode=mode), np.pad(gt, pad, mode=mode)
         h, w = lq.shape[:2]
-    y, x = rng.randrange(h - p + 1), rng.randrange(w - p + 1)
-    lq, gt = lq[y : y + p, x : x + p], gt[y : y + p, x : x + p]
+    y, x = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+    lq, gt = lq[y : y + patch, x : x + patch], gt[y : y + patch, x : x + patch]
     if rng.random() < 0.5:
         lq, gt = lq[:, ::-1], gt[:, ::-1]
-    return lq, gt
+    return np.ascontiguousarray(lq), np.ascontiguousarray(gt)
