@@ -115,7 +115,7 @@ def cmd_run(args) -> int:
         mixed_precision=args.mixed_precision, channels_last=args.channels_last, seed=args.seed, preset=args.preset, out=args.out,
         eval_max_side=args.eval_max_side, tile=args.tile, tile_overlap=args.tile_overlap,
         crop_border=args.crop_border, num_workers=args.workers, quiet=args.quiet, save_every=args.save_every,
-        log_every=args.log_every, grad_accum=args.grad_accum)
+        log_every=args.log_every, grad_accum=args.grad_accum, log_with=args.log_with)
     run(cfg, resume=args.resume)
     return 0
 
@@ -161,6 +161,8 @@ def cmd_bench(args) -> int:
     from bridgezoo.bench import bench, load_grid
 
     grid = load_grid(args.grid, out=args.out)
+    if args.launcher == "submitit" and not args.dry_run:
+        return _bench_submitit(args, grid)
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
     if gpus is None and args.jobs is None:
         import torch
@@ -180,9 +182,50 @@ def cmd_bench(args) -> int:
                     command="bridgezoo bench " + " ".join(sys.argv[2:]))
     failed = [r for r in records.values() if r["status"] == "failed"]
     if not args.quiet:
-        print(f"{len(records) - len(failed)} of {len(grid.runs)} runs done; status in {grid.status_file}")
+        print(f"{sum(r['status'] == 'done' for r in records.values())} of {len(grid.runs)} runs done; "
+              f"status in {grid.status_file}")
+    for r in records.values():
+        if r["status"] == "running":
+            print(f"still running: {r['name']} (job {r['job_id']}); not started again", file=sys.stderr)
     for r in failed:
         print(f"failed: {r['name']}: {r['error']} (see {r['directory']}/error.txt)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _bench_submitit(args, grid) -> int:
+    from bridgezoo.errors import OptionError
+
+    if args.jobs or args.gpus or args.threads:
+        raise OptionError("--jobs, --gpus and --threads are for --launcher local; with submitit set "
+                          "array_parallelism, gpus_per_node and cpus_per_task in the grid's [launcher] table "
+                          "(or --launcher-opt KEY=VALUE)")
+    try:
+        from bridgezoo.cluster import bench_submitit
+    except ModuleNotFoundError as exc:
+        if exc.name != "submitit":
+            raise
+        raise OptionError("--launcher submitit needs the submitit package: pip install 'bridgezoo[cluster]'") from None
+    options = {}
+    for key, value in _key_values(args.launcher_opt, "--launcher-opt").items():
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if not args.quiet:
+        print(f"grid {grid.name}: {len(grid.runs)} runs ({sum(r.finished for r in grid.runs)} finished) in {grid.out}, "
+              "one submitit job each")
+    records = bench_submitit(grid, options, quiet=args.quiet, command="bridgezoo bench " + " ".join(sys.argv[2:]))
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    elsewhere = [r for r in records.values() if r["status"] == "running"]
+    if not args.quiet:
+        print(f"{sum(r['status'] == 'done' for r in records.values())} of {len(grid.runs)} runs done; "
+              f"status in {grid.status_file}")
+    for r in elsewhere:
+        print(f"still running: {r['name']} (job {r['job_id']}, log {r['stdout']}); not started again",
+              file=sys.stderr)
+    for r in failed:
+        print(f"failed: {r['name']}: {r['error']} (job {r.get('job_id')}, log {r.get('stderr')}, "
+              f"see {r['directory']}/error.txt)", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -239,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border before metrics")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--log-with", default=None, metavar="TRACKER",
+                   help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "
+                        "pip install 'bridgezoo[tracking]'): losses, lr, throughput, evaluation, samples, config")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("restore", help="restore your own images with a trained model")
     src = p.add_mutually_exclusive_group(required=True)
@@ -272,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids, one run at a time on each "
                    "(default: every visible GPU)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
+    p.add_argument("--launcher", default="local", choices=("local", "submitit"),
+                   help="local (default): a pool of processes on this machine; submitit: one SLURM job per run "
+                        "(a job array; the grid's [launcher] table), requeued and resumed at time limits")
+    p.add_argument("--launcher-opt", action="append", metavar="KEY=VALUE",
+                   help="override a [launcher] key for --launcher submitit, e.g. partition=gpu (repeatable)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="tables, figures and index.html from run directories or grid files")

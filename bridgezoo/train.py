@@ -23,6 +23,7 @@ import torch
 
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
+from .tracking import RunTracker
 
 PRESETS = {
     # About 7 minutes on 2 CPU cores (2.1 it/s for rdbm on unet-T; measured, see README).
@@ -77,6 +78,7 @@ class RunConfig:
     samples: int = 2
     num_workers: int = 0
     quiet: bool = False
+    log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
 
     def resolve(self, has_gpu: bool) -> "RunConfig":
         cfg = dataclasses.replace(self)
@@ -254,8 +256,9 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
 
     has_gpu = torch.cuda.is_available()
     cfg = cfg.resolve(has_gpu)
+    tracker = RunTracker(cfg.log_with, cfg.out)  # an unknown or uninstalled tracker fails here, before any writing
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not has_gpu,
-                              gradient_accumulation_steps=cfg.grad_accum)
+                              gradient_accumulation_steps=cfg.grad_accum, log_with=tracker.trackers or None)
     say = (lambda *a: None) if cfg.quiet or not accelerator.is_main_process else (lambda *a: print(*a, flush=True))
     run_dir = Path(cfg.out)
     if run_dir.exists() and (run_dir / "config.json").exists() and not resume:
@@ -286,6 +289,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             say(f"resuming {run_dir} at step {start}")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+        tracker.start(accelerator, config)  # a tracker that cannot start fails before the run exists
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, default=str))
 
     stop_requested = []
@@ -345,9 +349,11 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                 t0, last = now, step
                 bar.set_postfix(loss=f"{loss.item():.4f}", it_s=f"{rate:.2f}")
                 if log:
-                    log.write(json.dumps({"step": step, "loss": loss.item(), "probe_loss": probe_loss(),
-                                          "lr": scheduler.get_last_lr()[0], "it_per_s": rate}) + "\n")
+                    record = {"step": step, "loss": loss.item(), "probe_loss": probe_loss(),
+                              "lr": scheduler.get_last_lr()[0], "it_per_s": rate}
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
+                    tracker.log_train(record)
             if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:
                 _save_state(accelerator, run_dir, step)
             if stop_requested:
@@ -363,11 +369,14 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         save_weights(run_dir / "model.safetensors", ema_model, config)
     if eval_set is None:
+        tracker.finish()
         say("no evaluation data (give --eval-data or a test/ folder); weights saved")
         return {}
     summary = evaluate(bridge, ema_model, eval_set, run_dir, nfe=cfg.nfe, sampler=cfg.sampler, tile=cfg.tile,
                        overlap=cfg.tile_overlap, crop_border=cfg.crop_border, samples=cfg.samples, seed=cfg.seed,
                        accelerator=accelerator, quiet=cfg.quiet)
+    tracker.log_eval(summary, step=cfg.iters)
+    tracker.finish()
     if summary:
         o, i = summary["overall"], summary["input"]
         say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
