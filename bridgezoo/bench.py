@@ -22,6 +22,9 @@ carries a hash of its resolved training configuration, so two grids that contain
 
 Every run is a subprocess (`python -m bridgezoo.bench --worker SPEC`): a crash, an out-of-memory kill or a bad
 option fails that run only; its error goes to `RUN/error.txt` and to the grid's status file, and the grid goes on.
+`bench` runs them in a pool on this machine; `bridgezoo.cluster.bench_submitit` (`--launcher submitit`) runs the
+same workers as the jobs of a SLURM job array, configured by an optional `[launcher]` table (see cluster.py).
+A run whose `RUN/job.json` names a job still queued or running is left alone by both.
 """
 
 from __future__ import annotations

@@ -171,8 +171,12 @@ def cmd_bench(args) -> int:
         gpus = list(range(n)) if n else None
     todo = [r for r in grid.runs if not r.finished]
     if args.dry_run:
+        from bridgezoo.bench import plan
+
+        records, todo = plan(grid)
         for r in grid.runs:
-            print(("done  " if r.finished else "todo  ") + str(r.directory))
+            state = records.get(r.name, {}).get("status", "todo")
+            print(f"{'running' if state == 'running' else state:8}{r.directory}")
         print(f"{len(grid.runs)} runs, {len(todo)} to do")
         return 0
     if not args.quiet:

@@ -275,7 +275,7 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    where = f"{grid.path}: [launcher]" if grid.path else "[launcher]"
+    where = (f"{grid.path}: [launcher]" if grid.path else "[launcher]") + (" or --launcher-opt" if options else "")
     settings = launcher_settings(dict(grid.launcher) | dict(options or {}), grid, where)
     grid.out.mkdir(parents=True, exist_ok=True)
     records, todo = plan(grid)
