@@ -22,6 +22,9 @@ carries a hash of its resolved training configuration, so two grids that contain
 
 Every run is a subprocess (`python -m bridgezoo.bench --worker SPEC`): a crash, an out-of-memory kill or a bad
 option fails that run only; its error goes to `RUN/error.txt` and to the grid's status file, and the grid goes on.
+`bench` runs them in a pool on this machine; `bridgezoo.cluster.bench_submitit` (`--launcher submitit`) runs the
+same workers as the jobs of a SLURM job array, configured by an optional `[launcher]` table (see cluster.py).
+A run whose `RUN/job.json` names a job still queued or running is left alone by both.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import itertools
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -45,7 +49,7 @@ from .errors import OptionError, suggest
 TRAIN_AXES = ("bridge", "pi", "backbone", "seed")
 EVAL_AXES = ("nfe", "sampler")
 AXES = TRAIN_AXES + EVAL_AXES
-TOP_KEYS = ("name", "out", "description", "shared", "axes", "bridge_opts")
+TOP_KEYS = ("name", "out", "description", "shared", "axes", "bridge_opts", "launcher")
 
 
 def _run_fields() -> list[str]:
@@ -84,6 +88,7 @@ class Grid:
     out: Path
     runs: list[GridRun]
     description: str = ""
+    launcher: dict = dataclasses.field(default_factory=dict)  # the [launcher] table (used by --launcher submitit)
 
     @property
     def status_file(self) -> Path:
@@ -109,7 +114,7 @@ def _default_pi(bridge: str) -> str:
 # run options that change the evaluation or the bookkeeping, not the trained weights
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
                           "tile", "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data",
-                          "eval_seed", "eval_sets", "eval_limit"})
+                          "eval_seed", "eval_sets", "eval_limit", "log_with"})
 
 
 def training_settings(config: dict) -> dict:
@@ -158,6 +163,10 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
             raise OptionError(f"{where}: [shared] {key!r} is not a run option.{suggest(key, fields)}")
         if key in axes:
             raise OptionError(f"{where}: {key!r} is both in [shared] and in [axes]; keep one")
+    if shared.get("log_with"):
+        from .tracking import parse_log_with
+
+        parse_log_with(shared["log_with"], option=f"{where}: [shared] log_with")
     for key in axes:
         if key not in AXES:
             raise OptionError(f"{where}: unknown axis {key!r}.{suggest(key, AXES)} Axes: {', '.join(AXES)}")
@@ -201,8 +210,11 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
     except tomllib.TOMLDecodeError as exc:
         raise OptionError(f"{path}: not valid TOML ({exc})") from None
     runs = expand(spec, out, where=str(path))
+    launcher = spec.get("launcher", {})
+    if not isinstance(launcher, dict):
+        raise OptionError(f"{path}: [launcher] must be a table of executor parameters, got {launcher!r}")
     return Grid(spec.get("name", path.stem), path, Path(out or spec.get("out", "runs/bench")), runs,
-                spec.get("description", ""))
+                spec.get("description", ""), launcher)
 
 
 def check_grid(grid: Grid) -> dict[str, str]:
@@ -237,7 +249,7 @@ def run_one(spec: dict) -> dict:
         directory = grid_run.directory
         summaries[grid_run.evals[0]] = run(RunConfig(**grid_run.config), resume=(directory / "config.json").exists())
     extra = [e for e in missing if e != grid_run.evals[0]]
-    if extra:
+    if extra and int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the first process evaluates
         from .evaluate import evaluate
 
         bridge, model, saved = load_model(grid_run.directory / "model.safetensors", device="auto")  # the slot's GPU
@@ -251,9 +263,18 @@ def run_one(spec: dict) -> dict:
     return {f"nfe{k[0]}-{k[1]}": v.get("overall", {}).get("psnr") for k, v in summaries.items() if v}
 
 
-def _worker_command(run: GridRun) -> list[str]:
-    spec = json.dumps({"name": run.name, "config": run.config, "evals": run.evals})
-    return [sys.executable, "-m", "bridgezoo.bench", "--worker", spec]
+def worker_spec(run: GridRun) -> dict:
+    """What a worker process needs to train and evaluate `run` (JSON-serializable)."""
+    return {"name": run.name, "config": run.config, "evals": run.evals}
+
+
+def worker_command(spec: dict, processes: int = 1) -> list[str]:
+    """The worker's command line; several processes (GPUs of one node) go through `accelerate launch`."""
+    payload = json.dumps(spec)
+    if processes > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+                "-m", "bridgezoo.bench", "--worker", payload]
+    return [sys.executable, "-m", "bridgezoo.bench", "--worker", payload]
 
 
 def slot_env(slot: dict, base: dict | None = None) -> dict:
@@ -269,8 +290,89 @@ def slot_env(slot: dict, base: dict | None = None) -> dict:
 def _launch(run: GridRun, slot: dict) -> tuple[int, str, float]:
     """Run one grid run in a subprocess on `slot` (its GPU or its CPU threads); (exit code, stderr tail, seconds)."""
     start = time.perf_counter()
-    proc = subprocess.run(_worker_command(run), env=slot_env(slot), capture_output=True, text=True)
+    proc = subprocess.run(worker_command(worker_spec(run)), env=slot_env(slot), capture_output=True, text=True)
     return proc.returncode, (proc.stderr or "")[-4000:], time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------- bookkeeping
+JOB_FILE = "job.json"  # RUN/job.json: the submitit job that owns a run (written by the launcher and by the job)
+# SLURM states (sacct) of a job that still owns its run: queued, running, or on its way back to the queue
+ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                       "SUSPENDED", "RESIZING", "PREEMPTED", "READY", "UNKNOWN"}
+
+
+def read_job(directory: Path) -> dict:
+    """The run's job record (`RUN/job.json`), or {} when there is none or it is unreadable."""
+    try:
+        return json.loads((Path(directory) / JOB_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_job(directory: Path, record: dict) -> None:
+    from .evaluate import atomic_write_text
+
+    atomic_write_text(Path(directory) / JOB_FILE, json.dumps(record, indent=2))
+
+
+def job_in_flight(directory: Path) -> dict | None:
+    """The record of a submitit job that still owns the run in `directory` (queued, running or being requeued).
+
+    A SLURM job is asked about with sacct (a state sacct cannot tell counts as still owning the run); a job of
+    submitit's local executor lives as long as its controller process, whose pid is its job id, on its host.
+    Such a run is never started a second time; delete `RUN/job.json` to release a run whose job is known gone.
+    """
+    record = read_job(directory)
+    if record.get("state") not in ("submitted", "running", "requeued"):
+        return None
+    if record.get("cluster") == "slurm":
+        try:
+            from .cluster import slurm_state
+
+            state = slurm_state(record)
+        except ImportError:  # submitit is not installed here: it cannot be checked, so it is left alone
+            return record
+        return record if state.split()[0].upper() in ACTIVE_SLURM_STATES else None
+    if record.get("cluster") == "local" and record.get("host") == socket.gethostname():
+        try:
+            os.kill(int(record["job_id"]), 0)
+        except (ProcessLookupError, ValueError, KeyError):
+            return None
+        except PermissionError:
+            pass
+    return record
+
+
+def done_record(run: GridRun, **extra) -> dict:
+    summary = json.loads((run.directory / "summary.json").read_text())
+    return {"name": run.name, "directory": str(run.directory), "status": "done",
+            "psnr": summary["overall"]["psnr"], "input_psnr": summary["input"]["psnr"]} | extra
+
+
+def failed_record(run: GridRun, error_text: str, exit_code, write_error: bool = True, **extra) -> dict:
+    """A failure: its last non-empty line is the error; the full text goes to `RUN/error.txt`."""
+    lines = [ln for ln in (error_text or "").strip().splitlines() if ln.strip()]
+    rec = {"name": run.name, "directory": str(run.directory), "status": "failed", "exit_code": exit_code,
+           "error": lines[-1].strip() if lines else f"exit code {exit_code}, no message"} | extra
+    if write_error:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        (run.directory / "error.txt").write_text(error_text or "")
+    return rec
+
+
+def plan(grid: Grid) -> tuple[dict, list[GridRun]]:
+    """({name: record} of the runs not to start: finished, or owned by a job still in flight; the runs to start)."""
+    records, todo = {}, []
+    for r in grid.runs:
+        if r.finished:
+            records[r.name] = {"name": r.name, "status": "done", "directory": str(r.directory), "skipped": True}
+        elif job := job_in_flight(r.directory):
+            records[r.name] = {"name": r.name, "status": "running", "directory": str(r.directory),
+                               "job_id": job.get("job_id"), "stdout": job.get("stdout"),
+                               "note": "owned by a submitit job still queued or running; not started again"}
+        else:
+            todo.append(r)
+    return records, todo
 
 
 def _write_status(grid: Grid, records: dict, command: str) -> None:
@@ -297,13 +399,7 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
         jobs = max(1, jobs)
         per = threads or max(1, (os.cpu_count() or 1) // jobs)
         slots = [{"threads": per} for _ in range(jobs)]
-    records: dict[str, dict] = {}
-    todo = []
-    for r in grid.runs:
-        if r.finished:
-            records[r.name] = {"name": r.name, "status": "done", "directory": str(r.directory), "skipped": True}
-        else:
-            todo.append(r)
+    records, todo = plan(grid)
     _write_status(grid, records, command)
     free = queue.SimpleQueue()  # the slots not in use
     for slot in slots:
@@ -322,19 +418,12 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
                 code, err, seconds = launch(r, slot)
             finally:
                 free.put(slot)
-            rec = {"name": r.name, "directory": str(r.directory), "seconds": round(seconds, 1), "resumed": resumed}
+            timing = {"seconds": round(seconds, 1), "resumed": resumed}
             if code == 0 and r.finished:
-                rec["status"] = "done"
-                summary = json.loads((r.directory / "summary.json").read_text())
-                rec["psnr"], rec["input_psnr"] = summary["overall"]["psnr"], summary["input"]["psnr"]
+                rec = done_record(r, **timing)
                 info = f"{r.name}: {rec['psnr']:.2f} dB"
             else:
-                rec["status"] = "failed"
-                rec["exit_code"] = code
-                lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-                rec["error"] = lines[-1] if lines else f"exit code {code}, no message"
-                r.directory.mkdir(parents=True, exist_ok=True)
-                (r.directory / "error.txt").write_text(err)
+                rec = failed_record(r, err, code, **timing)
                 info = f"[red]{r.name} failed: {rec['error'][:80]}"
             with lock:
                 records[r.name] = rec

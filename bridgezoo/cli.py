@@ -181,7 +181,7 @@ RUN_FIELDS = {  # argparse dest → RunConfig field, for every `bridgezoo run` o
     "mixed_precision": "mixed_precision", "channels_last": "channels_last", "seed": "seed", "preset": "preset",
     "out": "out", "eval_max_side": "eval_max_side", "tile": "tile", "tile_overlap": "tile_overlap",
     "crop_border": "crop_border", "workers": "num_workers", "quiet": "quiet", "save_every": "save_every",
-    "log_every": "log_every", "grad_accum": "grad_accum",
+    "log_every": "log_every", "grad_accum": "grad_accum", "log_with": "log_with",
 }
 
 
@@ -319,9 +319,13 @@ def cmd_bench(args) -> int:
     todo = [r for r in grid.runs if not r.finished]
     problems = check_grid(grid)  # every run's options, against its bridge and sampler, before anything runs
     if args.dry_run:
+        from bridgezoo.bench import plan
+
+        records, todo = plan(grid)
         for r in grid.runs:
-            state = "done  " if r.finished else ("BAD   " if r.name in problems else "todo  ")
-            print(state + str(r.directory) + (f": {problems[r.name]}" if r.name in problems else ""))
+            state = records.get(r.name, {}).get("status", "todo")
+            state = "BAD" if r.name in problems and state == "todo" else state
+            print(f"{state:8}{r.directory}" + (f": {problems[r.name]}" if r.name in problems else ""))
         print(f"{len(grid.runs)} runs, {len(todo)} to do" + (f", {len(problems)} with bad options" if problems else ""))
         return 2 if problems else 0
     if problems:
@@ -329,6 +333,8 @@ def cmd_bench(args) -> int:
 
         raise OptionError(f"{args.grid}: {len(problems)} run(s) have bad options, nothing was run: "
                           + "; ".join(f"{name}: {msg}" for name, msg in problems.items()))
+    if args.launcher == "submitit":
+        return _bench_submitit(args, grid)
     if not args.quiet:
         where = f"GPUs {gpus}" if gpus else f"{args.jobs or 1} job(s) on CPU"
         print(f"grid {grid.name}: {len(grid.runs)} runs ({len(grid.runs) - len(todo)} finished) in {grid.out}, {where}")
@@ -336,9 +342,50 @@ def cmd_bench(args) -> int:
                     command="bridgezoo bench " + " ".join(sys.argv[2:]))
     failed = [r for r in records.values() if r["status"] == "failed"]
     if not args.quiet:
-        print(f"{len(records) - len(failed)} of {len(grid.runs)} runs done; status in {grid.status_file}")
+        print(f"{sum(r['status'] == 'done' for r in records.values())} of {len(grid.runs)} runs done; "
+              f"status in {grid.status_file}")
+    for r in records.values():
+        if r["status"] == "running":
+            print(f"still running: {r['name']} (job {r['job_id']}); not started again", file=sys.stderr)
     for r in failed:
         print(f"failed: {r['name']}: {r['error']} (see {r['directory']}/error.txt)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _bench_submitit(args, grid) -> int:
+    from bridgezoo.errors import OptionError
+
+    if args.jobs or args.gpus or args.threads:
+        raise OptionError("--jobs, --gpus and --threads are for --launcher local; with submitit set "
+                          "array_parallelism, gpus_per_node and cpus_per_task in the grid's [launcher] table "
+                          "(or --launcher-opt KEY=VALUE)")
+    try:
+        from bridgezoo.cluster import bench_submitit
+    except ModuleNotFoundError as exc:
+        if exc.name != "submitit":
+            raise
+        raise OptionError("--launcher submitit needs the submitit package: pip install 'bridgezoo[cluster]'") from None
+    options = {}
+    for key, value in _key_values(args.launcher_opt, "--launcher-opt").items():
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if not args.quiet:
+        print(f"grid {grid.name}: {len(grid.runs)} runs ({sum(r.finished for r in grid.runs)} finished) in {grid.out}, "
+              "one submitit job each")
+    records = bench_submitit(grid, options, quiet=args.quiet, command="bridgezoo bench " + " ".join(sys.argv[2:]))
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    elsewhere = [r for r in records.values() if r["status"] == "running"]
+    if not args.quiet:
+        print(f"{sum(r['status'] == 'done' for r in records.values())} of {len(grid.runs)} runs done; "
+              f"status in {grid.status_file}")
+    for r in elsewhere:
+        print(f"still running: {r['name']} (job {r['job_id']}, log {r['stdout']}); not started again",
+              file=sys.stderr)
+    for r in failed:
+        print(f"failed: {r['name']}: {r['error']} (job {r.get('job_id')}, log {r.get('stderr')}, "
+              f"see {r['directory']}/error.txt)", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -470,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels removed at each border before metrics")
     p.add_argument("--workers", type=int, metavar="N", default=0, help="data-loading worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--log-with", default=None, metavar="TRACKER",
+                   help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "
+                        "pip install 'bridgezoo[tracking]'): losses, lr, throughput, evaluation, samples, config")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "restore", help="restore your own images with a trained model",
@@ -529,6 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids, one run at a time on each "
                    "(default: every visible GPU)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
+    p.add_argument("--launcher", default="local", choices=("local", "submitit"),
+                   help="local (default): a pool of processes on this machine; submitit: one SLURM job per run "
+                        "(a job array; the grid's [launcher] table), requeued and resumed at time limits")
+    p.add_argument("--launcher-opt", action="append", metavar="KEY=VALUE",
+                   help="override a [launcher] key for --launcher submitit, e.g. partition=gpu (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (failures are still printed)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("report", help="tables, figures and index.html from run directories or grid files")

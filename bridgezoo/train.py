@@ -26,6 +26,7 @@ from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
 from .presets import PRESETS  # kept apart (no torch) so that `bridgezoo run --help` can show them
+from .tracking import RunTracker
 
 
 def _flag(field: str) -> str:
@@ -79,6 +80,7 @@ class RunConfig:
     samples: int = 2
     num_workers: int = 0
     quiet: bool = False
+    log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
 
     def resolve(self, has_gpu: bool) -> "RunConfig":
         cfg = dataclasses.replace(self)
@@ -400,6 +402,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
 
     has_gpu = torch.cuda.is_available()
     cfg, _ = check_config(cfg, has_gpu)
+    tracker = RunTracker(cfg.log_with, cfg.out)  # an unknown or uninstalled tracker fails here, before any writing
     run_dir = Path(cfg.out)
     _check_run_dir(run_dir, resume)
     saved = None
@@ -414,7 +417,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     # optimizer step (accelerate's default would step it once per process and end the cosine N times too early)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not has_gpu,
                               gradient_accumulation_steps=cfg.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              log_with=tracker.trackers or None)
     world = accelerator.num_processes
     if cfg.batch % world:
         raise OptionError(f"--batch {cfg.batch} is the global batch and must split evenly over {world} processes")
@@ -452,8 +456,11 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                                     f"({type(exc).__name__}: {first}); nothing was changed") from None
             start = json.loads((state / "step.json").read_text())["step"]
             say(f"resuming {run_dir} at step {start}")
-    if accelerator.is_main_process and not resume:
+    if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    tracker.start(accelerator, config)  # a tracker that cannot start fails before config.json exists
+    if accelerator.is_main_process and not resume:
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, default=str))
     accelerator.wait_for_everyone()
 
@@ -522,9 +529,12 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                 global_loss = accelerator.reduce(loss.detach().float().reshape(1), "mean").item()  # all ranks
                 bar.set_postfix(loss=f"{global_loss:.4f}", it_s=f"{rate:.2f}")
                 if log:
-                    log.write(json.dumps({"step": step, "loss": global_loss, "probe_loss": probe_loss(),
-                                          "lr": scheduler.get_last_lr()[0], "it_per_s": rate}) + "\n")
+                    record = {"step": step, "loss": global_loss, "probe_loss": probe_loss(),
+                              "lr": scheduler.get_last_lr()[0], "it_per_s": rate}
+                    log.write(json.dumps(record) + "
+")
                     log.flush()
+                    tracker.log_train(record)
             if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:
                 _save_state(accelerator, run_dir, step)
             if stop_requested:
@@ -540,11 +550,14 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         save_weights(run_dir / "model.safetensors", ema_model, config)
     if eval_set is None:
+        tracker.finish()
         say("no evaluation data (give --eval-data or a test/ folder); weights saved")
         return {}
     summary = evaluate(bridge, ema_model, eval_set, run_dir, nfe=cfg.nfe, sampler=cfg.sampler, tile=cfg.tile,
                        overlap=cfg.tile_overlap, crop_border=cfg.crop_border, samples=cfg.samples, seed=cfg.seed,
                        accelerator=accelerator, quiet=cfg.quiet)
+    tracker.log_eval(summary, step=cfg.iters)
+    tracker.finish()
     if summary:
         o, i = summary["overall"], summary["input"]
         say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
