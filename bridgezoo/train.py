@@ -531,8 +531,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                 if log:
                     record = {"step": step, "loss": global_loss, "probe_loss": probe_loss(),
                               "lr": scheduler.get_last_lr()[0], "it_per_s": rate}
-                    log.write(json.dumps(record) + "
-")
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
                     tracker.log_train(record)
             if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:
