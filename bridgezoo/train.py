@@ -379,8 +379,8 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists():
         if not run_dir.is_dir():
             raise OptionError(f"--out {run_dir}: exists and is not a folder")
-        # error.txt is what `bridgezoo bench` leaves for a run that failed before it started
-        foreign = [p.name for p in run_dir.iterdir() if p.name != "error.txt"]
+        # what `bridgezoo bench` writes before a run starts: its failure record and the job that owns the run
+        foreign = [p.name for p in run_dir.iterdir() if p.name not in ("error.txt", "job.json")]
         if foreign:
             raise OptionError(f"--out {run_dir}: the folder exists and holds files bridgezoo did not write "
                               f"({', '.join(sorted(foreign)[:5])}); choose a new or empty folder")

@@ -23,7 +23,7 @@ from bridgezoo.errors import OptionError  # noqa: E402
 
 TINY = """
 [shared]
-backbone = "unet-test"
+{backbone}
 iters = {iters}
 save_every = 2
 nfe = 2
@@ -39,9 +39,9 @@ bridge = {bridges}
 
 
 def grid_file(path: Path, out: Path, bridges, launcher: str, iters: int = 16, shared: str = "", axes: str = "",
-              name="g") -> Path:
+              name="g", backbone='backbone = "unet-test"') -> Path:
     path.write_text(f'name = "{name}"\nout = "{out}"\n' + TINY.format(iters=iters, bridges=json.dumps(bridges),
-                                                                        shared=shared, axes=axes)
+                                                                        shared=shared, axes=axes, backbone=backbone)
                     + "[launcher]\n" + launcher)
     return path
 
@@ -165,7 +165,10 @@ def test_submitit_local_grid_failure_preemption_resume_skip_and_report(tmp_path)
     """Two grids on submitit's local executor, side by side. A: fm and a bridge that does not exist. B: the same fm
     run (tracked with TensorBoard), pre-empted mid-training: requeued, resumed, and equal to A's uninterrupted run."""
     launcher = 'cluster = "local"\narray_parallelism = 2\ntimeout_min = 30\n'
-    grid_a = grid_file(tmp_path / "a.toml", tmp_path / "a", ["fm", "no-such-bridge"], launcher, name="a")
+    # A's second run fails at run time (timm has no such encoder); options that fail `preflight` stop a grid before
+    # anything is submitted (tests/test_user_mistakes.py)
+    grid_a = grid_file(tmp_path / "a.toml", tmp_path / "a", ["fm"], launcher, name="a", backbone="",
+                       axes='backbone = ["unet-test", "timm-unet/no_such_encoder"]')
     grid_b = grid_file(tmp_path / "b.toml", tmp_path / "b", ["fm"], launcher, shared='log_with = "tensorboard"',
                        name="b")
     driver_a = subprocess.Popen([sys.executable, "-m", "bridgezoo.cli", "bench", str(grid_a), "--launcher", "submitit",
@@ -178,12 +181,13 @@ def test_submitit_local_grid_failure_preemption_resume_skip_and_report(tmp_path)
     driver_b.join(600)
     assert driver_a.returncode == 1 and [r["status"] for r in result_b.values()] == ["done"], err_a
 
-    status_a = {r["name"].split("-pi_")[0]: r for r in json.loads((tmp_path / "a" / "bench-a.json").read_text())["runs"]}
-    fm_a, bad = status_a["fm"], status_a["no-such-bridge"]
+    status_a = {("bad" if "no_such" in r["name"] else "fm"): r
+                for r in json.loads((tmp_path / "a" / "bench-a.json").read_text())["runs"]}
+    fm_a, bad = status_a["fm"], status_a["bad"]
     assert fm_a["status"] == "done" and fm_a["attempts"] == 1 and not fm_a["requeued_at_steps"]
-    assert bad["status"] == "failed" and "unknown bridge 'no-such-bridge'" in bad["error"]
-    assert bad["job_id"] and "unknown bridge 'no-such-bridge'" in Path(bad["stderr"]).read_text()
-    assert "unknown bridge" in (Path(bad["directory"]) / "error.txt").read_text()
+    assert bad["status"] == "failed" and "unknown timm encoder 'no_such_encoder'" in bad["error"]
+    assert bad["job_id"] and "unknown timm encoder 'no_such_encoder'" in Path(bad["stderr"]).read_text()
+    assert "no_such_encoder" in (Path(bad["directory"]) / "error.txt").read_text()
     assert f"job {bad['job_id']}" in err_a and bad["stderr"] in err_a
 
     fm_b = json.loads((tmp_path / "b" / "bench-b.json").read_text())["runs"][0]
@@ -213,4 +217,6 @@ def test_submitit_local_grid_failure_preemption_resume_skip_and_report(tmp_path)
     # the failed one, with the evaluations the grid asks for
     from bridgezoo.report import find_runs
 
-    assert find_runs([grid_a]) == {Path(fm_a["directory"]): {Path(fm_a["directory"])}}
+    runs, left_out = find_runs([grid_a])
+    assert runs == {Path(fm_a["directory"]): {Path(fm_a["directory"])}}
+    assert [(Path(r["run"]).name, r["reason"]) for r in left_out] == [(Path(bad["directory"]).name, "failed")]
