@@ -17,7 +17,10 @@ def test_throughput_tiny_mode_writes_parseable_results(tmp_path):
     row = data["rows"][0]
     assert row["backbone"] == "unet-test" and data["peak_tflops"]["fp32"] > 0
     assert {"fp32 eager", "channels_last", "bf16 autocast", "fused AdamW"} <= set(row["train"])
-    assert all(v["steps_per_s"] > 0 and 0 < v["mfu"] < 1 for v in row["train"].values())
+    # MFU is achieved FLOP/s over a peak measured in the same run; on a loaded machine the peak's matmul can be
+    # slowed more than the tiny model's steps (MFU 1.3 seen with other processes running), so the bound only
+    # catches unit errors (a FLOP count off by 10³ would give MFU in the hundreds or 10⁻⁴ of a sane value)
+    assert all(v["steps_per_s"] > 0 and 0 < v["mfu"] < 10 for v in row["train"].values())
     assert row["sample"]["inference_mode"]["images_per_s"] > 0
     # every fast path gives the baseline's outputs: exactly (layout, fused optimizer) or within bf16 precision
     assert row["agreement"]["channels_last"] < 1e-4 and row["agreement"]["fused AdamW"] < 1e-4
