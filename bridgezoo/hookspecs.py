@@ -14,3 +14,12 @@ def register_bridges(register):
 @hookspec
 def register_backbones(register):
     """Register backbones: register(factory, name="my-net", aliases=(), summary="..."); factory(**opts) -> nn.Module."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register samplers: register(SamplerSubclass, name="my-sampler", summary="...", bridges=None).
+
+    `bridges=None`: a shared sampler, offered to every bridge its `applies_to` accepts; `bridges=(BridgeClass, ...)`:
+    only for those bridge classes and their subclasses (a method's own sampler). A sampler registered for a bridge
+    may carry the name of a shared one: for that bridge, the name means the bridge's own (e.g. DDBM's `heun`)."""

@@ -20,8 +20,9 @@ Relation: the generalized bridge in the limit S → ∞ at fixed s (BRIDGES.md �
 
 import torch
 
-from bridgezoo import Option, SDEBridge, hookimpl
-from bridgezoo.bridge import F64, IRSDEClock
+from bridgezoo import Option, hookimpl
+from bridgezoo.bridge import F64
+from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
 
 
 class IRSDE(IRSDEClock, SDEBridge):
@@ -29,7 +30,7 @@ class IRSDE(IRSDEClock, SDEBridge):
     summary = "Mean-reverting SDE: an OU process from x0 towards μ with stationary noise"
     default_nfe = 100
     pinned = False
-    samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
+    official_samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
     option_spec = {
         "stationary_std": Option(20 / 255, "stationary std λ in [-1, 1] units (official max_sigma 10/255 on [0, 1])"),
     }
