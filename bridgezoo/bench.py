@@ -123,6 +123,22 @@ def _official_sampler(bridge: str) -> str | None:
         return None
 
 
+def _check_samplers(bridge: str, options: dict, samplers, where: str) -> None:
+    """A sampler (or sampler option) that a bridge does not have fails when the grid is read, not after training."""
+    from .registry import get_bridge
+
+    try:
+        built = get_bridge(bridge, **options)
+    except Exception:  # noqa: BLE001 - a bridge that cannot be built: its run fails with the reason
+        return
+    for sampler in samplers:
+        if sampler is not None:
+            try:
+                built.get_sampler(sampler)
+            except OptionError as exc:
+                raise OptionError(f"{where}: {exc}") from None
+
+
 def _distinct_evals(evals, bridge: str, resolve_official) -> list:
     """Drop an "official" evaluation that is the same as another one (a bridge whose own sampler is ddim)."""
     official = resolve_official(bridge) if any(s is None for _, s in evals) else None
@@ -168,6 +184,7 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
         config = dict(shared) | {"bridge": bridge, "backbone": backbone, "seed": seed if seed is not None else 0,
                                  "pi": None if pi == "default" else pi, "nfe": evals[0][0], "sampler": evals[0][1]}
         config["bridge_opts"] = dict(shared.get("bridge_opts", {})) | dict(per_bridge.get(bridge, {}))
+        _check_samplers(bridge, config["bridge_opts"] | ({"pi": pi} if pi != "default" else {}), samplers, where)
         config["quiet"] = True
         name = "-".join([bridge, f"pi_{pi}", str(backbone or "auto").replace("/", "_"),
                          f"s{config['seed']}", training_key(config)])

@@ -35,8 +35,9 @@ def cmd_list(args) -> int:
         except Exception as exc:  # noqa: BLE001 - a third-party backbone that cannot be counted is still listed
             row.update(params=None, params_thop=None, gmacs=None, input="?", count_error=f"{type(exc).__name__}: {exc}")
         backbones.append(row)
+    samplers = bz.sampler_records()
     if args.json:
-        print(json.dumps({"bridges": bridges, "backbones": backbones}, indent=2, default=str))
+        print(json.dumps({"bridges": bridges, "samplers": samplers, "backbones": backbones}, indent=2, default=str))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -49,6 +50,13 @@ def cmd_list(args) -> int:
                       ", ".join(b["samplers"]), _fmt_relation(b["relation"]))
     console = Console(width=max(Console().width, 160))
     console.print(table)
+    st = Table(title="samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", show_lines=True)
+    for col in ("name", "for", "order", "deterministic", "evaluations / step", "options", "summary"):
+        st.add_column(col, overflow="fold")
+    for s in samplers:
+        st.add_row(s["name"], s["for"], str(s["order"]), "yes" if s["deterministic"] else "no",
+                   str(s["evals_per_step"]), ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", s["summary"])
+    console.print(st)
     if backbones:
         bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
         for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
@@ -133,6 +141,7 @@ def cmd_restore(args) -> int:
 
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights)
+    bridge.get_sampler(args.sampler or cfg.sampler)  # an unknown sampler fails before anything is read or written
     files = []
     for name in args.inputs:
         p = Path(name)
@@ -203,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, compare and use diffusion-bridge image-restoration methods under identical settings.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
+    p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation), samplers and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("run", help="train a bridge on a backbone, evaluate it, write a run directory")
@@ -217,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, default=None, help="training patch size")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
-    p.add_argument("--sampler", default="ddim", help="sampler at evaluation (default ddim, shared by all bridges)")
+    p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
+                   "(default ddim, shared by all bridges; see `bridgezoo list`)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
@@ -247,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="folder for the restored PNGs")
     p.add_argument("--nfe", type=int, default=None)
-    p.add_argument("--sampler", default=None)
+    p.add_argument("--sampler", default=None, help="NAME or NAME:KEY=VALUE,... (default: the run's)")
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--tile-overlap", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)

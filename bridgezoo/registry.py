@@ -309,20 +309,25 @@ def make_sampler(bridge, spec: str):
 
 
 def sampler_records() -> list[dict]:
-    """Every registered sampler with its properties (the class defaults) and what it is for: `bridgezoo list`."""
+    """Every registered sampler with its properties (the class defaults) and the bridges it serves under its name
+    (a bridge's own sampler of the same name takes precedence): what `bridgezoo list` shows."""
     reg = registry()
     reg.load()
-    bridge_classes = {name: e.obj for name, e in reg.kinds["bridge"].items()}
+    built = {}
+    for name, entry in reg.kinds["bridge"].items():
+        try:
+            built[name] = get_bridge(name)
+        except Exception:  # noqa: BLE001 - a bridge that cannot be built with its defaults serves no sampler here
+            pass
     rows = []
     for e in reg.sampler_entries:
         cls = e.obj
-        if e.bridges is None:
-            scope = "shared"
-        else:
-            names = sorted(n for n, c in bridge_classes.items() if issubclass(c, e.bridges))
-            scope = ", ".join(names) or ", ".join(c.__name__ for c in e.bridges)
-        rows.append({"name": e.name, "for": scope, "order": cls.order, "deterministic": cls.deterministic,
-                     "evals_per_step": cls.evals_per_step, "oracle_exact": cls.oracle_exact and cls.deterministic,
+        serves = [n for n, b in sorted(built.items())
+                  if next((x for x in reg.samplers_for(b) if x.name == e.name), None) is e]
+        scope = "all bridges" if e.bridges is None and len(serves) == len(built) else ", ".join(serves) or "(none)"
+        rows.append({"name": e.name, "for": scope, "shared": e.bridges is None, "order": cls.order,
+                     "deterministic": cls.deterministic, "evals_per_step": cls.evals_per_step,
+                     "oracle_exact": cls.oracle_exact and cls.deterministic,
                      "options": {k: o.default for k, o in cls._options.items()}, "summary": e.summary,
                      "paper": cls.paper, "plugin": e.plugin})
     return rows

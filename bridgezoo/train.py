@@ -263,6 +263,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     # build everything (and validate the data) before writing anything; the seed fixes the initial weights
     set_seed(cfg.seed)
     bridge, model = build(cfg)
+    bridge.get_sampler(cfg.sampler)  # an unknown sampler or option fails here, not after training
     train_set, eval_set = make_datasets(cfg)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "

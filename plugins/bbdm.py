@@ -6,8 +6,8 @@ T = 1000, index k ∈ 0..T−1 ↔ t = (k+1)/T; m_k = linspace(0.001, 0.999, T) 
 knots and m(0) = 0 so that t = 0 is clean. Almost pinned: m(1) = 0.999, so x_1 ≠ μ; sampling starts at μ.
 
 Objective `xt_minus_x0` ("grad": m_t(μ − x0) + sqrt(δ_t)ε), L1 (L88-126). Sampler `skip` (L171-221) over the
-official step list `arange(T−1, 1, −(T−1)/(NFE−2)).long()` + [1, 0] (200 steps by default), the last step
-returning x̂0:
+official step list `arange(T−1, 1, −(T−1)/(NFE−2)).long()` + [1, 0] (200 steps by default; the arange runs
+in float32 as in the official code, so 200 steps visit 666, 333, 222, 111), the last step returning x̂0:
     σ² = (δ_t − δ_s·(1 − m_t)²/(1 − m_s)²)·δ_s/δ_t,
     x_s = (1 − m_s)·x̂0 + m_s·μ + sqrt((δ_s − η²σ²)/δ_t)·(x_t − (1 − m_t)·x̂0 − m_t·μ) + η·σ·z.
 Known inconsistency fixed: the official code uses sqrt((δ_s − σ²)/δ_t) whatever η is (η scales only the noise),
