@@ -202,8 +202,10 @@ class Posterior(Sampler):
 
 
 class DBIM(Sampler):
-    """DBIM's η-family (Zheng et al., ICLR 2025; thu-ml/DiffusionBridge `ddbm/karras_diffusion.py` `sample_dbim`,
-    L449-510): with ρ_s = η·σ_post the std of the Markov posterior q(x_s | x_t, x0) (π = 1 units),
+    """DBIM's η-family (Zheng et al., ICLR 2025: the non-Markovian bridge q^(ρ)(x_s | x0, x_t, μ) that keeps every
+    marginal, with ρ = η·σ_s·sqrt(1 − SNR_t/SNR_s); official thu-ml/DiffusionBridge `ddbm/karras_diffusion.py`
+    `sample_dbim`, L449-510, ρ at L495): with ρ_s = η·σ_post, σ_post the std of the bridge's Markov posterior
+    q(x_s | x_t, x0) (π = 1 units; the same quantity for DDBM's bridges),
 
         x_s = a_s·x̂0 + b_s·μ + sqrt(c_s² − ρ_s²)/c_t·(x_t − a_t·x̂0 − b_t·μ) + ρ_s·π̂·z,
 
@@ -254,12 +256,13 @@ class DBIM(Sampler):
 
 
 class EulerMaruyama(Sampler):
-    """Euler–Maruyama on a reverse SDE derived from the marginals alone (Song et al., ICLR 2021, Eq. 6, with the
-    Fokker–Planck argument of their App. D.1): in reverse time, with Δ = t − s,
+    """Euler–Maruyama on a reverse SDE derived from the marginals alone: in reverse time, with Δ = t − s,
 
         x_s = x_t − Δ·(v + ½·g²·ε̂/c_t) + sqrt(g²·Δ)·π̂·z,   v = a'·x̂0 + b'·μ + c'·ε̂ (the PF-ODE velocity),
 
-    whose marginals are those of the bridge for any g. Noise level: g = η·g_M with g_M² = 2(c·c' − c²·a'/a) =
+    i.e. the PF-ODE plus ½g²·∇log p_t in the drift and g·dw̄, whose Fokker–Planck equation is the PF-ODE's for any
+    g (Song et al., ICLR 2021: reverse SDE Eq. 6 and probability-flow ODE Eq. 13; ∇log p_t = −ε̂/(c·π²)), so its
+    marginals are the bridge's. Noise level: g = η·g_M with g_M² = 2(c·c' − c²·a'/a) =
     −2c²·dλ/dt, the diffusion of the bridge's own Markov forward SDE (its two-time transition's variance rate;
     2λθ_t for the generalized bridge, 2σ per unit σ for DDBM-VE); η = 0 is Euler on the PF-ODE. The derivatives
     are exact (autograd through the bridge's coefficients). Where the SDE is singular the step is exact instead:
@@ -267,7 +270,7 @@ class EulerMaruyama(Sampler):
     marginal at s), and the step into the clean end (c_s = 0) returns a_s·x̂0 + b_s·μ (the score-SDE `denoise`)."""
 
     summary = "Euler–Maruyama on the reverse SDE with the bridge's own diffusion g_M (× η); η = 0: Euler PF-ODE"
-    paper = "Score-based generative modeling through SDEs, Song et al., ICLR 2021 (reverse SDE, Eq. 6)"
+    paper = "Score-based generative modeling through SDEs, Song et al., ICLR 2021 (Eq. 6 and 13)"
     deterministic = False
     option_spec = {"eta": Option(1.0, "noise level: g = η·g_M, g_M² = −2c²·dλ/dt (the bridge's own diffusion)")}
 
@@ -317,8 +320,9 @@ class Heun(Sampler):
 
         x̃_s = DDIM(x̂0(x_t, t)),   x_s = DDIM(x̂0_t + w·(x̂0(x̃_s, s) − x̂0_t)),   w = φ₂-ratio(h)/h,  h = λ_s − λ_t,
 
-    (DPM-Solver-2's exact φ-weights, Lu et al. 2022, §3.3, with the second point at s as in Heun). Second order;
-    exact whenever x̂0 is linear in λ, hence oracle-exact. Two evaluations per step, one on the last."""
+    (the exact weights of x̂0 expanded to first order in λ inside DPM-Solver's Eq. (3.4), Lu et al. 2022, with the
+    second point at s as in Heun). Second order; exact whenever x̂0 is linear in λ, hence oracle-exact. Two
+    evaluations per step, one on the last."""
 
     summary = "Heun (trapezoid) on the PF-ODE, exponential-integrator form; 2 evaluations per step (1 on the last)"
     paper = "EDM, Karras et al., NeurIPS 2022 (Algorithm 1), with DPM-Solver's exponential integrator"
@@ -336,10 +340,11 @@ class Heun(Sampler):
 
 
 class DPMSolverPP2M(Sampler):
-    """Second-order multistep exponential integrator in data prediction (DPM-Solver++(2M), Lu et al. 2022,
-    Algorithm 2; on diffusion bridges: DBIM's 2nd-order solver, thu-ml/DiffusionBridge `sample_dbim_high_order`
-    L315-446, and UniDB++, Pan et al. 2025, arXiv 2505.21528): x̂0 is taken linear in λ through the previous
-    step's estimate, and that line is integrated exactly:
+    """Second-order multistep exponential integrator in data prediction (DPM-Solver++(2M), Lu et al. 2022; on
+    diffusion bridges: DBIM's 2nd-order solver, thu-ml/DiffusionBridge `sample_dbim_high_order` L315-446, its
+    update at L378-400, and UniDB++, Pan et al. 2025, arXiv 2505.21528): in the exact solution of DPM-Solver's
+    Eq. (3.4) (data-prediction form) x̂0 is taken linear in λ through the previous step's estimate, and that line
+    is integrated exactly, with DBIM's weight (e^{−h} + h − 1) rather than DPM-Solver++'s ½·h·(1 − e^{−h}):
 
         x_s = DDIM(x̂0_t + φ₂-ratio(h)·D),   D = (x̂0_t − x̂0_prev)/(λ_t − λ_prev),   h = λ_s − λ_t.
 
