@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import OptionError, suggest
+from .errors import OptionError
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
 from .options import Option, merged_options, resolve_options
 from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F401 - re-exported

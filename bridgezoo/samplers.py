@@ -213,7 +213,8 @@ class DBIM(Sampler):
     `ddim` exactly, η = 1 is `posterior`. Booting noise (`boot`): from a pinned start (c_t = 0) the first step
     samples the marginal at s, x_s = a_s·x̂0 + b_s·μ + c_s·π̂·z, whatever η (the paper's remedy for the singular
     start). The official code spends one extra evaluation to boot to t = 1 − 1e-3 and then runs its uniform grid;
-    here the boot is the first step of the bridge's grid (no extra evaluation)."""
+    here the boot is the first step of the bridge's grid (no extra evaluation). A noise-predicting model has no
+    x̂0 at a pinned start (a = 0: x̂0 = μ there), so with π = x0 − μ its boot is noise-free."""
 
     summary = "DBIM η-family (η = 0: ddim, η = 1: posterior) with booting noise from a pinned start"
     paper = "Diffusion Bridge Implicit Models, Zheng et al., ICLR 2025"

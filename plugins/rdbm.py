@@ -10,12 +10,13 @@ The released code differs (BRIDGES.md §10): `get_bridge("rdbm", pi="one", lam=1
 reproduces it numerically.
 """
 
+import torch
+
 from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock, iddpm_cosine_betas, inclusive_clock, index_grid, linear_betas, sigmoid_betas
 from bridgezoo_plugins.sde import GeneralizedSDEBridge, irsde_clock
-import torch
 
 THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant", "irsde-cosine")
 
