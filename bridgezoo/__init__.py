@@ -3,7 +3,8 @@
     import bridgezoo as bz
     b = bz.get_bridge("rdbm")                 # the paper's defaults: π = x0 − μ, λ = 10/255, cosine θ
     loss = b.training_loss(b.wrap(net), x0, mu)
-    x0_hat = b.sample(b.wrap(net), mu, nfe=10)
+    x0_hat = b.sample(b.wrap(net), mu, nfe=10)                # its official sampler
+    x0_hat = b.sample(b.wrap(net), mu, nfe=5, sampler="dbim:eta=0.3")   # any sampler in b.samplers
 
 Attributes are imported lazily, so `bridgezoo --help` does not import torch.
 """
@@ -17,11 +18,13 @@ from .hookspecs import hookimpl
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Bridge": "bridge", "SDEBridge": "bridge", "Option": "bridge", "sampler": "bridge", "Trajectory": "bridge",
-    "PI_MODES": "bridge", "OBJECTIVES": "bridge", "DegenerateBridgeWarning": "bridge",
-    "GeneralizedBridge": "generalized", "ThetaBridge": "generalized", "DifferenceInput": "bridge",
+    "Bridge": "bridge", "PI_MODES": "bridge", "DegenerateBridgeWarning": "bridge",
+    "Option": "options", "OBJECTIVES": "objectives", "OBJECTIVE_TABLE": "objectives",
+    "Sampler": "samplers", "SamplerInfo": "samplers", "Trajectory": "samplers",
+    "GeneralizedBridge": "generalized",
     "list_bridges": "registry", "get_bridge": "registry", "list_backbones": "registry",
     "get_backbone": "registry", "plugin_records": "registry", "list_datasets": "registry", "get_dataset": "registry",
+    "sampler_records": "registry",
     "DatasetAdapter": "data.adapters", "MixAdapter": "data.adapters", "SplitSpec": "data.adapters",
     "BridgezooError": "errors", "OptionError": "errors", "PluginError": "errors", "UnknownNameError": "errors",
 }

@@ -44,8 +44,9 @@ def cmd_list(args) -> int:
         except Exception as exc:  # noqa: BLE001 - a third-party backbone that cannot be counted is still listed
             row.update(params=None, params_thop=None, gmacs=None, input="?", count_error=f"{type(exc).__name__}: {exc}")
         backbones.append(row)
+    samplers = bz.sampler_records()
     if args.json:
-        print(json.dumps({"bridges": bridges, "backbones": backbones}, indent=2, default=str))
+        print(json.dumps({"bridges": bridges, "samplers": samplers, "backbones": backbones}, indent=2, default=str))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -71,6 +72,13 @@ def cmd_list(args) -> int:
             for col, cell in columns.items():
                 card.add_row(col.replace(" (first = official)", "\n(first = official)"), cell(b))
             console.print(card)
+    st = Table(title="samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", show_lines=True)
+    for col in ("name", "for", "order", "deterministic", "evaluations / step", "options", "summary"):
+        st.add_column(col, overflow="fold")
+    for s in samplers:
+        st.add_row(s["name"], s["for"], str(s["order"]), "yes" if s["deterministic"] else "no",
+                   str(s["evals_per_step"]), ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", s["summary"])
+    console.print(st)
     if backbones:
         bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
         for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
@@ -293,7 +301,7 @@ def cmd_restore(args) -> int:
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights, device=device)
     sampler = args.sampler or cfg.sampler
-    bridge._check_sampler(sampler)
+    bridge.get_sampler(sampler)  # an unknown sampler or option fails before anything is read or written
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
     for f, o, img in tqdm(images, desc="restore", disable=args.quiet):
         lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
@@ -439,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, compare and use diffusion-bridge image-restoration methods under identical settings.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation) and backbones")
+    p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation), samplers and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser(
@@ -479,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=None,
                    help=f"EMA decay of the evaluated weights (default from the preset: {_preset_values('ema_decay')})")
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
-    p.add_argument("--sampler", default="ddim", help="sampler at evaluation (default ddim, shared by all bridges)")
+    p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
+                   "(default ddim, shared by all bridges; see `bridgezoo list`)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
@@ -537,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, default=None,
                    help="sampler steps (default: the NFE the run was evaluated at, else the bridge's default)")
     p.add_argument("--sampler", default=None,
-                   help="sampler (default: the run's evaluation sampler); `bridgezoo list` shows each bridge's")
+                   help="NAME or NAME:KEY=VALUE,... (default: the run's evaluation sampler); `bridgezoo list` "
+                        "shows each bridge's")
     p.add_argument("--tile", type=int, metavar="SIZE", default=None,
                    help="restore in overlapping tiles of SIZE×SIZE pixels, for images too large for memory "
                         "(default: whole images)")

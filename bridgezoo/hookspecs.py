@@ -20,3 +20,12 @@ def register_backbones(register):
 def register_datasets(register):
     """Register datasets: register(AdapterSubclass, name="my-data", aliases=(), summary="..."), a subclass of
     `bridgezoo.data.adapters.DatasetAdapter`; used as `--data my-data:PATH`."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register samplers: register(SamplerSubclass, name="my-sampler", summary="...", bridges=None).
+
+    `bridges=None`: a shared sampler, offered to every bridge its `applies_to` accepts; `bridges=(BridgeClass, ...)`:
+    only for those bridge classes and their subclasses (a method's own sampler). A sampler registered for a bridge
+    may carry the name of a shared one: for that bridge, the name means the bridge's own (e.g. DDBM's `heun`)."""

@@ -113,11 +113,11 @@ def check_config(cfg, has_gpu: bool | None = None):
     cfg = cfg.resolve(has_gpu)
     bridge = build_bridge(cfg)
     exercise_bridge(bridge)
-    sampler = bridge._check_sampler(cfg.sampler)
+    sampler = bridge.get_sampler(cfg.sampler)  # unknown names and options: an error listing the valid ones
     try:
         bridge.timesteps(cfg.nfe, sampler)
     except Exception as exc:  # noqa: BLE001
-        raise OptionError(f"--nfe {cfg.nfe} with sampler {sampler!r} of bridge {bridge.name!r}: {exc}") from None
+        raise OptionError(f"--nfe {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
     backbone_known(cfg.backbone)
     if cfg.data == "zoo5":
         from .data.zoo5 import SPLITS, check_tasks

@@ -1,4 +1,5 @@
-"""Plugin loading (entry-point group `bridgezoo`) with isolation, and the bridge / backbone / dataset registries.
+"""Plugin loading (entry-point group `bridgezoo`) with isolation, and the bridge / backbone / dataset / sampler
+registries.
 
 Each entry point is loaded and called on its own: one that fails to import, raises in its hook, or registers a
 name already taken gives one `PluginWarning` naming its distribution and the exception, and is listed with its
@@ -18,10 +19,11 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownNameError
+from .errors import OptionError, PluginError, UnknownNameError, suggest
 
 GROUP = "bridgezoo"
-HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset"}
+HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset",
+         "register_samplers": "sampler"}
 
 
 class PluginWarning(UserWarning):
@@ -30,15 +32,16 @@ class PluginWarning(UserWarning):
 
 @dataclass
 class Entry:
-    """One registered bridge, backbone or dataset."""
+    """One registered bridge, backbone, dataset or sampler."""
 
     name: str
-    obj: Any  # Bridge subclass, backbone factory, or DatasetAdapter subclass
+    obj: Any  # Bridge subclass, backbone factory, DatasetAdapter subclass, or Sampler subclass
     aliases: tuple[str, ...]
     summary: str
     plugin: str
     distribution: str
     version: str = ""
+    bridges: tuple | None = None  # samplers only: the bridge classes it is for, None = shared
 
     def provider(self) -> dict:
         """Who provides it: {"plugin", "distribution", "version"} (recorded in a run's config and weights)."""
@@ -54,7 +57,8 @@ class PluginRecord:
     version: str
     module: str
     hooks: list[str] = field(default_factory=list)
-    provides: dict[str, list[str]] = field(default_factory=lambda: {"bridges": [], "backbones": [], "datasets": []})
+    provides: dict[str, list[str]] = field(default_factory=lambda: {"bridges": [], "backbones": [], "datasets": [],
+                                                                            "samplers": []})
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -68,13 +72,17 @@ def _strict() -> bool:
 
 
 class Registry:
-    """Bridges, backbones and datasets from every plugin; loads entry points on first use."""
+    """Bridges, backbones, datasets and samplers from every plugin; loads entry points on first use.
+
+    Samplers may share a name when they are for different bridges (a bridge's own sampler may carry a shared
+    sampler's name), so they are a list in registration order rather than a table."""
 
     def __init__(self):
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.kinds: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS.values()}
-        self.aliases: dict[str, dict[str, str]] = {kind: {} for kind in HOOKS.values()}
+        self.kinds: dict[str, dict[str, Entry]] = {kind: {} for kind in HOOKS.values() if kind != "sampler"}
+        self.aliases: dict[str, dict[str, str]] = {kind: {} for kind in HOOKS.values() if kind != "sampler"}
+        self.sampler_entries: list[Entry] = []
         self.plugins: list[PluginRecord] = []
         self.loaded = False
 
@@ -139,10 +147,15 @@ class Registry:
         return record
 
     def _register_callback(self, kind: str, record: PluginRecord) -> Callable:
-        def register(obj, name: str | None = None, aliases=(), summary: str = ""):
+        def register(obj, name: str | None = None, aliases=(), summary: str = "", bridges=None):
             name = name or getattr(obj, "name", "") or getattr(obj, "__name__", "")
             if not name:
                 raise ValueError(f"register() needs a name for {obj!r}")
+            if kind == "sampler":
+                self._register_sampler(record, obj, name, tuple(aliases), summary, bridges)
+                return
+            if bridges is not None:
+                raise TypeError(f"register_{kind}s: `bridges=` is an argument of register_samplers only")
             table, alias_table = self.kinds[kind], self.aliases[kind]
             for n in (name, *aliases):
                 if n in table or n in alias_table:
@@ -172,6 +185,38 @@ class Registry:
             record.provides[kind + "s"].append(name)
 
         return register
+
+    def _register_sampler(self, record, obj, name, aliases, summary, bridges) -> None:
+        from .bridge import Bridge
+        from .samplers import Sampler
+
+        if not (isinstance(obj, type) and issubclass(obj, Sampler)):
+            raise TypeError(f"register_samplers: {obj!r} is not a subclass of bridgezoo.Sampler")
+        if bridges is not None:
+            bridges = tuple(bridges) if isinstance(bridges, (tuple, list)) else (bridges,)
+            bad = [b for b in bridges if not (isinstance(b, type) and issubclass(b, Bridge))]
+            if bad or not bridges:
+                raise TypeError(f"register_samplers: bridges= must be Bridge subclasses, got {bad or bridges!r}")
+        for other in self.sampler_entries:
+            same_name = {name, *aliases} & {other.name, *other.aliases}
+            both_shared = bridges is None and other.bridges is None
+            same_bridge = bridges is not None and other.bridges is not None and set(bridges) & set(other.bridges)
+            if same_name and (both_shared or same_bridge):
+                where = "shared" if both_shared else "for " + ", ".join(c.__name__ for c in set(bridges) & set(other.bridges))
+                raise PluginError(f"sampler name {sorted(same_name)[0]!r} ({where}) is already registered by plugin "
+                                  f"{other.plugin!r} (distribution {other.distribution!r})")
+        if "name" not in obj.__dict__:
+            obj.name = name
+        self.sampler_entries.append(Entry(name, obj, aliases, summary or obj.summary, record.name,
+                                          record.distribution, record.version, bridges))
+        record.provides["samplers"].append(name)
+
+    def samplers_for(self, bridge) -> list[Entry]:
+        """The sampler entries that apply to `bridge`: those registered for its class first, then shared ones."""
+        self.load()
+        own = [e for e in self.sampler_entries if e.bridges is not None and isinstance(bridge, e.bridges)]
+        shared = [e for e in self.sampler_entries if e.bridges is None and e.obj.applies_to(bridge)]
+        return own + shared
 
     def _fail(self, record: PluginRecord, message: str, exc: BaseException) -> None:
         record.errors.append(message)
@@ -267,6 +312,61 @@ def get_dataset(name: str):
     adapter = entry.obj()
     adapter.name = entry.name
     return adapter
+
+
+def sampler_names(bridge) -> tuple[str, ...]:
+    """The samplers of a bridge: its `official_samplers` in order, then every other one that applies to it."""
+    names = list(type(bridge).official_samplers)
+    for entry in registry().samplers_for(bridge):
+        if entry.name not in names:
+            names.append(entry.name)
+    return tuple(names)
+
+
+def make_sampler(bridge, spec: str):
+    """The sampler `spec` (NAME or NAME:KEY=VALUE,...) for `bridge`, with its options; the bridge's own sampler of
+    that name wins over a shared one. Unknown or inapplicable names raise an error that lists the valid ones."""
+    from .samplers import parse_sampler_spec
+
+    name, options = parse_sampler_spec(spec)
+    label = bridge.name or type(bridge).__name__
+    entries = registry().samplers_for(bridge)
+    entry = next((e for e in entries if name == e.name or name in e.aliases), None)
+    if entry is None:
+        valid = sampler_names(bridge)
+        if name in type(bridge).official_samplers:
+            raise OptionError(f"bridge {label!r} lists its sampler {name!r}, but no loaded plugin registers a sampler "
+                              f"of that name for it (see `bridgezoo plugins`).")
+        raise OptionError(f"bridge {label!r} has no sampler {name!r}.{suggest(name, valid)} "
+                          f"Valid samplers: {', '.join(valid)}.")
+    sampler = entry.obj(**options)
+    sampler.name = entry.name
+    return sampler
+
+
+def sampler_records() -> list[dict]:
+    """Every registered sampler with its properties (the class defaults) and the bridges it serves under its name
+    (a bridge's own sampler of the same name takes precedence): what `bridgezoo list` shows."""
+    reg = registry()
+    reg.load()
+    built = {}
+    for name, entry in reg.kinds["bridge"].items():
+        try:
+            built[name] = get_bridge(name)
+        except Exception:  # noqa: BLE001 - a bridge that cannot be built with its defaults serves no sampler here
+            pass
+    rows = []
+    for e in reg.sampler_entries:
+        cls = e.obj
+        serves = [n for n, b in sorted(built.items())
+                  if next((x for x in reg.samplers_for(b) if x.name == e.name), None) is e]
+        scope = "all bridges" if e.bridges is None and len(serves) == len(built) else ", ".join(serves) or "(none)"
+        rows.append({"name": e.name, "for": scope, "shared": e.bridges is None, "order": cls.order,
+                     "deterministic": cls.deterministic, "evals_per_step": cls.evals_per_step,
+                     "oracle_exact": cls.oracle_exact and cls.deterministic,
+                     "options": {k: o.default for k, o in cls._options.items()}, "summary": e.summary,
+                     "paper": cls.paper, "plugin": e.plugin})
+    return rows
 
 
 def plugin_records() -> list[dict]:

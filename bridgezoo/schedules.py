@@ -1,4 +1,4 @@
-"""Theta schedules (the mean-reversion rate of the generalized bridge) as continuous clocks.
+"""Schedules as continuous clocks, and the grid of official step indices.
 
 A *clock* is the cumulative schedule s(t) = θ̄_{0:t} = ∫_0^t θ, a non-decreasing function of continuous time
 t ∈ [0, 1] with s(0) = 0. Methods defined on a discrete grid of T steps give s at the knots t_k = k/T; between
@@ -52,10 +52,8 @@ class Clock:
 
 
 def iddpm_cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """iDDPM cosine betas β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), max_beta), ᾱ(u) = cos²((u + s)/(1 + s)·π/2), i = 0..T−1.
-
-    RDBM's released code uses these directly as θ_i (MiliLab/RDBM code/rdbm.py L93-102), with no dt.
-    """
+    """iDDPM cosine betas β_i = min(1 − ᾱ((i+1)/T)/ᾱ(i/T), max_beta), ᾱ(u) = cos²((u + s)/(1 + s)·π/2), i = 0..T−1
+    (Nichol & Dhariwal 2021, Eq. 17)."""
     u = torch.arange(T + 1, dtype=F64) / T
     abar = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
     return torch.clamp(1 - abar[1:] / abar[:-1], max=max_beta)
@@ -78,56 +76,12 @@ def sigmoid_betas(T: int, start: float | None = None, end: float | None = None, 
 
 
 def inclusive_clock(thetas: torch.Tensor, name: str) -> Clock:
-    """Clock whose value at t = (k+1)/T is the inclusive sum θ_0 + … + θ_k (RDBM's θ̄_{0:t}); s(0) = 0."""
+    """Clock whose value at t = (k+1)/T is the inclusive sum θ_0 + … + θ_k; s(0) = 0."""
     return Clock(torch.cat([torch.zeros(1, dtype=F64), torch.cumsum(thetas, 0)]), name)
 
 
-THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant", "irsde-cosine")
-
-
-def theta_clock(schedule: str, T: int, scale: float = 1.0) -> Clock:
-    """The θ schedules of the generalized bridge, on T steps; index k ↔ t = (k+1)/T.
-
-    `cosine`: iDDPM cosine betas used as θ (RDBM code); `linear` and `sigmoid`: beta schedules used as θ;
-    `constant`: θ_k = 1/T, so s(t) = t (S = 1); `irsde-cosine`: the IR-SDE / GOUB clock (S = −ln 0.005, index
-    i ∈ 0..T ↔ t = i/T). `scale` multiplies θ (used for the θ → 0 limits).
-    """
-    if schedule == "irsde-cosine":
-        clock = irsde_clock(T)[0]
-        return Clock(clock.values * scale, clock.name if scale == 1 else f"{clock.name}×{scale:g}")
-    if schedule == "cosine":
-        thetas = iddpm_cosine_betas(T)
-    elif schedule == "linear":
-        thetas = linear_betas(T)
-    elif schedule == "sigmoid":
-        thetas = sigmoid_betas(T)
-    elif schedule == "constant":
-        thetas = torch.full((T,), 1.0 / T, dtype=F64)
-    else:
-        raise ValueError(f"unknown theta schedule {schedule!r}; choose one of {', '.join(THETA_SCHEDULES)}")
-    return inclusive_clock(thetas * scale, f"{schedule}×{scale:g}" if scale != 1 else schedule)
-
-
-def irsde_cosine_thetas(T: int, s: float = 0.008) -> torch.Tensor:
-    """IR-SDE / GOUB cosine θ_i = 1 − ᾱ_{i+1}, i = 0..T (T+1 values), with N = T+2 and ᾱ_k = cos²((k/N + s)/(1+s)·π/2)/ᾱ_0.
-
-    Algolzw/image-restoration-sde codes/utils/sde_utils.py L110-121; Hammour-steak/GOUB sde_utils.py L100-111.
-    Note these are 1 − ᾱ (cumulative), not betas.
-    """
-    N = T + 2
-    k = torch.arange(N + 1, dtype=F64)
-    abar = torch.cos((k / N + s) / (1 + s) * math.pi / 2) ** 2
-    abar = abar / abar[0]
-    return 1 - abar[1:-1]
-
-
-def irsde_clock(T: int, eps: float = 0.005) -> tuple[Clock, torch.Tensor, float]:
-    """IR-SDE / GOUB clock s_i = (Σ_{j≤i} θ_j − θ_0)·dt at t = i/T, dt = −ln(eps)/θ̄_T, so S = −ln(eps).
-
-    Returns (clock, thetas, dt); the official step i (1..T) is the clock interval ((i−1)/T, i/T], whose
-    increment is θ_i·dt.
-    """
-    thetas = irsde_cosine_thetas(T)
-    cum = torch.cumsum(thetas, 0) - thetas[0]
-    dt = -math.log(eps) / float(cum[-1])
-    return Clock(cum * dt, f"irsde-cosine(T={T})"), thetas, dt
+def index_grid(T: int, nfe: int) -> torch.Tensor:
+    """The grid `linspace(−1, T−1, nfe+1).int()` of official step indices, reversed, as t with index k ↔ t = (k+1)/T
+    (computed in float32 then truncated, as official DDIM-style codes do); the last entry, index −1, is t = 0."""
+    idx = torch.linspace(-1, T - 1, nfe + 1).int().to(F64)
+    return (idx.flip(0) + 1) / T

@@ -6,8 +6,8 @@ T = 1000, index k ∈ 0..T−1 ↔ t = (k+1)/T; m_k = linspace(0.001, 0.999, T) 
 knots and m(0) = 0 so that t = 0 is clean. Almost pinned: m(1) = 0.999, so x_1 ≠ μ; sampling starts at μ.
 
 Objective `xt_minus_x0` ("grad": m_t(μ − x0) + sqrt(δ_t)ε), L1 (L88-126). Sampler `skip` (L171-221) over the
-official step list `arange(T−1, 1, −(T−1)/(NFE−2)).long()` + [1, 0] (200 steps by default), the last step
-returning x̂0:
+official step list `arange(T−1, 1, −(T−1)/(NFE−2)).long()` + [1, 0] (200 steps by default; the arange runs
+in float32 as in the official code, so 200 steps visit 666, 333, 222, 111), the last step returning x̂0:
     σ² = (δ_t − δ_s·(1 − m_t)²/(1 − m_s)²)·δ_s/δ_t,
     x_s = (1 − m_s)·x̂0 + m_s·μ + sqrt((δ_s − η²σ²)/δ_t)·(x_t − (1 − m_t)·x̂0 − m_t·μ) + η·σ·z.
 Known inconsistency fixed: the official code uses sqrt((δ_s − σ²)/δ_t) whatever η is (η scales only the noise),
@@ -18,7 +18,7 @@ Relation: the θ → 0 limit of the generalized bridge with m_t = θ̄_{0:t}/θ�
 
 import torch
 
-from bridgezoo import Bridge, Option, hookimpl, sampler
+from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64, safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock
@@ -29,7 +29,7 @@ class BBDM(Bridge):
     summary = "Brownian bridge between x0 and μ with variance 2·max_var·m(1 − m)"
     default_nfe = 200
     pinned = False
-    samplers = ("skip", "ddim")
+    official_samplers = ("skip", "ddim")
     option_spec = {
         "T": Option(1000, "number of official discrete steps; index k ↔ t = (k+1)/T"),
         "max_var": Option(1.0, "max_var: δ = 2·max_var·(m − m²) (peak variance max_var/2 at m = ½)"),
@@ -61,54 +61,6 @@ class BBDM(Bridge):
     def initial_state(self, mu, generator=None):
         return mu.clone()  # official: x = y
 
-    def _grid_skip(self, nfe):
-        """`arange(T−1, 1, −(T−1)/(nfe−2)).long()` + [1, 0] (L69-73), as t = (k+1)/T, then 0 (return x̂0).
-
-        `sample_type="cosine"`: the official list is (cos(linspace(0, T, nfe+1)/T·π) + 1)/2·T, whose first entry is
-        index T, past the schedule's last index T − 1; here the same spacing is scaled to T − 1 (and rounded,
-        duplicates removed) unless `official_cosine_steps`.
-        """
-        T = self.options["T"]
-        if self.options["sample_type"] == "cosine":
-            u = torch.linspace(0, T, nfe + 1, dtype=F64)
-            span = T if self.options["official_cosine_steps"] else T - 1
-            steps = ((torch.cos(u / T * torch.pi) + 1) / 2 * span)
-            steps = steps if self.options["official_cosine_steps"] else torch.unique_consecutive(steps.round())
-            return torch.cat([(steps + 1) / T, torch.zeros(1, dtype=F64)])
-        if nfe < 3:
-            steps = torch.tensor([T - 1, 0][: max(nfe, 1)], dtype=torch.long)
-        else:
-            steps = torch.arange(T - 1, 1, -(T - 1) / (nfe - 2), dtype=F64).long()
-            steps = torch.cat([steps, torch.tensor([1, 0])])
-        if steps[0] != T - 1:
-            steps = torch.cat([torch.tensor([T - 1]), steps])
-        return torch.cat([(steps.to(F64) + 1) / T, torch.zeros(1, dtype=F64)])
-
-    @sampler(deterministic=False)
-    def _step_skip(self, model, x, mu, t, s, generator=None):
-        """BBDM's skip-step update with η (L194-199); the step to t = 0 returns x̂0."""
-        x0 = self.x0_hat(model, x, mu, t)
-        if float(s.max()) == 0.0:
-            return x0, x0
-        a_t, m_t, c_t = self._coef(t, x)
-        a_s, m_s, c_s = self._coef(s, x)
-        d_t, d_s = c_t**2, c_s**2
-        var = safe_div((d_t - d_s * (1 - m_t) ** 2 / (1 - m_s) ** 2) * d_s, d_t, 0.0).clamp_min(0)
-        eta = self.options["eta"]
-        kept = var if self.options["official_eta"] else eta**2 * var
-        coef = safe_div((d_s - kept).clamp_min(0), d_t, 0.0).sqrt()
-        x_s = a_s * x0 + m_s * mu + coef * (x - a_t * x0 - m_t * mu)
-        if eta > 0:
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x_s = x_s + eta * var.sqrt() * self.pi_field(x0, mu) * z
-        return x_s, x0
-
-    def sampler_info(self, name):
-        info = super().sampler_info(name)
-        if name == "skip" and self.options["eta"] == 0:
-            return type(info)(deterministic=True, oracle_exact=not self.options["official_eta"])
-        return info
-
     @property
     def relation(self):
         mv = self.options["max_var"]
@@ -116,6 +68,69 @@ class BBDM(Bridge):
                 "note": "θ → 0 with m_t = θ̄_{0:t}/θ̄_{0:1}, λ·θ̄_{0:1} = max_var; endpoints m ∈ [0.001, 0.999]"}
 
 
+class SkipSampler(Sampler):
+    """BBDM's skip-step sampler (L171-221) with the bridge's η (`eta`, `official_eta`) on the official step list
+    (`sample_type`); the step to t = 0 returns x̂0."""
+
+    summary = "BBDM's skip-step sampler with η (official list of 200 steps); the last step returns x̂0"
+    paper = BBDM.paper
+    deterministic = False
+
+    def info(self, bridge):
+        if bridge.options["eta"] == 0:
+            return SamplerInfo(True, not bridge.options["official_eta"])
+        return SamplerInfo(False, False)
+
+    def timesteps(self, bridge, nfe):
+        """The official list as t = (k+1)/T, then 0 (return x̂0): `sample_type="linear"` is
+        `torch.arange(T−1, 1, −(T−1)/(nfe−2)).long()` + [1, 0] (L69-73), whose arange runs in float32 (a Python
+        float step gives torch's default dtype), so NFE 200 visits 666, 333, 222, 111 where float64 gives
+        665, 332, 221, 110.
+
+        `sample_type="cosine"`: the official list is (cos(linspace(0, T, nfe+1)/T·π) + 1)/2·T, whose first entry is
+        index T, past the schedule's last index T − 1; here the same spacing is scaled to T − 1 (and rounded,
+        duplicates removed) unless `official_cosine_steps`.
+        """
+        T = bridge.options["T"]
+        if bridge.options["sample_type"] == "cosine":
+            u = torch.linspace(0, T, nfe + 1, dtype=F64)
+            span = T if bridge.options["official_cosine_steps"] else T - 1
+            steps = ((torch.cos(u / T * torch.pi) + 1) / 2 * span)
+            steps = steps if bridge.options["official_cosine_steps"] else torch.unique_consecutive(steps.round())
+            return torch.cat([(steps + 1) / T, torch.zeros(1, dtype=F64)])
+        if nfe < 3:
+            steps = torch.tensor([T - 1, 0][: max(nfe, 1)], dtype=torch.long)
+        else:
+            steps = torch.arange(T - 1, 1, -(T - 1) / (nfe - 2), dtype=torch.float32).long()
+            steps = torch.cat([steps, torch.tensor([1, 0])])
+        if steps[0] != T - 1:
+            steps = torch.cat([torch.tensor([T - 1]), steps])
+        return torch.cat([(steps.to(F64) + 1) / T, torch.zeros(1, dtype=F64)])
+
+    def step(self, bridge, model, x, mu, t, s, generator=None):
+        """BBDM's skip-step update with η (L194-199); the step to t = 0 returns x̂0."""
+        x0 = bridge.x0_hat(model, x, mu, t)
+        if float(s.max()) == 0.0:
+            return x0, x0
+        a_t, m_t, c_t = bridge._coef(t, x)
+        a_s, m_s, c_s = bridge._coef(s, x)
+        d_t, d_s = c_t**2, c_s**2
+        var = safe_div((d_t - d_s * (1 - m_t) ** 2 / (1 - m_s) ** 2) * d_s, d_t, 0.0).clamp_min(0)
+        eta = bridge.options["eta"]
+        kept = var if bridge.options["official_eta"] else eta**2 * var
+        coef = safe_div((d_s - kept).clamp_min(0), d_t, 0.0).sqrt()
+        x_s = a_s * x0 + m_s * mu + coef * (x - a_t * x0 - m_t * mu)
+        if eta > 0:
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x_s = x_s + eta * var.sqrt() * bridge.pi_field(x0, mu) * z
+        return x_s, x0
+
+
 @hookimpl
 def register_bridges(register):
     register(BBDM, name="bbdm", summary=BBDM.summary)
+
+
+@hookimpl
+def register_samplers(register):
+    register(SkipSampler, name="skip", bridges=BBDM)

@@ -5,7 +5,9 @@ Both share the Karras-style preconditioned x0 denoiser (`bridge_karras`, L115-14
 μ, t) with σ0 = σT = σ_data, A = a²σ0² + b²σT² + 2ab·cov + c², c_in = A^{-½}, c_skip = (a·σ0² + b·cov)/A,
 c_out = sqrt(b²(σ0²σT² − cov²) + σ0²·c²)·c_in; the weighted L2 loss w = 1/c_out² (L83-86, L183-196); and the Heun
 sampler with optional churn (`sample_heun` L321-429) on the ρ = 7 grid from σ_max − 1e-4 to σ_min, then 0
-(L233, L265-271). NFE counts steps: N steps cost 2N − 1 network evaluations (3N − 1 with churn > 0).
+(L233, L265-271), whose result `karras_sample` clamps to [-1, 1] (L262). NFE counts steps: N steps cost 2N − 1
+network evaluations (3N − 1 with churn > 0). This `heun` is DDBM's own; the shared samplers (ddim, dbim, …) run on
+the bridge's default grid, uniform in σ.
 
 Time: DDBM's own time τ (σ for VE, t for VP) is τ = t·sigma_max; the network sees the bridge time t ∈ [0, 1].
 
@@ -20,7 +22,7 @@ Known inconsistencies fixed (official behaviour by option):
 import torch
 from torch import nn
 
-from bridgezoo import Bridge, Option, hookimpl, sampler
+from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64
 
 
@@ -43,7 +45,7 @@ class DDBM(Bridge):
 
     paper = "Denoising Diffusion Bridge Models (DDBM), Zhou et al., ICLR 2024"
     default_nfe = 40
-    samplers = ("heun", "ddim")
+    official_samplers = ("heun", "ddim")
     option_spec = {
         "sigma_data": Option(0.5, "σ0 = σT: the data std assumed by the preconditioning"),
         "cov_xy": Option(0.0, "covariance of x0 and μ assumed by the preconditioning"),
@@ -89,46 +91,11 @@ class DDBM(Bridge):
         t = torch.as_tensor(t).detach().cpu().to(F64).clamp_min(self.options["sigma_min"] / self.tmax)
         return 1 / self.preconditioning(t)[2].flatten() ** 2
 
-    def _grid_heun(self, nfe):
-        """σ_i = (σ_M'^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_M'^{1/ρ}))^ρ, i < N, then 0; σ_M' = σ_max − 1e-4 (as t)."""
-        rho, smin, smax = self.options["rho"], self.options["sigma_min"], self.tmax - 1e-4
-        ramp = torch.linspace(0, 1, nfe, dtype=F64) if nfe > 1 else torch.zeros(1, dtype=F64)
-        sig = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
-        return torch.cat([sig, torch.zeros(1, dtype=F64)]) / self.tmax
-
     def _d(self, x, D, mu, tau, stochastic):
         raise NotImplementedError
 
     def _g2(self, tau):
         raise NotImplementedError
-
-    @sampler(deterministic=True, oracle_exact=False, evals_per_step=2)
-    def _step_heun(self, model, x, mu, t, s, generator=None):
-        """One DDBM Heun step (with a churn Euler–Maruyama half-step first when churn > 0)."""
-        tm = self.tmax
-        tau, tau_next = (v.to(F64).reshape(-1, 1, 1, 1).to(x) * tm for v in (t, s))
-        r = self.options["churn"]
-        if r > 0:
-            D = self.x0_hat(model, x, mu, t)
-            tau_hat = tau + r * (tau_next - tau)
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            dt = tau_hat - tau
-            x = x + self._d(x, D, mu, tau, True) * dt + (self._g2(tau) * dt.abs()).sqrt() * self.pi_field(D, mu) * z
-            tau = tau_hat
-        t_cur = (tau / tm).flatten()
-        D = self.x0_hat(model, x, mu, t_cur)
-        d = self._d(x, D, mu, tau, False)
-        x2 = x + d * (tau_next - tau)
-        if float(s.max()) == 0.0:
-            return x2, D
-        D2 = self.x0_hat(model, x2, mu, s)
-        return x + 0.5 * (d + self._d(x2, D2, mu, tau_next, False)) * (tau_next - tau), D
-
-    def sampler_info(self, name):
-        info = super().sampler_info(name)
-        if name == "heun" and self.options["churn"] > 0:
-            return type(info)(deterministic=False, oracle_exact=False, evals_per_step=3)
-        return info
 
 
 class DDBMVE(DDBM):
@@ -206,7 +173,61 @@ class DDBMVP(DDBM):
                 "note": "a + b ≠ 1; after x → x/α_t it is a VE bridge to μ/α_T, i.e. the θ → 0 limit"}
 
 
+class KarrasHeun(Sampler):
+    """DDBM's `karras_sample` with `sample_heun` (L213-262, L321-429): Heun steps on DDBM's probability-flow ODE
+    over the ρ = 7 grid from σ_max − 1e-4 to σ_min, then 0 (L233, L265-271), an Euler step into σ = 0 (L404-406),
+    with an optional churn Euler–Maruyama half-step first (`churn` > 0); the returned sample is clamped to [-1, 1]
+    (L262: `x_0.clamp(-1, 1)`; the state may leave [-1, 1] on the final Euler step). This is DDBM's own `heun`:
+    for the DDBM bridges the name means this sampler, not the shared one.
+    N steps cost 2N − 1 network evaluations (3N − 1 with churn)."""
+
+    summary = "DDBM's Heun (Karras grid, optional churn, output clamped to [-1, 1]); 2N − 1 evaluations"
+    paper = "DDBM, Zhou et al., ICLR 2024 (karras_sample / sample_heun)"
+    order = 2
+    evals_per_step = 2
+    oracle_exact = False
+
+    def info(self, bridge):
+        if bridge.options["churn"] > 0:
+            return SamplerInfo(False, False, 3, 2)
+        return SamplerInfo(True, False, 2, 2)
+
+    def timesteps(self, bridge, nfe):
+        """σ_i = (σ_M'^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_M'^{1/ρ}))^ρ, i < N, then 0; σ_M' = σ_max − 1e-4 (as t)."""
+        rho, smin, smax = bridge.options["rho"], bridge.options["sigma_min"], bridge.tmax - 1e-4
+        ramp = torch.linspace(0, 1, nfe, dtype=F64) if nfe > 1 else torch.zeros(1, dtype=F64)
+        sig = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+        return torch.cat([sig, torch.zeros(1, dtype=F64)]) / bridge.tmax
+
+    def step(self, bridge, model, x, mu, t, s, generator=None):
+        """One Heun step (a churn Euler–Maruyama half-step first when churn > 0); the step into σ = 0 is Euler and
+        its result clamped to [-1, 1]."""
+        tm = bridge.tmax
+        tau, tau_next = (v.to(F64).reshape(-1, 1, 1, 1).to(x) * tm for v in (t, s))
+        r = bridge.options["churn"]
+        if r > 0:
+            D = bridge.x0_hat(model, x, mu, t)
+            tau_hat = tau + r * (tau_next - tau)
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            dt = tau_hat - tau
+            x = x + bridge._d(x, D, mu, tau, True) * dt + (bridge._g2(tau) * dt.abs()).sqrt() * bridge.pi_field(D, mu) * z
+            tau = tau_hat
+        t_cur = (tau / tm).flatten()
+        D = bridge.x0_hat(model, x, mu, t_cur)
+        d = bridge._d(x, D, mu, tau, False)
+        x2 = x + d * (tau_next - tau)
+        if float(s.max()) == 0.0:
+            return x2.clamp(-1, 1), D
+        D2 = bridge.x0_hat(model, x2, mu, s)
+        return x + 0.5 * (d + bridge._d(x2, D2, mu, tau_next, False)) * (tau_next - tau), D
+
+
 @hookimpl
 def register_bridges(register):
     register(DDBMVE, name="ddbm-ve", summary=DDBMVE.summary)
     register(DDBMVP, name="ddbm-vp", summary=DDBMVP.summary)
+
+
+@hookimpl
+def register_samplers(register):
+    register(KarrasHeun, name="heun", bridges=DDBM)

@@ -9,14 +9,14 @@ after the time change τ = 1 − Θ_t (BRIDGES.md §9), for any θ schedule.
 """
 
 
-from bridgezoo import Bridge, Option, hookimpl, sampler
+from bridgezoo import Bridge, Option, Sampler, hookimpl
 
 
 class FlowMatching(Bridge):
     paper = "Flow Matching for Generative Modeling, Lipman et al., ICLR 2023 (torchcfm: Tong et al., TMLR 2024)"
     summary = "Conditional flow matching on the straight path from μ to x0"
     default_nfe = 100
-    samplers = ("euler", "ddim")
+    official_samplers = ("euler", "ddim")
     option_spec = {
         "sigma": Option(0.1, "noise scale: c_t = σ·sqrt(t(1 − t)) in [-1, 1] units; no effect with π = zero"),
     }
@@ -25,19 +25,29 @@ class FlowMatching(Bridge):
     def _coefficients(self, t):
         return 1 - t, t, self.options["sigma"] * (t * (1 - t)).clamp_min(0).sqrt()
 
-    @sampler(deterministic=True)
-    def _step_euler(self, model, x, mu, t, s, generator=None):
-        """Euler on the mean path: x_s = x_t + (s − t)·v̂, v̂ = da/dt·x̂0 + db/dt·μ (x̂0 clipped if `clip_x0`)."""
-        x0 = self.x0_hat(model, x, mu, t)
-        da, db, _ = (v.to(x) for v in self.coefficient_derivatives(t.detach().cpu()))
-        return x + (s - t).reshape(-1, 1, 1, 1) * (da * x0 + db * mu), x0
-
     @property
     def relation(self) -> dict:
         return {"kind": "exact", "theta": "any (time change τ = 1 − Θ_t)", "lam": 0.0, "pi": "zero",
                 "note": "exact for π = zero; with π ≠ zero the noise σ·sqrt(t(1−t)) is a θ → 0 limit"}
 
 
+class Euler(Sampler):
+    """torchcfm's Euler on the mean path: x_s = x_t + (s − t)·v̂, v̂ = da/dt·x̂0 + db/dt·μ (x̂0 clipped if `clip_x0`)."""
+
+    summary = "Euler on the mean path (torchcfm's sampler)"
+    paper = FlowMatching.paper
+
+    def step(self, bridge, model, x, mu, t, s, generator=None):
+        x0 = bridge.x0_hat(model, x, mu, t)
+        da, db, _ = (v.to(x) for v in bridge.coefficient_derivatives(t.detach().cpu()))
+        return x + (s - t).reshape(-1, 1, 1, 1) * (da * x0 + db * mu), x0
+
+
 @hookimpl
 def register_bridges(register):
     register(FlowMatching, name="fm", aliases=("flow-matching",), summary=FlowMatching.summary)
+
+
+@hookimpl
+def register_samplers(register):
+    register(Euler, name="euler", bridges=FlowMatching)

@@ -17,15 +17,15 @@ testing `t == 100`, which is wrong for any other T; here it follows the clock, f
 import torch
 
 from bridgezoo import Option, hookimpl
-from bridgezoo.bridge import F64, IRSDEClock
-from bridgezoo.generalized import GeneralizedBridge
+from bridgezoo.bridge import F64
+from bridgezoo_plugins.sde import GeneralizedSDEBridge, IRSDEClock
 
 
-class GOUB(IRSDEClock, GeneralizedBridge):
+class GOUB(IRSDEClock, GeneralizedSDEBridge):
     paper = "Image Restoration Through Generalized Ornstein-Uhlenbeck Bridge (GOUB), Yue et al., ICML 2024"
     summary = "GOU bridge: the OU process of IR-SDE conditioned (Doob h-transform) to end at μ"
     default_nfe = 100
-    samplers = ("reverse_sde", "mean_ode", "ddim")
+    official_samplers = ("reverse_sde", "mean_ode", "ddim")
     option_spec = {
         "stationary_std": Option(60 / 255, "stationary std of the OU part in [-1, 1] units (official 30/255 on [0, 1])"),
     }

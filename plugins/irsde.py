@@ -11,7 +11,14 @@ Units: the official `max_sigma` = 10 on [0, 1] images is the stationary std λ =
 
 Objective `noise` (π⊙ε) with the official maximum-likelihood loss (`loss_type="ml"`: L1 between one reverse-SDE
 step and the posterior mean, denoising_model.py L127-145; plain noise L1 with `loss_type="l1"`); training t ~ U{1..T}.
-Samplers: `posterior` (official default, L284-299), `reverse_sde`, `reverse_ode`, and the shared `ddim`.
+Samplers: `posterior` (official default, L284-299: the shared ancestral sampler on the Markov transition, which for
+IR-SDE is the official x*_{t−1} with A = e^{−θ_t·dt}, B = e^{−s_t}, C = e^{−s_{t−1}}), `reverse_sde`, `reverse_ode`,
+and the shared ones (`ddim`, `dbim`, …).
+
+Official deviation, documented: `posterior` clips x̂0 to [-1, 1] before the posterior mean, as every sampler here
+does under the bridge option `clip_x0=True` (the fair-comparison default); the official code does not clip
+(x̂0 = μ + (x_t − μ − σ̄_t·ε̂)·e^{s_t}, L237-239, enters the mean as is). `clip_x0=False` reproduces the official
+sampler numerically (tested against a transcription); the outputs differ only where x̂0 leaves [-1, 1].
 
 π: with π = residual the noise is ∝ |x0 − μ|, which also scales the stationary noise at t = 1; since x0 is
 unknown there, sampling starts from μ without noise (the start then lacks c(1)·π⊙ε, which is ∝ the residual).
@@ -20,8 +27,9 @@ Relation: the generalized bridge in the limit S → ∞ at fixed s (BRIDGES.md �
 
 import torch
 
-from bridgezoo import Option, SDEBridge, hookimpl
-from bridgezoo.bridge import F64, IRSDEClock
+from bridgezoo import Option, hookimpl
+from bridgezoo.bridge import F64
+from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
 
 
 class IRSDE(IRSDEClock, SDEBridge):
@@ -29,7 +37,7 @@ class IRSDE(IRSDEClock, SDEBridge):
     summary = "Mean-reverting SDE: an OU process from x0 towards μ with stationary noise"
     default_nfe = 100
     pinned = False
-    samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
+    official_samplers = ("posterior", "reverse_sde", "reverse_ode", "ddim")
     option_spec = {
         "stationary_std": Option(20 / 255, "stationary std λ in [-1, 1] units (official max_sigma 10/255 on [0, 1])"),
     }

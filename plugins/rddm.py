@@ -23,9 +23,10 @@ import copy
 import torch
 from torch import nn
 
-from bridgezoo import Bridge, Option, hookimpl, sampler
-from bridgezoo.bridge import official_index_grid, safe_div
+from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
+from bridgezoo.bridge import safe_div
 from bridgezoo.errors import OptionError
+from bridgezoo.schedules import index_grid
 
 
 class TwoNetworks(nn.Module):
@@ -50,7 +51,7 @@ class RDDM(Bridge):
     summary = "Residual diffusion: the residual μ − x0 and the noise diffuse with separate schedules"
     default_nfe = 10
     pinned = False
-    samplers = ("rddm", "ddim")
+    official_samplers = ("rddm", "ddim")
     option_spec = {
         "T": Option(1000, "number of official discrete steps; index k ↔ t = (k+1)/T"),
         "sum_scale": Option(1.0, "β̄(1)²: the noise variance at t = 1 (official train.py passes 1; class default 0.01)"),
@@ -72,7 +73,7 @@ class RDDM(Bridge):
         return 1 - abar, abar, bbar2.clamp_min(0).sqrt()
 
     def _grid(self, nfe):
-        return official_index_grid(self.options["T"], nfe)
+        return index_grid(self.options["T"], nfe)
 
     def loss(self, output, x0, mu, x_t, t):
         """Official: L1(R̂, μ − x0) + L1(ε̂, ε), each a mean (so twice the mean over both halves)."""
@@ -105,35 +106,45 @@ class RDDM(Bridge):
             x0 = x0.clamp(-1, 1)
         return (mu - x0).clamp(-lim, lim), safe_div(x_t - a * x0 - b * mu, c.expand_as(x_t), 0.0)
 
-    @sampler(deterministic=True)
-    def _step_rddm(self, model, x, mu, t, s, generator=None):
-        """RDDM's simultaneous residual-and-noise update (L981-984); deterministic for η = 0 (the default)."""
-        res, noise = self.residual_and_noise(model(x, mu, t), x, mu, t)
-        _, abar_t, bbar_t = self._coef(t, x)
-        _, abar_s, bbar_s = self._coef(s, x)
-        x0 = x - abar_t * res - bbar_t * noise
-        if self.options["clip_x0"]:
-            x0 = x0.clamp(-1, 1)
-        if float(s.max()) == 0.0:
-            return x0, x0  # last step: x̂0 (L956-960)
-        var = self.options["eta"] * safe_div((bbar_t**2 - bbar_s**2) * bbar_s**2, bbar_t**2, 0.0)
-        x_s = x - (abar_t - abar_s) * res - (bbar_t - (bbar_s**2 - var).clamp_min(0).sqrt()) * noise
-        if self.options["eta"] > 0:
-            x_s = x_s + var.sqrt() * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x_s, x0
-
-    def sampler_info(self, name):
-        info = super().sampler_info(name)
-        if name == "rddm" and self.options["eta"] > 0:
-            return type(info)(deterministic=False, oracle_exact=False)
-        return info
-
     @property
     def relation(self):
         return {"kind": "none", "theta": None, "lam": None, "pi": self.pi,
                 "note": "noisy endpoint (c(1) = sqrt(sum_scale)); ᾱ and β̄ are independent schedules"}
 
 
+class RDDMSampler(Sampler):
+    """RDDM's simultaneous residual-and-noise update (L981-984); deterministic for η = 0 (the bridge's `eta`,
+    default 0); the last step returns x̂0 (L956-960)."""
+
+    summary = "RDDM's residual-and-noise update (η = 0: deterministic)"
+    paper = RDDM.paper
+
+    def info(self, bridge):
+        det = bridge.options["eta"] == 0
+        return SamplerInfo(det, det)
+
+    def step(self, bridge, model, x, mu, t, s, generator=None):
+        res, noise = bridge.residual_and_noise(model(x, mu, t), x, mu, t)
+        _, abar_t, bbar_t = bridge._coef(t, x)
+        _, abar_s, bbar_s = bridge._coef(s, x)
+        x0 = x - abar_t * res - bbar_t * noise
+        if bridge.options["clip_x0"]:
+            x0 = x0.clamp(-1, 1)
+        if float(s.max()) == 0.0:
+            return x0, x0  # last step: x̂0 (L956-960)
+        eta = bridge.options["eta"]
+        var = eta * safe_div((bbar_t**2 - bbar_s**2) * bbar_s**2, bbar_t**2, 0.0)
+        x_s = x - (abar_t - abar_s) * res - (bbar_t - (bbar_s**2 - var).clamp_min(0).sqrt()) * noise
+        if eta > 0:
+            x_s = x_s + var.sqrt() * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x_s, x0
+
+
 @hookimpl
 def register_bridges(register):
     register(RDDM, name="rddm", summary=RDDM.summary)
+
+
+@hookimpl
+def register_samplers(register):
+    register(RDDMSampler, name="rddm", bridges=RDDM)

@@ -1,0 +1,377 @@
+"""Samplers as plugins: the shared samplers on every bridge (oracle, order of convergence, Monte Carlo marginals,
+evaluation counts), their selection by name and options, a third-party sampler installed through a real entry
+point, `bridgezoo list`, the core's independence from the methods, and three official-code behaviours (DDBM's
+final clamp, BBDM's float32 step list, IR-SDE's unclipped posterior) against independent transcriptions."""
+
+import dataclasses
+import importlib
+import inspect
+import io
+import json
+import math
+import re
+import tokenize
+from pathlib import Path
+
+import pytest
+import torch
+
+import bridgezoo as bz
+from bridgezoo.errors import OptionError
+
+from conftest import BRIDGES, oracle
+from test_plugins import README, make_dist, run_cli
+from test_reference import goub_code_tables
+
+F64 = torch.float64
+SHARED = ("ddim", "dbim", "posterior", "euler_maruyama", "heun", "dpmpp_2m")
+CORE = Path(bz.__file__).parent
+
+
+def network_for(bridge):
+    """A fixed smooth 'network' in the bridge's objective space (any one will do for identities)."""
+    channels = bridge.out_channels(3) // 3
+
+    def net(x, mu, t):
+        y = torch.tanh(1.3 * x - 0.4 * mu + 0.3 * t.view(-1, 1, 1, 1) + 0.1)
+        return torch.cat([y, 0.5 * y], 1) if channels == 2 else y
+
+    return net
+
+
+def pair(shape=(2, 3, 6, 6), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(shape, generator=g, dtype=F64) * 1.8 - 0.9
+    mu = (x0 + 0.4 * torch.randn(shape, generator=g, dtype=F64)).clamp(-0.9, 0.9)
+    return x0, mu
+
+
+# ----------------------------------------------------------------------------------------------- what applies
+def test_every_bridge_offers_the_shared_samplers_after_its_own():
+    for name in BRIDGES:
+        b = bz.get_bridge(name)
+        assert set(SHARED) <= set(b.samplers), (name, b.samplers)
+        assert b.samplers[: len(type(b).official_samplers)] == type(b).official_samplers
+        heun = b.get_sampler("heun")
+        if name.startswith("ddbm"):  # DDBM's own heun takes the name for its bridges
+            assert type(heun).__module__ == "bridgezoo_plugins.ddbm" and not b.sampler_info("heun").oracle_exact
+        else:
+            assert type(heun).__module__ == "bridgezoo.samplers" and b.sampler_info("heun").oracle_exact
+        for sampler, order, evals in (("heun", 2, 2), ("dpmpp_2m", 2, 1), ("ddim", 1, 1), ("euler_maruyama", 1, 1)):
+            info = b.sampler_info(sampler)
+            assert (info.order, info.evals_per_step) == (order, evals), (name, sampler, info)
+        assert b.sampler_info("dpmpp_2m").deterministic and b.sampler_info("dpmpp_2m").oracle_exact
+        assert not b.sampler_info("posterior").deterministic and not b.sampler_info("euler_maruyama").deterministic
+        assert b.sampler_info("euler_maruyama:eta=0").deterministic  # Euler on the PF-ODE
+    sde_only = {"reverse_sde", "mean_ode", "reverse_ode"}
+    assert sde_only <= set(bz.get_bridge("goub").samplers) and not sde_only & set(bz.get_bridge("fm").samplers)
+
+
+def test_sampler_names_options_and_their_errors():
+    b = bz.get_bridge("rdbm")
+    assert b.get_sampler("dbim:eta=0.5, boot=false").options == {"eta": 0.5, "boot": False}
+    assert b.get_sampler("dbim").options == {"eta": 0.0, "boot": True}
+    cases = [("dbim:etta=0.5", r"sampler 'dbim' has no option 'etta'\. Did you mean 'eta'\?.*boot \(default True\)"),
+             ("dbim:eta=abc", r"option eta='abc' is not a valid float"),
+             ("dbim:eta=2", r"eta must be in \[0, 1\]"),
+             ("dbim:eta", r"expected NAME or NAME:KEY=VALUE"),
+             ("dbmi", r"no sampler 'dbmi'\. Did you mean 'dbim'.*Valid samplers: ddim, reverse_sde, dbim"),
+             ("skip", r"bridge 'rdbm' has no sampler 'skip'")]  # BBDM's own sampler is not RDBM's
+    for spec, message in cases:
+        with pytest.raises(OptionError, match=message):
+            b.get_sampler(spec)
+    assert bz.get_bridge("bbdm").get_sampler("skip").name == "skip"
+
+
+# ----------------------------------------------------------------------------------------------- identities
+def test_dbim_is_ddim_at_eta_zero_and_posterior_at_eta_one():
+    """η = 0 without the boot is `ddim` exactly; the boot changes only bridges with a pinned start; η = 1 is the
+    ancestral `posterior` (same noise stream); any network, every bridge (objective x0: a noise prediction has
+    no x̂0 at a pinned start, where a = 0, so its boot would be noise-free)."""
+    for name in BRIDGES:
+        b = bz.get_bridge(name, objective="x0")
+        net, mu = b.wrap(network_for(b)), pair(seed=1)[1]
+        run = lambda s: b.sample(net, mu, nfe=6, sampler=s, generator=torch.Generator().manual_seed(3))  # noqa: E731
+        assert torch.equal(run("dbim:eta=0,boot=false"), run("ddim")), name
+        booted_differs = not torch.equal(run("dbim"), run("ddim"))
+        assert booted_differs == (b.pinned and b.pi != "zero"), name  # booting noise c_s·π̂·z: pinned starts only
+        torch.testing.assert_close(run("dbim:eta=1"), run("posterior"), atol=1e-12, rtol=0, msg=name)
+
+
+def test_stochastic_shared_samplers_return_x0_under_the_oracle():
+    """Every DBIM / posterior step samples a law with the exact marginal, and the last one lands on c = 0."""
+    x0, mu = pair()
+    for name in BRIDGES:
+        for pi in bz.PI_MODES:
+            b = bz.get_bridge(name, pi=pi, objective="x0")
+            for sampler in ("dbim:eta=0.5", "posterior", "euler_maruyama"):
+                out = b.sample(oracle(b, x0), mu, nfe=5, sampler=sampler, generator=torch.Generator().manual_seed(0))
+                assert (out - x0).abs().max() < 1e-9, (name, pi, sampler)
+
+
+def test_network_evaluations_are_counted_honestly():
+    mu = torch.zeros(1, 3, 4, 4, dtype=F64)
+    for name in BRIDGES:
+        b = bz.get_bridge(name)
+        net = b.wrap(network_for(b))
+        for sampler, expected in (("ddim", 7), ("dbim", 7), ("posterior", 7), ("euler_maruyama", 7),
+                                  ("dpmpp_2m", 7), ("heun", 13)):  # a Heun step is two, its last one
+            _, traj = b.sample(net, mu, nfe=7, sampler=sampler, return_trajectory=True,
+                               generator=torch.Generator().manual_seed(0))
+            assert traj.nfe == expected and len(traj.t) == 8, (name, sampler, traj.nfe)
+
+
+# ----------------------------------------------------------------------------------------------- order
+def run_on_grid(bridge, sampler, grid, x, mu, model):
+    for x, _ in bridge.get_sampler(sampler).steps(bridge, model, x, mu, grid):
+        pass
+    return x
+
+
+@pytest.mark.parametrize("name", ["rdbm", "bbdm", "ddbm-vp"])
+def test_heun_and_dpmpp_2m_converge_at_second_order_ddim_at_first(name):
+    """On t ∈ [0.2, 0.8] from a fixed state, with a smooth non-oracle model: the error against a fine solution
+    halves with the step for ddim and quarters for heun and dpmpp_2m."""
+    b = bz.get_bridge(name, objective="x0", pi="one", clip_x0=False)
+    g = torch.Generator().manual_seed(0)
+    mu = torch.rand(1, 1, 4, 4, generator=g, dtype=F64) * 1.6 - 0.8
+    a, bb, c = b.coefficients(torch.tensor([0.8], dtype=F64))
+    x_start = a * 0.3 + bb * mu + c * torch.randn(mu.shape, generator=g, dtype=F64)
+    model = lambda x, m, t: 0.6 * torch.tanh(1.5 * x - 0.5 * m) + 0.2 * torch.sin(3 * t.view(-1, 1, 1, 1)) * m  # noqa: E731
+    grid = lambda n: torch.linspace(0.8, 0.2, n + 1, dtype=F64)  # noqa: E731
+    fine = run_on_grid(b, "dpmpp_2m", grid(1600), x_start, mu, model)
+    for sampler, lo, hi in (("ddim", 0.8, 1.2), ("heun", 1.6, 2.4), ("dpmpp_2m", 1.6, 2.6)):
+        errs = [(run_on_grid(b, sampler, grid(n), x_start, mu, model) - fine).abs().max().item() for n in (10, 20, 40)]
+        slopes = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+        assert all(lo <= s <= hi for s in slopes), (name, sampler, errs, slopes)
+
+
+# ----------------------------------------------------------------------------------------------- marginals
+def worst_z(bridge, sampler, grid, at=None, patch_noise=1.0):
+    """Largest |z| of the mean and variance of x_s against q(x_s | x0, μ) over the states visited (or those at
+    the times `at`), from an exact sample at grid[0]; 20000 samples of one (x0, μ) = (0.5, −0.3), π = x0 − μ."""
+    x0 = torch.full((1, 1, 100, 200), 0.5, dtype=F64)
+    mu = torch.full_like(x0, -0.3)
+    n = x0.numel()
+    if patch_noise != 1.0:  # a broken sampler: its noise 1.5× too large
+        bridge.pi_field = lambda a, m: patch_noise * (a - m)
+    g = torch.Generator().manual_seed(0)
+    a, b, c = bridge.coefficients(grid[:1])
+    x = a * x0 + b * mu + c * 0.8 * torch.randn(x0.shape, generator=g, dtype=F64)
+    worst = 0.0
+    for k, (x, _) in enumerate(bridge.get_sampler(sampler).steps(bridge, oracle(bridge, x0), x, mu, grid, g), start=1):
+        if at is not None and not any(abs(float(grid[k]) - u) < 1e-9 for u in at):
+            continue
+        a, b, c = (v.item() for v in bridge.coefficients(grid[k : k + 1]))
+        mean, var = 0.5 * a - 0.3 * b, (0.8 * c) ** 2
+        if var == 0:
+            continue
+        worst = max(worst, abs(x.mean().item() - mean) / math.sqrt(var / n),
+                    abs(x.var().item() - var) / (var * math.sqrt(2 / (n - 1))))
+    return worst
+
+
+@pytest.mark.parametrize("name", BRIDGES)
+def test_stochastic_samplers_keep_the_marginals(name):
+    """Mean and variance of every visited state within 4 standard errors of the bridge's marginal: DBIM at
+    η = 0.5 and the ancestral posterior on the bridge's grid (exact at any step size), Euler–Maruyama on a fine
+    uniform grid at t = 0.75 and 0.5 (its error is O(Δ))."""
+    b = bz.get_bridge(name, pi="residual", objective="x0")
+    for sampler in ("dbim:eta=0.5", "posterior"):
+        z = worst_z(b, sampler, b.get_sampler(sampler).timesteps(b, 6))
+        assert z < 4, (name, sampler, z)
+    z = worst_z(b, "euler_maruyama", torch.linspace(1, 0, 801, dtype=F64), at=(0.75, 0.5))
+    assert z < 4, (name, "euler_maruyama", z)
+
+
+def test_the_marginal_test_catches_a_wrong_noise_level():
+    for sampler, grid, at in (("dbim:eta=0.5", None, None), ("euler_maruyama", torch.linspace(1, 0, 201, dtype=F64),
+                                                              (0.75, 0.5))):
+        b = bz.get_bridge("rdbm", pi="residual", objective="x0")
+        assert worst_z(b, sampler, grid if grid is not None else b.timesteps(6, sampler), at, patch_noise=1.5) > 10
+
+
+# ----------------------------------------------------------------------------------------------- a third-party sampler
+def readme_sampler_plugin():
+    """The README's sampler plugin: (module source, module name, entry-point name)."""
+    text = README.read_text()
+    files = dict(re.findall(r"```python\n# file: (\w+)\.py\n(.*?)```", text, re.S))
+    module = next(m for m, src in files.items() if "register_samplers" in src)
+    entry = re.search(r"```toml\n\[project\.entry-points\.bridgezoo\]\n(\S+) = \"" + module + "\"\n```", text)
+    assert entry, "README lost the sampler plugin's entry point"
+    return files[module], module, entry.group(1)
+
+
+def test_readme_sampler_plugin_works_with_every_bridge(tmp_path, monkeypatch, images64):
+    source, module, ep_name = readme_sampler_plugin()
+    monkeypatch.syspath_prepend(str(make_dist(tmp_path, "bridgezoo-ddim-power", module, source, ep_name)))
+    x0, mu = images64
+    record = [p for p in bz.plugin_records() if p["name"] == ep_name][0]
+    assert record["error"] is None and record["provides"]["samplers"] == ["ddim-power"]
+    for name in bz.list_bridges():
+        for pi in bz.PI_MODES:
+            b = bz.get_bridge(name, pi=pi)
+            assert "ddim-power" in b.samplers and b.sampler_info("ddim-power").oracle_exact
+            out, traj = b.sample(oracle(b, x0), mu, nfe=6, sampler="ddim-power:power=3", return_trajectory=True)
+            assert (out - x0).abs().max() < 1e-5, (name, pi)
+            torch.testing.assert_close(traj.t, torch.linspace(1, 0, 7, dtype=F64) ** 3)
+            assert traj.nfe == 6
+
+
+def test_cli_list_shows_samplers_with_their_properties(tmp_path):
+    source, module, ep_name = readme_sampler_plugin()
+    root = make_dist(tmp_path, "bridgezoo-ddim-power", module, source, ep_name)
+    res = run_cli("list", "--json", pythonpath=root)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["samplers"]
+    by = {(r["name"], r["shared"]): r for r in rows}
+    assert by[("ddim-power", True)]["for"] == "all bridges" and by[("ddim-power", True)]["options"] == {"power": 2.0}
+    heun = by[("heun", True)]
+    assert (heun["order"], heun["deterministic"], heun["evals_per_step"]) == (2, True, 2)
+    assert "ddbm" not in heun["for"] and by[("heun", False)]["for"] == "ddbm-ve, ddbm-vp"
+    assert (by[("dbim", True)]["deterministic"], by[("dbim", True)]["options"]) == (False, {"eta": 0.0, "boot": True})
+    assert by[("reverse_sde", True)]["for"] == "goub, irsde, rdbm" and by[("skip", False)]["for"] == "bbdm"
+
+
+# ----------------------------------------------------------------------------------------------- runner selection
+def test_a_sampler_is_selected_and_checked_in_grids_run_and_restore(tmp_path):
+    from bridgezoo.bench import check_grid, load_grid
+    from bridgezoo.cli import main
+    from bridgezoo.data import write_png
+    from bridgezoo.train import RunConfig, build, run, save_weights
+
+    grid = tmp_path / "g.toml"
+    grid.write_text('[axes]\nbridge = ["rdbm", "bbdm"]\nsampler = ["dbim:eta=0.5", "heun", "skip"]\n')
+    problems = check_grid(load_grid(grid))  # what `bench` and `bench --dry-run` refuse before anything runs
+    assert sorted(problems) == [r.name for r in load_grid(grid).runs if r.config["bridge"] == "rdbm"]
+    assert all("bridge 'rdbm' has no sampler 'skip'" in msg for msg in problems.values())
+    grid.write_text('[axes]\nbridge = ["rdbm", "bbdm"]\nsampler = ["dbim:eta=0.5", "heun"]\n')
+    assert [r.evals for r in load_grid(grid, out=tmp_path / "runs").runs] == [[(None, "dbim:eta=0.5"), (None, "heun")]] * 2
+
+    out = tmp_path / "run"
+    with pytest.raises(OptionError, match="no sampler 'nope'"):
+        run(RunConfig(bridge="rdbm", backbone="unet-test", sampler="nope", out=str(out), quiet=True))
+    assert not out.exists()  # nothing was written
+
+    cfg = RunConfig(bridge="rdbm", backbone="unet-test", nfe=2)
+    _, model = build(cfg)
+    save_weights(tmp_path / "model.safetensors", model, dataclasses.asdict(cfg))
+    write_png(tmp_path / "in.png", torch.rand(8, 8, 3).numpy())
+    args = ["restore", "--weights", str(tmp_path / "model.safetensors"), str(tmp_path / "in.png"), "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "bad"), "--sampler", "dbim:eta=3"]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert main(args + ["--out", str(tmp_path / "good"), "--sampler", "dbim:eta=0.5"]) == 0
+    assert (tmp_path / "good" / "in.png").is_file()
+
+
+# ----------------------------------------------------------------------------------------------- the core
+def code_identifiers(path: Path) -> set[str]:
+    """Names used in a file's code (not in its strings or comments)."""
+    tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+    return {tok.string for tok in tokens if tok.type == tokenize.NAME}
+
+
+def test_the_core_holds_no_method_specific_code():
+    """No class or function of a bridge or sampler plugin (or of the shared SDE module) is named in bridgezoo/,
+    and the core never imports the plugins."""
+    from bridgezoo.registry import HOOKS, registry
+
+    registry().load()
+    modules = {e.obj.__module__ for e in registry().kinds["bridge"].values()}
+    modules |= {e.obj.__module__ for e in registry().sampler_entries if e.obj.__module__.startswith("bridgezoo_plugins")}
+    assert "bridgezoo_plugins.sde" in modules and "bridgezoo_plugins.ddbm" in modules
+    plugin_names = set()
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        plugin_names |= {n for n, obj in vars(module).items()
+                         if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module_name}
+    plugin_names = (plugin_names - set(HOOKS)) | {"bridgezoo_plugins"}  # the hook names are the core's contract
+    assert {"IRSDEClock", "DifferenceInput", "ThetaBridge", "SDEBridge", "irsde_clock", "KarrasHeun"} <= plugin_names
+    found = {p.relative_to(CORE).as_posix(): code_identifiers(p) & plugin_names for p in CORE.rglob("*.py")}
+    assert not {k: v for k, v in found.items() if v}
+
+
+# ----------------------------------------------------------------------------------------------- official code
+def test_ddbm_heun_clamps_its_result_like_karras_sample():
+    """alexzhou907/DDBM karras_diffusion.py: `sample_heun` (L321-429) then `return x_0.clamp(-1, 1)` (L262).
+    With σ_max = 2 and σ_min = 0.3 the last Euler step leaves [-1, 1] where D is saturated."""
+    smax, smin, rho, N = 2.0, 0.3, 7.0, 4
+    b = bz.get_bridge("ddbm-ve", sigma_max=smax, sigma_min=smin)
+    mu = pair(seed=8, shape=(1, 3, 4, 4))[1]
+    den = lambda x, sigma: (1.4 * torch.tanh(0.8 * x + 0.3 * mu + 0.05 * sigma)).clamp(-1, 1)  # noqa: E731
+
+    def official(final_clamp):
+        ramp = torch.linspace(0, 1, N, dtype=F64)
+        sig = ((smax - 1e-4) ** (1 / rho) + ramp * (smin ** (1 / rho) - (smax - 1e-4) ** (1 / rho))) ** rho
+        sig = sig.tolist() + [0.0]
+        to_d = lambda x, s, D: -s * ((D - x) / s**2 - (mu - x) / (smax**2 - s**2))  # noqa: E731
+        x = mu.clone()
+        for s, sn in zip(sig[:-1], sig[1:]):
+            d = to_d(x, s, den(x, s))
+            x2 = x + d * (sn - s)
+            x = x2 if sn == 0 else x + 0.5 * (d + to_d(x2, sn, den(x2, sn))) * (sn - s)
+        return x.clamp(-1, 1) if final_clamp else x
+
+    ours = b.sample(lambda x, m, t: den(x, t[0].item() * smax), mu, nfe=N)
+    torch.testing.assert_close(ours, official(True), atol=1e-12, rtol=0)
+    assert (official(False) - official(True)).abs().max() > 1e-3  # the clamp matters here
+
+
+def test_bbdm_skip_list_is_the_official_float32_arange():
+    """xuekt98/BBDM BrownianBridgeModel.py L71-73: `torch.arange(T − 1, 1, step=−((T − 1)/(steps − 2))).long()`
+    + [1, 0], in torch's default dtype (float32): 666, 333, 222, 111 at 200 steps (float64 gives 665, …)."""
+    T = 1000
+    b = bz.get_bridge("bbdm")
+    official = {steps: torch.cat([torch.arange(T - 1, 1, step=-((T - 1) / (steps - 2))).long(), torch.tensor([1, 0])])
+                for steps in (200, 100, 20, 5)}
+    for steps, indices in official.items():
+        assert torch.equal(torch.round(b.timesteps(steps)[:-1] * T - 1).long(), indices), steps
+    assert {666, 333, 222, 111} <= set(official[200].tolist()) and not {665, 332, 221, 110} & set(official[200].tolist())
+    # the sampler on that list against a transcription of the official loop (L171-221, η = 1)
+    m = torch.linspace(0.001, 0.999, T, dtype=F64)
+    delta = 2 * (m - m**2)
+    mu = pair(seed=9, shape=(1, 3, 4, 4))[1]
+    net = lambda x, y, k: 0.5 * torch.tanh(x - y + 0.001 * k)  # noqa: E731 - predicts x_t − x0
+    gen = torch.Generator().manual_seed(4)
+    idx = official[200].tolist()
+    x = mu.clone()
+    for i, k in enumerate(idx):
+        x0 = (x - net(x, mu, k)).clamp(-1, 1)
+        if k == 0:
+            break
+        n = idx[i + 1]
+        var = (delta[k] - delta[n] * (1 - m[k]) ** 2 / (1 - m[n]) ** 2) * delta[n] / delta[k]
+        x = ((1 - m[n]) * x0 + m[n] * mu + ((delta[n] - var) / delta[k]).sqrt() * (x - (1 - m[k]) * x0 - m[k] * mu)
+             + var.sqrt() * torch.randn(x.shape, generator=gen, dtype=F64))
+    ours = b.sample(lambda x_, y, t: net(x_, y, round(t[0].item() * T) - 1), mu, nfe=200,
+                    generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(ours, x0, atol=1e-12, rtol=0)
+
+
+def test_irsde_posterior_clips_x0_by_default_and_says_so():
+    """The official posterior sampler (sde_utils.py L237-239, L284-299) does not clip x̂0; here the default
+    `clip_x0=True` clips it (documented in the plugin), and `clip_x0=False` is the official loop."""
+    from bridgezoo_plugins import irsde
+
+    assert "does not clip" in irsde.__doc__ and "clip_x0=False" in irsde.__doc__
+    lam, T = 20 / 255, 100
+    thetas, dt, s, *_ = goub_code_tables()
+    mu = pair(seed=3)[1][:1]
+    net = lambda x, m, i: 1.5 * torch.tanh(x - m + 0.02 * i)  # noqa: E731 - large ε̂: x̂0 leaves [-1, 1]
+
+    def official(clip):
+        gen = torch.Generator().manual_seed(7)
+        x = mu + lam * torch.randn(mu.shape, generator=gen, dtype=F64)
+        for i in range(T, 0, -1):
+            A, B, C = math.exp(-thetas[i] * dt), math.exp(-s[i]), math.exp(-s[i - 1])
+            x0 = mu + (x - mu - lam * math.sqrt(1 - B**2) * net(x, mu, i)) / B
+            x0 = x0.clamp(-1, 1) if clip else x0
+            mean = mu + A * (1 - C**2) / (1 - B**2) * (x - mu) + C * (1 - A**2) / (1 - B**2) * (x0 - mu)
+            x = mean + lam * math.sqrt((1 - A**2) * (1 - C**2) / (1 - B**2)) * torch.randn(x.shape, generator=gen, dtype=F64)
+        return x
+
+    model = lambda x_, m, t: net(x_, m, round(t[0].item() * T))  # noqa: E731
+    run = lambda **o: bz.get_bridge("irsde", **o).sample(model, mu, generator=torch.Generator().manual_seed(7))  # noqa: E731
+    torch.testing.assert_close(run(), official(clip=True), atol=1e-10, rtol=0)
+    torch.testing.assert_close(run(clip_x0=False), official(clip=False), atol=1e-10, rtol=0)
+    assert (official(clip=True) - official(clip=False)).abs().max() > 1e-3
