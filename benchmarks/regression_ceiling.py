@@ -35,7 +35,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=preset["batch"])
     p.add_argument("--patch", type=int, default=preset["patch"])
     p.add_argument("--lr", type=float, default=preset["lr"])
-    p.add_argument("--warmup", type=int, default=preset["warmup"])
+    p.add_argument("--warmup", type=int, default=None, help="default: the preset's, at most 5%% of --iters (as `run`)")
     p.add_argument("--ema-decay", type=float, default=preset["ema_decay"])
     p.add_argument("--eval-max-side", type=int, default=preset["eval_max_side"])
     p.add_argument("--residual-output", action="store_true", help="net predicts x0 − μ (identity at start)")
@@ -48,6 +48,7 @@ def main(argv=None):
     cfg = RunConfig(backbone=args.backbone, iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, ema_decay=args.ema_decay, eval_max_side=args.eval_max_side, seed=args.seed,
                     preset="cpu-small").resolve(has_gpu=False)
+    args.warmup = cfg.warmup  # resolved exactly as `bridgezoo run` resolves it
     train_set, eval_set = make_datasets(cfg)  # the very data stream and test images of `bridgezoo run`
     net = bz.get_backbone(args.backbone, residual_output=args.residual_output)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
