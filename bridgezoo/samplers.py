@@ -235,7 +235,10 @@ class DBIM(Sampler):
 
     def info(self, bridge) -> SamplerInfo:
         c1 = bridge.coefficients(torch.ones(1, dtype=F64))[2]
-        boots = self.options["boot"] and bool((c1 == 0).all()) and bridge.pi != "zero"
+        # the boot injects c_s·π̂·z with π̂ from x̂0 at the pinned start; a noise-predicting model has x̂0 = μ there
+        # (a = 0), so with π = x0 − μ the boot is noise-free and the sampler is `ddim` exactly
+        noise_free_boot = bridge.pi == "residual" and bridge.objective == "noise"
+        boots = self.options["boot"] and bool((c1 == 0).all()) and bridge.pi != "zero" and not noise_free_boot
         det = self.options["eta"] == 0 and not boots
         return SamplerInfo(det, det, 1, 1)
 

@@ -1,5 +1,11 @@
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one thread per worker (and per subprocess it starts),
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # or two workers on two cores slow down
+    torch.set_num_threads(1)  # by an order of magnitude
 
 import bridgezoo as bz
 

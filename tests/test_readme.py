@@ -24,9 +24,9 @@ def test_readme_starts_with_the_two_commands():
     commands = lines[start + 1 : lines.index("```", start)]
     assert len(commands) == 2
     assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/bridgezoo run")
-    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q -n 2")
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -q -e ".[test]"' in ci and "python -m pytest -q" in ci
+    assert 'pip install -q -e ".[test]"' in ci and "python -m pytest -q -n 2" in ci
 
 
 def test_readme_lists_every_registered_bridge_in_the_api_example():

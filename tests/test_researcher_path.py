@@ -74,7 +74,7 @@ def test_seeds_of_different_streams_never_collide():
 def test_two_processes_follow_the_learning_rate_and_weights_of_one(tmp_path):
     args = [*FAST, "--iters", "6", "--warmup", "3", "--bridge", "rdbm"]
     for n in (1, 2):
-        res = subprocess.run([str(TORCHRUN), "--nproc_per_node", str(n), "-m", "bridgezoo.cli", "run",
+        res = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", str(n), "-m", "bridgezoo.cli", "run",
                               "--out", str(tmp_path / f"p{n}"), *args], capture_output=True, text=True, timeout=600,
                              env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
         assert res.returncode == 0, res.stderr[-3000:]
@@ -95,7 +95,7 @@ def test_a_loss_that_is_not_finite_on_one_process_stops_every_process(tmp_path):
     worker = Path(__file__).with_name("run_worker.py")
     opts = {"bridge": "nan-on-rank1", "backbone": "unet-test", "iters": 8, "batch": 2, "patch": 16,
             "tasks": ["lowlight"], "eval_max_side": 24, "quiet": True, "save_every": 1}
-    res = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", str(worker), str(tmp_path / "run"), json.dumps(opts)],
+    res = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(worker), str(tmp_path / "run"), json.dumps(opts)],
                          capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode != 0
