@@ -25,6 +25,8 @@ import pandas as pd
 from bridgezoo.report import compute_column, find_runs, load_results, mean_ci
 
 SHARED = ("ddim", "dbim", "euler_maruyama", "heun", "dpmpp_2m", "posterior")
+READING_FILE = Path(__file__).with_name("samplers_reading.md")  # the committed reading of the committed numbers
+READING = READING_FILE.read_text().splitlines() + [""] if READING_FILE.exists() else []
 
 
 def per_image(results: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +77,7 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     bridges = sorted(table.bridge.unique())
     cols = 4
@@ -88,6 +91,9 @@ def main(argv=None) -> int:
                         ls="-" if sampler in SHARED else "--")
         ax.axhline(g.input_psnr.iloc[0], color="grey", ls=":", lw=1)
         ax.set_xscale("log")
+        ax.set_xticks([2, 3, 5, 10, 20, 40])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(bridge)
         ax.set_xlabel("network evaluations")
         ax.set_ylabel("PSNR (dB)")
@@ -111,6 +117,7 @@ def main(argv=None) -> int:
         f"{met} of {len(verdict)} bridges.**", "",
         verdict.to_markdown(index=False, floatfmt=".2f"), "",
         "![PSNR against network evaluations](samplers.png)", "",
+        *READING,
         "Every bridge × sampler × NFE:", "",
         table.to_markdown(index=False, floatfmt=".2f"), "",
     ]
