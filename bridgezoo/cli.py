@@ -182,29 +182,28 @@ def _key_values(pairs, option):
     return out
 
 
-RUN_FIELDS = {  # argparse dest → RunConfig field, for every `bridgezoo run` option that is a run setting
-    "bridge": "bridge", "backbone": "backbone", "data": "data", "eval_data": "eval_data", "tasks": "tasks",
-    "eval_sets": "eval_sets", "eval_limit": "eval_limit", "iters": "iters", "batch": "batch", "patch": "patch", "lr": "lr", "warmup": "warmup", "ema_decay": "ema_decay",
-    "nfe": "nfe", "sampler": "sampler", "pi": "pi", "bridge_opt": "bridge_opts", "backbone_opt": "backbone_opts",
-    "mixed_precision": "mixed_precision", "channels_last": "channels_last", "seed": "seed", "preset": "preset",
-    "out": "out", "eval_max_side": "eval_max_side", "tile": "tile", "tile_overlap": "tile_overlap",
-    "crop_border": "crop_border", "workers": "num_workers", "quiet": "quiet", "save_every": "save_every",
-    "log_every": "log_every", "grad_accum": "grad_accum", "log_with": "log_with",
-}
+def _json_values(pairs, option):
+    """`_key_values` with each value read as JSON where it is JSON (numbers, booleans, lists), else kept as text."""
+    out = {}
+    for key, value in _key_values(pairs, option).items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
-def _run_value(dest, value):
-    if dest == "bridge_opt":
-        return _key_values(value, "--bridge-opt")
-    if dest == "backbone_opt":
-        out = {}
-        for key, v in _key_values(value, "--backbone-opt").items():
-            try:
-                out[key] = json.loads(v)
-            except json.JSONDecodeError:
-                out[key] = v
-        return out
-    return value
+def _run_settings(namespace) -> dict:
+    """The RunConfig fields among the parsed `bridgezoo run` options: each field's option is `preflight.flag`."""
+    import dataclasses
+
+    from bridgezoo.preflight import flag
+    from bridgezoo.train import RunConfig
+
+    dests = {flag(f.name)[2:].replace("-", "_"): f.name for f in dataclasses.fields(RunConfig)}
+    parse = {"bridge_opt": lambda v: _key_values(v, "--bridge-opt"),
+             "backbone_opt": lambda v: _json_values(v, "--backbone-opt")}
+    return {dests[d]: parse.get(d, lambda v: v)(v) for d, v in vars(namespace).items() if d in dests}
 
 
 def cmd_run(args) -> int:
@@ -215,11 +214,11 @@ def cmd_run(args) -> int:
     from bridgezoo.preflight import saved_config
     from bridgezoo.train import RunConfig, run
 
-    given = {RUN_FIELDS[d]: _run_value(d, v) for d, v in vars(args).items() if d in RUN_FIELDS}
+    given = _run_settings(args)
     if not args.resume:
         run(RunConfig(**given), resume=False)
         return 0
-    explicit = {RUN_FIELDS[d]: _run_value(d, v) for d, v in vars(args.explicit).items() if d in RUN_FIELDS}
+    explicit = _run_settings(args.explicit)
     out = explicit.get("out") or RunConfig(**given).resolve(_has_gpu()).out
     saved = saved_config(Path(out))
     run(RunConfig.from_saved(saved, **(explicit | {"out": out})), resume=True)
@@ -373,12 +372,7 @@ def _bench_submitit(args, grid) -> int:
         if exc.name != "submitit":
             raise
         raise OptionError("--launcher submitit needs the submitit package: pip install 'bridgezoo[cluster]'") from None
-    options = {}
-    for key, value in _key_values(args.launcher_opt, "--launcher-opt").items():
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+    options = _json_values(args.launcher_opt, "--launcher-opt")
     if not args.quiet:
         print(f"grid {grid.name}: {len(grid.runs)} runs ({sum(r.finished for r in grid.runs)} finished) in {grid.out}, "
               "one submitit job each")

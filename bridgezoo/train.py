@@ -25,14 +25,9 @@ import torch
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
+from .preflight import flag
 from .presets import PRESETS  # kept apart (no torch) so that `bridgezoo run --help` can show them
 from .tracking import RunTracker
-
-
-def _flag(field: str) -> str:
-    from .preflight import flag
-
-    return flag(field)
 
 
 class TrainingError(BridgezooError):
@@ -110,7 +105,7 @@ class RunConfig:
             cfg.channels_last = "on" if has_gpu else "off"
         for name in ("iters", "batch", "patch", "grad_accum", "log_every", "save_every"):
             if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-                raise OptionError(f"{_flag(name)} must be at least 1, got {getattr(cfg, name)}")
+                raise OptionError(f"{flag(name)} must be at least 1, got {getattr(cfg, name)}")
         if cfg.lr <= 0:
             raise OptionError(f"--lr must be positive, got {cfg.lr}")
         if not 0 <= cfg.warmup <= cfg.iters:
@@ -127,7 +122,7 @@ class RunConfig:
             raise OptionError(f"--eval-max-side must be at least 8 pixels, got {cfg.eval_max_side}")
         for name in ("crop_border", "samples", "num_workers", "weight_decay", "grad_clip"):
             if getattr(cfg, name) < 0:
-                raise OptionError(f"{_flag(name)} must not be negative, got {getattr(cfg, name)}")
+                raise OptionError(f"{flag(name)} must not be negative, got {getattr(cfg, name)}")
         return cfg
 
     @classmethod
