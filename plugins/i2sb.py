@@ -106,10 +106,12 @@ class I2SB(Bridge):
         return ScaledOutput(network, self) if self.objective == "xt_minus_x0" else network
 
     def loss_weight(self, t):
-        """1/σ_f² for the `xt_minus_x0` objective (the MSE on the official label (x_t − x0)/σ_f), else none."""
+        """1/σ_f² for the `xt_minus_x0` objective (the MSE on the official label (x_t − x0)/σ_f), else none; t is
+        floored at the first official step 1/T, below which training never goes (σ_f(0) = 0)."""
         if self.objective != "xt_minus_x0":
             return None
-        return 1 / self.sigma_f(torch.as_tensor(t).detach().cpu()).flatten() ** 2
+        t = torch.as_tensor(t).detach().cpu().to(F64).clamp_min(1 / self.options["T"])
+        return 1 / self.sigma_f(t).flatten() ** 2
 
     def _grid(self, nfe: int) -> torch.Tensor:
         """The official `space_indices(T, nfe+1)` reversed, step n ↔ t = (n+1)/T, its final n = 0 moved to t = 0."""

@@ -113,7 +113,9 @@ class ResShiftPosterior(Sampler):
     """ResShift's ancestral sampler: x_s = a_s·x̂0 + b_s·μ + k·(x_t − a_t·x̂0 − b_t·μ) + c_s·sqrt(1 − k)·π̂·z with
     k = c_s²/c_t² = η_s/η_t, i.e. (η_s/η_t)·x_t + (1 − η_s/η_t)·x̂0 + κ·sqrt(η_s(η_t − η_s)/η_t)·z (the posterior of
     ResShift's chain x_t = x_{t−1} + α_t(μ − x0) + κ·sqrt(α_t)·ε, gaussian_diffusion.py L152-161). The last step
-    (η_s = 0) returns x̂0."""
+    (η_s = 0) returns x̂0. With π = x0 − μ the start carries no noise (`Bridge.initial_state`: it would need x0 − μ)
+    and this chain would keep that deficit (k ≈ η_s/η_T); so its first step from t = 1 samples the marginal
+    q(x_s | x̂0, μ) with π̂ = x̂0 − μ instead (DBIM's booting noise)."""
 
     summary = "ResShift's posterior q(x_s | x_t, x̂0) of its residual-shifting chain"
     paper = ResShift.paper
@@ -124,6 +126,8 @@ class ResShiftPosterior(Sampler):
         a_t, b_t, c_t = bridge._coef(t, x)
         a_s, b_s, c_s = bridge._coef(s, x)
         k = safe_div(c_s**2, c_t**2, 0.0)
+        if bridge.pi == "residual" and float(t.min()) == 1.0:
+            k = torch.zeros_like(k)  # a noise-free start: sample the marginal at s
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         std = c_s * (1 - k).clamp_min(0).sqrt()
         return a_s * x0 + b_s * mu + k * (x - a_t * x0 - b_t * mu) + std * bridge.pi_field(x0, mu) * z, x0
