@@ -94,7 +94,8 @@ def test_dbim_is_ddim_at_eta_zero_and_posterior_at_eta_one():
         run = lambda s: b.sample(net, mu, nfe=6, sampler=s, generator=torch.Generator().manual_seed(3))  # noqa: E731
         assert torch.equal(run("dbim:eta=0,boot=false"), run("ddim")), name
         booted_differs = not torch.equal(run("dbim"), run("ddim"))
-        assert booted_differs == (b.pinned and b.pi != "zero"), name  # booting noise c_s·π̂·z: pinned starts only
+        noise_free_start = bool((b.coefficients(torch.ones(1, dtype=F64))[2] == 0).all())  # pinned, or UniDB's end
+        assert booted_differs == (noise_free_start and b.pi != "zero"), name  # booting noise c_s·π̂·z: c(1) = 0 only
         torch.testing.assert_close(run("dbim:eta=1"), run("posterior"), atol=1e-12, rtol=0, msg=name)
 
 
@@ -230,7 +231,7 @@ def test_cli_list_shows_samplers_with_their_properties(tmp_path):
     assert (heun["order"], heun["deterministic"], heun["evals_per_step"]) == (2, True, 2)
     assert "ddbm" not in heun["for"] and by[("heun", False)]["for"] == "ddbm-ve, ddbm-vp"
     assert (by[("dbim", True)]["deterministic"], by[("dbim", True)]["options"]) == (False, {"eta": 0.0, "boot": True})
-    assert by[("reverse_sde", True)]["for"] == "goub, irsde, rdbm" and by[("skip", False)]["for"] == "bbdm"
+    assert by[("reverse_sde", True)]["for"] == "goub, irsde, rdbm, unidb" and by[("skip", False)]["for"] == "bbdm"
 
 
 # ----------------------------------------------------------------------------------------------- runner selection
