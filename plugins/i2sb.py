@@ -93,6 +93,7 @@ class I2SB(Bridge):
         if self.options["beta_max"] <= 0:
             raise OptionError(f"bridge {self.name!r}: beta_max must be > 0, got {self.options['beta_max']}")
         self.clock = inclusive_clock(i2sb_betas(T, self.options["beta_max"]), f"i2sb(T={T})")
+        self.default_nfe = T - 1  # sample.py L140: `opt.nfe or interval − 1`
 
     def _coefficients(self, t):
         F, S = self.clock(t), self.clock.total

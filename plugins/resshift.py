@@ -88,6 +88,7 @@ class ResShift(Bridge):
                               f"(sqrt(η) must grow to below 1), got start {sqrt_etas[0].item():.4g}, "
                               f"etas_end {o['etas_end']}")
         self.eta = Clock(torch.cat([torch.zeros(1, dtype=F64), sqrt_etas**2]), f"resshift-eta(T={o['T']})")
+        self.default_nfe = o["T"]  # the official loop visits every step
 
     def _coefficients(self, t):
         eta = self.eta(t)
