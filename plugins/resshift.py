@@ -22,8 +22,8 @@ by 3κ·sqrt(η_t) + 1 in pixel space; `input_scaling` = "pixel" (default), "lat
 Pixel space: the official model diffuses in a VQGAN latent (f = 4; `autoencoder` in the configs) and upsamples
 the low-resolution input bicubically by `sf` first (L500-515); bridgezoo diffuses the images themselves, μ of
 the same size as x0, and its backbone sees [x_t, μ] (the official Swin-UNet gets μ as the `lq` condition).
-Relation: none — c²/(1 − a) = κ² is constant while every generalized bridge (and limit) has c² → 0 or
-c²/(1 − a²) constant at its end; see docs/bridges.md.
+Relation: none — c² = κ²·(1 − a), whereas a generalized bridge with Θ = a has Σ²/(2λ) = a·sinh(S − asinh(a·sinh S)),
+and no total S makes the two proportional (tests/test_zoo_bridges_methods.py); nor is it pinned (c(1) = κ·0.99).
 """
 
 import math

@@ -6,7 +6,7 @@ GOUB with a finite terminal penalty γ: the controlled OU process minimizes the 
 (`plugins/goub.py`): the IR-SDE cosine clock s(t) (θ_i = 1 − ᾱ_{i+1}, dt = −ln(eps)/θ̄_T, S = −ln 0.005;
 sde_utils.py L101-141), T = 100, λ = 30/255 as a stationary std on [0, 1] (L76, L117), index i ∈ 0..T ↔ t = i/T,
 the noise objective with the "maximum-likelihood" L1 loss (`models/denoising_model.py` L127-141, loss_type l1 in
-`tasks/*/options/train.yml`), training steps U{1..T−1} (L369), and the `reverse_sde` sampler from x_T = μ
+`tasks/*/options/train.yml`), training steps U{1..T−1} (sde_utils.py L369), and the `reverse_sde` sampler from x_T = μ
 (denoising_model.py L150-156, sde_utils.py L322-337), `mean_ode` as the alternative (L339-354).
 
 What γ changes, with σ̄_t² = λ²(1 − e^{−2s}), σ̄²_{t:T} = λ²(1 − e^{−2(S−s)}), γ⁻¹ = `gamma_inv`:
