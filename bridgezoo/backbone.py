@@ -202,10 +202,11 @@ def embed_times(t, batch: int, mlps, scale: float, dtype, device) -> torch.Tenso
     K = len(mlps) (e.g. MeanFlow's (t, t − r); summed embeddings as its PyTorch port's t- and r-embedders,
     zhuyu-cs/MeanFlow `sit.py` L247-255). Returns [batch, embedding dim]."""
     t = torch.as_tensor(t, device=device)
+    given = tuple(t.shape)
     if t.dim() <= 1:
         t = t.reshape(-1).expand(batch)[:, None]
     if t.dim() != 2 or t.shape[1] != len(mlps):
         raise ValueError(f"this backbone takes {len(mlps)} time input(s) (time_inputs={len(mlps)}): t of shape [B]"
-                         f"{'' if len(mlps) == 1 else f' or [B, {len(mlps)}]'}, got {tuple(t.shape)}")
+                         f"{'' if len(mlps) == 1 else f' or [B, {len(mlps)}]'}, got {given}")
     t = t.expand(batch, -1) * scale
     return sum(mlp(t[:, k].to(dtype)) for k, mlp in enumerate(mlps))
