@@ -34,6 +34,17 @@ from bridgezoo.objectives import OBJECTIVES
 PAPER = "Mean Flows for One-step Generative Modeling (MeanFlow), Geng et al., 2025 (arXiv 2505.13447)"
 
 
+def _math_attention():
+    """A context in which scaled_dot_product_attention uses its math kernel (differentiable in forward mode)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        import contextlib
+
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def split_times(t):
     """(t, r) from a time tensor of shape [B] (r = t) or [B, 2] (columns t, r)."""
     t = torch.as_tensor(t)
@@ -127,8 +138,9 @@ class MeanFlow(Bridge):
         x_t = self.q_sample(x0, mu, t, noise)
         v = self.target(x0, mu, x_t, t)
         inner = getattr(model, "module", model)
-        _, dudt = torch.func.jvp(lambda z, tt: inner(z, mu, torch.stack([tt, r], dim=1)), (x_t, t),
-                                 (v, torch.ones_like(t)))
+        with _math_attention():  # the fused CUDA attention kernels have no forward-mode derivative
+            _, dudt = torch.func.jvp(lambda z, tt: inner(z, mu, torch.stack([tt, r], dim=1)), (x_t, t),
+                                     (v, torch.ones_like(t)))
         u_tgt = (v - (t - r).reshape(-1, 1, 1, 1) * dudt).detach()
         return self._adaptive_loss(model(x_t, mu, tr) - u_tgt)
 
