@@ -2,7 +2,9 @@
 
 A backbone is a `torch.nn.Module` with `forward(x_t, mu, t) -> Tensor`: x_t and mu are [B, C, H, W] in [-1, 1],
 t is continuous in [0, 1] with shape [B]; the output has `out_channels` channels and the input's H×W (any size:
-backbones pad internally and crop back).
+backbones pad internally and crop back). A backbone built with `time_inputs=K` (K > 1; a two-time model such as
+MeanFlow asks for it through `Bridge.backbone_options`) takes t of shape [B, K] and embeds each column with its
+own time MLP, the embeddings summed (`embed_times`).
 """
 
 from __future__ import annotations
@@ -186,3 +188,25 @@ class PreNormResidual(nn.Module):
 def time_mlp(dim: int) -> nn.Sequential:
     """Sinusoidal embedding of dim → Linear(dim, 4·dim) → GELU → Linear(4·dim, 4·dim)."""
     return nn.Sequential(SinusoidalTimeEmbedding(dim), nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim * 4))
+
+
+def extra_time_mlps(dim: int, time_inputs: int) -> nn.ModuleList:
+    """The time MLPs of columns 1..K−1 of a K-time backbone (empty for K = 1, so one-time state dicts are unchanged)."""
+    if time_inputs < 1:
+        raise ValueError(f"time_inputs must be >= 1, got {time_inputs}")
+    return nn.ModuleList(time_mlp(dim) for _ in range(time_inputs - 1))
+
+
+def embed_times(t, batch: int, mlps, scale: float, dtype, device) -> torch.Tensor:
+    """Σ_k mlps[k](scale·t[:, k]): t a scalar or of shape [B] (one time, broadcast to `batch`) or [B, K] with
+    K = len(mlps) (e.g. MeanFlow's (t, t − r); summed embeddings as its PyTorch port's t- and r-embedders,
+    zhuyu-cs/MeanFlow `sit.py` L247-255). Returns [batch, embedding dim]."""
+    t = torch.as_tensor(t, device=device)
+    given = tuple(t.shape)
+    if t.dim() <= 1:
+        t = t.reshape(-1).expand(batch)[:, None]
+    if t.dim() != 2 or t.shape[1] != len(mlps):
+        raise ValueError(f"this backbone takes {len(mlps)} time input(s) (time_inputs={len(mlps)}): t of shape [B]"
+                         f"{'' if len(mlps) == 1 else f' or [B, {len(mlps)}]'}, got {given}")
+    t = t.expand(batch, -1) * scale
+    return sum(mlp(t[:, k].to(dtype)) for k, mlp in enumerate(mlps))

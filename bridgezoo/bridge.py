@@ -33,7 +33,11 @@ class Bridge:
     Class attributes: `paper` (citation), `summary` (one line), `default_nfe`, `official_samplers` (the method's
     own samplers by name, first = its default; they may be shared ones, e.g. "ddim"), `option_spec` (new
     options), `option_defaults` (overridden defaults of inherited options), `pinned` (x_1 = μ exactly), `markov`
-    (the marginals are those of a Markov process given (x0, μ), so `transition` is valid: c/a non-decreasing in t).
+    (the marginals are those of a Markov process given (x0, μ), so `transition` is valid: c/a non-decreasing in t),
+    `undefined` (option values the method does not define, each with the reason: {option: {value: why}}; choosing
+    one raises OptionError with that reason, and the contract tests check that instead of the case), `time_inputs`
+    (how many times the network takes: 1, t of shape [B]; 2 for a two-time model such as MeanFlow, t of shape
+    [B, 2]; the runner builds the backbone with `backbone_options`).
     """
 
     name: str = ""
@@ -43,6 +47,8 @@ class Bridge:
     official_samplers: tuple[str, ...] = ("ddim",)
     pinned: bool = True
     markov: bool = True
+    undefined: dict[str, dict[Any, str]] = {}
+    time_inputs: int = 1
     option_spec: dict[str, Option] = {
         "pi": Option("one", "noise modulation π: zero (no noise), one (classic), residual (x0 − μ)", PI_MODES),
         "objective": Option("x0", "what the network predicts", OBJECTIVES),
@@ -58,12 +64,27 @@ class Bridge:
     def __init__(self, **options):
         label = self.name or type(self).__name__
         self.options: dict[str, Any] = resolve_options(options, type(self)._options, f"bridge {label!r}")
+        for key, reasons in type(self).undefined.items():
+            if self.options.get(key) in reasons:
+                raise OptionError(f"bridge {label!r}: {key}={self.options[key]!r} is not defined for this method: "
+                                  f"{reasons[self.options[key]]}")
         self.setup()
         if self.options.get("pi") == "zero" and self.options.get("objective") == "noise":
             warnings.warn(
                 f"bridge {label!r}: pi='zero' with objective='noise' leaves nothing to learn: x_t carries no noise, "
                 "so the noise target is identically 0 and a model that learns it restores μ unchanged. For a "
                 "noise-free bridge use objective='x0' (or 'velocity').", DegenerateBridgeWarning, stacklevel=2)
+
+    @classmethod
+    def defines(cls, **options) -> bool:
+        """Whether the method defines these option values (none of them is in `undefined`)."""
+        return not any(value in cls.undefined.get(key, {}) for key, value in options.items())
+
+    def backbone_options(self, channels: int = 3) -> dict[str, Any]:
+        """What the backbone must be built with for images of `channels` channels: `out_channels`, and
+        `time_inputs` where the network takes more than one time (a backbone protocol option, DESIGN.md §2)."""
+        extra = {"time_inputs": self.time_inputs} if self.time_inputs != 1 else {}
+        return {"out_channels": self.out_channels(channels), **extra}
 
     # ------------------------------------------------------------------ to implement
     def setup(self) -> None:
@@ -208,17 +229,24 @@ class Bridge:
         `generator`: one torch.Generator for the batch, or a sequence of one generator per sample (the runner
         seeds each sample's t and noise by its draw number, so a batch split over N processes is trained with
         exactly the t and noise of the same batch on one process)."""
+        t, noise = self.draw_times_and_noise(x0, generator)
+        x_t = self.q_sample(x0, mu, t, noise)
+        return self.loss(model(x_t, mu, t.to(x0.dtype)), x0, mu, x_t, t)
+
+    def draw_times_and_noise(self, x0, generator=None, times: Callable | None = None):
+        """(times, noise) for a training batch: `times(n, generator=, device=)` (default `sample_t`) and ε ~ N(0, I)
+        of x0's shape, from one generator or one generator per sample (each sample's draws from its own)."""
+        times = times or self.sample_t
         if isinstance(generator, (list, tuple)):
             if len(generator) != x0.shape[0]:
                 raise ValueError(f"{len(generator)} generators for a batch of {x0.shape[0]}")
-            t = torch.cat([self.sample_t(1, generator=g, device=x0.device).to(x0.device) for g in generator])
+            t = torch.cat([times(1, generator=g, device=x0.device).to(x0.device) for g in generator])
             noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=g, device=x0.device, dtype=x0.dtype)
                                for g in generator])
         else:
-            t = self.sample_t(x0.shape[0], generator=generator, device=x0.device).to(x0.device)
+            t = times(x0.shape[0], generator=generator, device=x0.device).to(x0.device)
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        x_t = self.q_sample(x0, mu, t, noise)
-        return self.loss(model(x_t, mu, t.to(x0.dtype)), x0, mu, x_t, t)
+        return t, noise
 
     # ------------------------------------------------------------------ sampling
     def _grid(self, nfe: int) -> torch.Tensor:

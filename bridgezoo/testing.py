@@ -12,7 +12,8 @@ property, the case (π, objective) and what was wrong. In a pytest file, one tes
 
 bridgezoo's own tests/test_contract.py is `contract_tests(list_bridges())`: one piece of code serves both.
 
-What is checked (see `CHECKS` for the exact claims): the coefficients (shape, dtype, finite; t = 0 is clean,
+A case whose option values the bridge declares undefined (`Bridge.undefined`) must raise OptionError with
+the reason instead. What is checked (see `CHECKS` for the exact claims): the coefficients (shape, dtype, finite; t = 0 is clean,
 a = 1 and c = 0; a pinned bridge has x_1 = μ), q_sample against the formula for every π, option round trips and
 error messages, target/predict_x0 round trips for every objective × π, finiteness at the ends of the sampling
 grid, the grids, the training distribution of t, oracle sampling (a model that returns the exact target makes
@@ -74,6 +75,10 @@ class Subject:
     def make(self, **overrides):
         opts = {**self.options, **overrides}
         return bz.get_bridge(self.name, **opts) if self.name is not None else self.cls(**opts)
+
+    def bridge_class(self) -> type:
+        """The Bridge subclass under test."""
+        return self.cls if self.cls is not None else type(bz.get_bridge(self.name, **self.options))
 
     def rebuild(self, b):
         return bz.get_bridge(b.name, **b.options) if self.name is not None else type(b)(**b.options)
@@ -145,9 +150,17 @@ class Check:
     cases: tuple[dict, ...] = ({},)
 
     def run(self, subject: Subject, case: dict | None = None) -> None:
+        """Run the check on one case; a case the bridge declares undefined (`Bridge.undefined`, e.g. conditional
+        diffusion with π ≠ one) is checked to raise OptionError with the bridge's reason instead."""
+        case = case or {}
         with warnings.catch_warnings():  # π = 0 with the noise objective is a valid (warned) corner of the grid
             warnings.simplefilter("ignore", bz.DegenerateBridgeWarning)
-            self.fn(subject, **(case or {}))
+            cls = subject.bridge_class()
+            if case and not cls.defines(**case):
+                _raises(bz.OptionError, "is not defined for this method: ", lambda: subject.make(**case),
+                        f"{_case_id(case)} (declared undefined in {cls.__name__}.undefined)")
+                return
+            self.fn(subject, **case)
 
 
 CHECKS: dict[str, Check] = {}

@@ -164,7 +164,7 @@ def build(cfg: RunConfig, bridge_options: dict | None = None):
     from .registry import get_backbone
 
     bridge = build_bridge(cfg, bridge_options)
-    network = get_backbone(cfg.backbone, out_channels=bridge.out_channels(3), **cfg.backbone_opts)
+    network = get_backbone(cfg.backbone, **bridge.backbone_options(3), **cfg.backbone_opts)
     return bridge, bridge.wrap(network)
 
 

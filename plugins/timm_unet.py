@@ -4,7 +4,8 @@ The encoder is `timm.create_model(encoder, features_only=True, in_chans=2C)` ove
 `feature_info` gives the channels and strides of the skips. The decoder uses the same blocks as the U-Net ladder
 (ResNet blocks with time scale-and-shift, GroupNorm, SiLU): a middle block on the deepest features, then per skip
 nearest upsampling, concatenation and a ResNet block, and finally a full-resolution ResNet block over
-cat(features, a 3×3 stem of the input) and a 1×1 conv. The encoder itself does not see t.
+cat(features, a 3×3 stem of the input) and a 1×1 conv. The encoder itself does not see t. `time_inputs=K`: t of
+shape [B, K], one time MLP per time, embeddings summed (`backbone.embed_times`).
 
 `pretrained=False` by default: weights cannot be downloaded on machines without a network. With
 `pretrained=True` they load from the user's timm / Hugging Face cache; if that fails, the error says why.
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgezoo import hookimpl
-from bridgezoo.backbone import ResnetBlock, pad_to_multiple, time_mlp
+from bridgezoo.backbone import ResnetBlock, embed_times, extra_time_mlps, pad_to_multiple, time_mlp
 from bridgezoo.errors import OptionError
 
 
@@ -25,7 +26,8 @@ class TimmUNet(nn.Module):
     """forward(x_t, mu, t) -> [B, out_channels, H, W] for any H×W (reflect-padded to the encoder's stride)."""
 
     def __init__(self, encoder: str = "resnet18", channels: int = 3, out_channels: int | None = None, dim: int = 32,
-                 pretrained: bool = False, residual_output: bool = False, time_scale: float = 1000.0):
+                 pretrained: bool = False, residual_output: bool = False, time_scale: float = 1000.0,
+                 time_inputs: int = 1):
         super().__init__()
         import timm
 
@@ -45,13 +47,15 @@ class TimmUNet(nn.Module):
                                   f"{exc}); put them in the timm / Hugging Face cache or use pretrained=False") from exc
             raise
         self.config = {"encoder": encoder, "channels": channels, "out_channels": out_channels or channels, "dim": dim,
-                       "pretrained": pretrained, "residual_output": residual_output, "time_scale": time_scale}
+                       "pretrained": pretrained, "residual_output": residual_output, "time_scale": time_scale,
+                       "time_inputs": time_inputs}
         self.out_channels = out_channels or channels
         self.residual_output, self.time_scale = residual_output, time_scale
         chs = self.encoder.feature_info.channels()
         self.stride = max(self.encoder.feature_info.reduction())
         tdim = dim * 4
         self.time_mlp = time_mlp(dim)
+        self.extra_time_mlps = extra_time_mlps(dim, time_inputs)
         self.stem = nn.Conv2d(2 * channels, dim, 3, padding=1)
         self.mid = ResnetBlock(chs[-1], chs[-1], tdim)
         self.ups = nn.ModuleList()
@@ -64,8 +68,8 @@ class TimmUNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(torch.cat([x_t, mu], dim=1), self.stride)
-        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0]) * self.time_scale
-        emb = self.time_mlp(t.to(self.stem.weight.dtype))
+        emb = embed_times(t, x.shape[0], [self.time_mlp, *self.extra_time_mlps], self.time_scale,
+                          self.stem.weight.dtype, x.device)
         feats = self.encoder(x)
         y = self.mid(feats[-1], emb)
         for block, skip in zip(self.ups, reversed(feats[:-1])):

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from bridgezoo import hookimpl
-from bridgezoo.backbone import (FullAttention, LinearAttention, PreNormResidual, ResnetBlock, pad_to_multiple,
-                                time_mlp)
+from bridgezoo.backbone import (FullAttention, LinearAttention, PreNormResidual, ResnetBlock, embed_times,
+                                extra_time_mlps, pad_to_multiple, time_mlp)
 
 
 class UNet(nn.Module):
@@ -26,24 +26,27 @@ class UNet(nn.Module):
 
     dim, dim_mults: widths (dims = [dim, dim·m…]); channels: image channels C (input is 2C);
     out_channels: C or the bridge's `out_channels(C)`; residual_output: return prediction + μ (for x0 objectives,
-    as RDBM's network reportedly does); time_scale: t is multiplied by it before the embedding.
+    as RDBM's network reportedly does); time_scale: t is multiplied by it before the embedding; time_inputs: how
+    many times t carries ([B] or [B, K], one time MLP per time, embeddings summed: `backbone.embed_times`).
     """
 
     def __init__(self, dim: int = 64, dim_mults=(1, 2, 4, 8), channels: int = 3, out_channels: int | None = None,
                  residual_output: bool = False, time_scale: float = 1000.0, heads: int = 4, dim_head: int = 32,
-                 groups: int = 8):
+                 groups: int = 8, time_inputs: int = 1):
         super().__init__()
         if residual_output and out_channels not in (None, channels):
             raise ValueError(f"residual_output adds μ, so out_channels must equal channels ({channels}), got {out_channels}")
         self.config = {"dim": dim, "dim_mults": list(dim_mults), "channels": channels,
                        "out_channels": out_channels or channels, "residual_output": residual_output,
-                       "time_scale": time_scale, "heads": heads, "dim_head": dim_head, "groups": groups}
+                       "time_scale": time_scale, "heads": heads, "dim_head": dim_head, "groups": groups,
+                       "time_inputs": time_inputs}
         self.channels, self.out_channels = channels, out_channels or channels
         self.residual_output, self.time_scale = residual_output, time_scale
         self.stride = 2 ** (len(dim_mults) - 1)
         tdim = dim * 4
         self.init_conv = nn.Conv2d(2 * channels, dim, 7, padding=3)
         self.time_mlp = time_mlp(dim)
+        self.extra_time_mlps = extra_time_mlps(dim, time_inputs)
         dims = [dim, *(dim * m for m in dim_mults)]
         pairs = list(zip(dims[:-1], dims[1:]))
         self.downs = nn.ModuleList()
@@ -72,8 +75,8 @@ class UNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(torch.cat([x_t, mu], dim=1), self.stride)
-        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0]) * self.time_scale
-        emb = self.time_mlp(t.to(self.init_conv.weight.dtype))
+        emb = embed_times(t, x.shape[0], [self.time_mlp, *self.extra_time_mlps], self.time_scale,
+                          self.init_conv.weight.dtype, x.device)
         x = self.init_conv(x)
         stem = x
         skips = []
