@@ -286,12 +286,13 @@ def compute_column(results: pd.DataFrame) -> pd.DataFrame:
     out = results.copy()
     for i, r in out.iterrows():
         try:
-            key = (r["backbone"], get_bridge(r["bridge"]).out_channels(3))
+            built_with = get_bridge(r["bridge"]).backbone_options(3)  # out_channels, and time_inputs if not 1
+            key = (r["backbone"], tuple(sorted(built_with.items())))
         except Exception:  # noqa: BLE001 - a bridge not installed here: unknown
             key = None
         if key not in cards:
             try:
-                cards[key] = backbone_card(lambda **o: get_backbone(key[0], **(o | {"out_channels": key[1]})))
+                cards[key] = backbone_card(lambda **o: get_backbone(key[0], **(o | dict(key[1]))))
             except Exception:  # noqa: BLE001 - an unknown or uncountable backbone leaves the columns empty
                 cards[key] = {"params": math.nan, "gmacs": math.nan}
         ekey = (r["bridge"], r["pi"], r["nfe"], r["sampler"])
