@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accumulate the gradients of N batches per optimizer step (an effective batch of N×BATCH "
                         "with the memory of one; default 1)")
     p.add_argument("--eval-max-side", type=int, metavar="PIXELS", default=None,
-                   help="resize zoo5 evaluation images to this long side, pixels (default from the preset: "
-                        f"{_preset_values('eval_max_side')})")
+                   help="zoo5's resolution: its photographs are fitted to this long side, pixels, for the test "
+                        "images and the training crops alike, and the degradations scale with it (default from the "
+                        f"preset: {_preset_values('eval_max_side')})")
     p.add_argument("--tile", type=int, metavar="SIZE", default=None,
                    help="evaluate in overlapping tiles of SIZE×SIZE pixels, for images too large for memory "
                         "(default: whole images)")

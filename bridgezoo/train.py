@@ -199,7 +199,7 @@ def make_datasets(cfg: RunConfig):
         raise OptionError("--eval-sets and --eval-limit apply to --data NAME:PATH (a registered dataset), not to "
                           f"--data {cfg.data}")
     if cfg.data == "zoo5":
-        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed)
+        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed, side=cfg.eval_max_side)
         evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed)
         return train, evalset
     if spec is not None:  # a registered dataset in its authors' layout

@@ -1,8 +1,12 @@
 """The five procedural degradations of the `zoo5` benchmark. Each takes a clean float32 image in [0, 1]
-(H×W×3), a `numpy.random.Generator` (all randomness comes from it, so a seed fixes the result) and, for
-dehazing, an optional depth map in [0, 1] (H×W, larger = farther), and returns the degraded image in [0, 1].
+(H×W×3), a `numpy.random.Generator` (all randomness comes from it, so a seed fixes the result), for
+dehazing an optional depth map in [0, 1] (H×W, larger = farther), and `scale`: the image's resolution relative to
+the 512-px working side the ranges below are stated at (a photo fitted to 128 px has scale 0.25). Every length
+in pixels (streaks, flakes, blur kernels) is multiplied by `scale` and flake densities divided by scale², so a
+degradation covers the same part of the scene at any resolution; noise levels stay per pixel. Returns the
+degraded image in [0, 1].
 
-Parameter ranges (drawn uniformly per image) and the dataset each imitates:
+Parameter ranges at scale 1 (drawn uniformly per image) and the dataset each imitates:
 
 | task | imitates | parameters |
 |---|---|---|
@@ -24,11 +28,11 @@ def _blend_screen(img, layer, opacity):
     return 1 - (1 - img) * (1 - opacity * layer[..., None])
 
 
-def derain(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
+def derain(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
     h, w = img.shape[:2]
-    n = int(rng.uniform(15, 60) * h * w / 1e4)
+    n = int(rng.uniform(40, 120) * h * w / 1e4 / scale)  # streaks per area of scene (shorter streaks, more of them)
     base = np.deg2rad(rng.uniform(-25, 25))
-    length, width, opacity = rng.uniform(8, 35), int(rng.integers(1, 3)), rng.uniform(0.35, 0.8)
+    length, width, opacity = rng.uniform(8, 35) * scale, int(rng.integers(1, 3)), rng.uniform(0.6, 0.95)
     layer = np.zeros((h + 80, w + 80), np.float32)
     ys, xs = rng.uniform(0, h + 80, n), rng.uniform(0, w + 80, n)
     lens = length * rng.uniform(0.6, 1.4, n)
@@ -39,11 +43,11 @@ def derain(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
         layer[rr, cc] = np.maximum(layer[rr, cc], val * rng.uniform(0.6, 1.0))
     if width > 1:
         layer = ndimage.grey_dilation(layer, size=(1, width))
-    layer = ndimage.gaussian_filter(layer, 0.6)[40 : 40 + h, 40 : 40 + w]
+    layer = ndimage.gaussian_filter(layer, 0.6 * max(scale, 0.5))[40 : 40 + h, 40 : 40 + w]
     return np.clip(_blend_screen(img, layer / max(layer.max(), 1e-6), opacity), 0, 1).astype(np.float32)
 
 
-def lowlight(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
+def lowlight(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
     exposure, gamma = rng.uniform(0.04, 0.25), rng.uniform(1.3, 2.2)
     photons, read = rng.uniform(15, 80), rng.uniform(0.003, 0.015)
     dark = exposure * img**gamma
@@ -59,10 +63,16 @@ def _flakes(h, w, rng, density, radius):
     return np.clip(ndimage.gaussian_filter(layer, radius) * (2 * np.pi * radius**2), 0, 1)
 
 
-def desnow(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
+def desnow(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
     h, w = img.shape[:2]
-    small = _flakes(h, w, rng, rng.uniform(0.4, 1.2), rng.uniform(0.6, 1.6))
-    large = _flakes(h, w, rng, rng.uniform(0.02, 0.08), rng.uniform(2, 5))
+    # flake radii shrink with the image (not below half a pixel) and densities grow as the flake area falls,
+    # so the covered fraction of the scene is the same at every scale
+    def flakes(density, radius):
+        scaled = max(radius * scale, 0.5)
+        return _flakes(h, w, rng, density * (radius / scaled) ** 2, scaled)
+
+    small = flakes(rng.uniform(0.4, 1.2), rng.uniform(0.6, 1.6))
+    large = flakes(rng.uniform(0.02, 0.08), rng.uniform(2, 5))
     mask = np.clip(small + large, 0, 1)[..., None]
     veil, bright = rng.uniform(0.04, 0.18), rng.uniform(0.8, 1.0)
     out = img * (1 - veil) + veil * bright
@@ -78,7 +88,7 @@ def synthetic_depth(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip((d - d.min()) / (d.max() - d.min() + 1e-6), 0, 1)
 
 
-def dehaze(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
+def dehaze(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
     h, w = img.shape[:2]
     d = synthetic_depth(h, w, rng) if depth is None else depth
     beta = rng.uniform(0.8, 2.6)
@@ -87,9 +97,10 @@ def dehaze(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
     return np.clip(img * t + airlight * (1 - t), 0, 1).astype(np.float32)
 
 
-def shake_kernel(rng: np.random.Generator) -> np.ndarray:
-    """A camera-shake blur kernel: a random walk with momentum, rasterized and smoothed, summing to 1."""
-    size = int(rng.integers(6, 16)) * 2 + 1
+def shake_kernel(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """A camera-shake blur kernel: a random walk with momentum, rasterized and smoothed, summing to 1; its
+    support (13–31 px at scale 1) shrinks with `scale`, down to 5 px."""
+    size = max(int(round(int(rng.integers(6, 16)) * max(scale, 0.5))), 2) * 2 + 1
     steps = int(rng.integers(12, 41))
     pos, vel = np.zeros(2), rng.normal(0, 1, 2)
     pts = [pos.copy()]
@@ -109,8 +120,8 @@ def shake_kernel(rng: np.random.Generator) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def deblur(img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
-    k = shake_kernel(rng)
+def deblur(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
+    k = shake_kernel(rng, scale)
     out = np.stack([ndimage.convolve(img[..., c], k, mode="reflect") for c in range(3)], -1)
     out = out + rng.normal(0, rng.uniform(0.002, 0.01), out.shape)
     return np.clip(out, 0, 1).astype(np.float32)

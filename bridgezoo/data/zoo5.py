@@ -1,19 +1,20 @@
-"""`zoo5`: the embedded five-task benchmark, built from the real photographs scikit-image ships (no download).
+"""`zoo5`: the embedded five-task benchmark, built from the real photographs that installed packages ship
+(scikit-image, scikit-learn, matplotlib; no download).
 
-Source images, split by image (no test image is ever seen in training; the stereo motorcycle pair is one scene
-and both views are in test):
+Source images, split by scene (no test scene is ever seen in training):
 
 | split | images |
 |---|---|
-| train | astronaut, rocket, immunohistochemistry, hubble_deep_field, retina, colorwheel, logo (alpha dropped) |
-| val | chelsea |
-| test | coffee, motorcycle_left (with its real disparity-derived depth for dehazing), motorcycle_right |
+| train | colour photographs astronaut, rocket, china (scikit-learn); grey photographs camera, brick, grass, gravel, coins, moon (given a random colour cast per draw); colour non-scenes immunohistochemistry, hubble_deep_field, retina |
+| val | motorcycle_right (the right view of a test scene: for monitoring only) |
+| test | coffee, chelsea, motorcycle_left (with its real disparity-derived depth for dehazing), grace_hopper (matplotlib), flower (scikit-learn) |
 
-Every image is resized once to at most `WORK_SIDE` = 512 px on its long side. Degradations: see
-`bridgezoo.data.degradations` (derain, lowlight, desnow, dehaze, deblur). Each item is a deterministic function of
-(seed, split, index): training items are random patches, task-balanced in the mixed setting (item i has task
-i mod n_tasks, as RDBM's universal training balances tasks); evaluation items are full images, one per
-(task, image, variant).
+Every image is resized once to at most `WORK_SIDE` = 512 px on its long side, and then to the benchmark's
+`side` (default 512): training crops and test images come from the same resolution, and the degradations'
+lengths in pixels scale with it (`bridgezoo.data.degradations`), so a model is tested at the scale it trained at.
+Each item is a deterministic function of (seed, split, index): training items are random patches, task-balanced
+in the mixed setting (item i has task i mod n_tasks, as RDBM's universal training balances tasks); evaluation
+items are full images, one per (task, image, variant).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from .io import DataError
 
 WORK_SIDE = 512
 SPLITS = {
-    "train": ["astronaut", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel", "logo"],
-    "val": ["chelsea"],
-    "test": ["coffee", "motorcycle_left", "motorcycle_right"],
+    "train": ["astronaut", "rocket", "china", "camera", "brick", "grass", "gravel", "coins", "moon",
+              "immunohistochemistry", "hubble_deep_field", "retina"],
+    "val": ["motorcycle_right"],
+    "test": ["coffee", "chelsea", "motorcycle_left", "grace_hopper", "flower"],
 }
+GREY = {"camera", "brick", "grass", "gravel", "coins", "moon"}  # grey photographs, colour-cast per training draw
 
 
 def _fit(img: np.ndarray, side: int) -> np.ndarray:
@@ -47,8 +50,12 @@ def _fit(img: np.ndarray, side: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def source(name: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(image float32 H×W×3 in [0, 1], depth in [0, 1] or None) at the working resolution."""
+def source(name: str, side: int = WORK_SIDE) -> tuple[np.ndarray, np.ndarray | None]:
+    """(image float32 H×W×3 in [0, 1], depth in [0, 1] or None), fitted to the working resolution and then to
+    `side` px on the long side."""
+    if side != WORK_SIDE:
+        img, depth = source(name)
+        return _fit(img, side), None if depth is None else np.clip(_fit(depth, side), 0, 1)
     import skimage.data as skd
 
     depth = None
@@ -61,11 +68,19 @@ def source(name: str) -> tuple[np.ndarray, np.ndarray | None]:
             disparity = disparity[tuple(idx)]
             depth = 1.0 / disparity
             depth = ((depth - depth.min()) / (depth.max() - depth.min())).astype(np.float32)
-    elif name == "logo":
-        rgba = skd.logo().astype(np.float32) / 255
-        img = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])  # composite on white
+    elif name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(f"{name}.jpg")
+    elif name == "grace_hopper":
+        from matplotlib import cbook
+        from skimage.io import imread
+
+        img = imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     else:
         img = getattr(skd, name)()
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=-1)
     img = img.astype(np.float32) / 255 if img.dtype == np.uint8 else img.astype(np.float32)
     img = _fit(img, WORK_SIDE)
     if depth is not None:
@@ -80,8 +95,13 @@ def _rng(*parts) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(key[:8], "little"))
 
 
-def degrade(task: str, img: np.ndarray, rng: np.random.Generator, depth=None) -> np.ndarray:
-    return TASKS[task](img, rng, depth)
+def degrade(task: str, img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
+    return TASKS[task](img, rng, depth, scale=scale)
+
+
+def scale_of(name: str, side: int) -> float:
+    """How much `source(name, side)` is shrunk from the working resolution (the degradations' `scale`)."""
+    return max(source(name, side)[0].shape[:2]) / max(source(name)[0].shape[:2])
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -103,9 +123,10 @@ class Zoo5Train(torch.utils.data.Dataset):
     """Random training patches: item i is (task i mod n_tasks, a random train image, a random crop, a random
     degradation), all drawn from a generator seeded by (seed, i). Items: {"lq", "gt"} 3×P×P in [-1, 1], "task", "name"."""
 
-    def __init__(self, tasks=None, patch: int = 64, length: int = 10000, seed: int = 0, split: str = "train"):
+    def __init__(self, tasks=None, patch: int = 64, length: int = 10000, seed: int = 0, split: str = "train",
+                 side: int | None = None):
         self.tasks, self.patch, self.length, self.seed, self.split = check_tasks(tasks), patch, length, seed, split
-        self.sources = SPLITS[split]
+        self.sources, self.side = SPLITS[split], side or WORK_SIDE
 
     def __len__(self):
         return self.length
@@ -114,21 +135,23 @@ class Zoo5Train(torch.utils.data.Dataset):
         rng = _rng("zoo5-train", self.seed, self.split, i)
         task = self.tasks[i % len(self.tasks)]
         name = self.sources[int(rng.integers(len(self.sources)))]
-        img, depth = source(name)
+        img, depth = source(name, self.side)
         h, w = img.shape[:2]
         p = min(self.patch, h, w)
         y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
         crop = img[y : y + p, x : x + p]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
+        if name in GREY:  # a grey photograph under a random colour cast, so it teaches colour tasks too
+            crop = crop * rng.uniform(0.75, 1.0, 3).astype(np.float32)
         dcrop = depth[y : y + p, x : x + p] if depth is not None else None
-        lq = degrade(task, np.ascontiguousarray(crop), rng, dcrop)
+        lq = degrade(task, np.ascontiguousarray(crop), rng, dcrop, scale_of(name, self.side))
         return {"lq": to_tensor(lq), "gt": to_tensor(np.ascontiguousarray(crop)), "task": task, "name": f"{name}#{i}"}
 
 
 class Zoo5Eval(torch.utils.data.Dataset):
-    """Full images of a split for evaluation: one item per (task, image, variant), optionally resized so the long
-    side is at most `max_side`. Deterministic in (seed, task, image, variant)."""
+    """Full images of a split for evaluation: one item per (task, image, variant), at most `max_side` px on the
+    long side (the benchmark's `side`; default the working 512). Deterministic in (seed, task, image, variant)."""
 
     def __init__(self, split: str = "test", tasks=None, variants: int = 1, seed: int = 0, max_side: int | None = None):
         if split not in SPLITS:
@@ -142,11 +165,9 @@ class Zoo5Eval(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         task, name, variant = self.items[i]
-        img, depth = source(name)
-        if self.max_side:
-            img = _fit(img, self.max_side)
-            depth = None if depth is None else np.clip(_fit(depth, self.max_side), 0, 1)
-        lq = degrade(task, img, _rng("zoo5-eval", self.seed, task, name, variant), depth)
+        side = self.max_side or WORK_SIDE
+        img, depth = source(name, side)
+        lq = degrade(task, img, _rng("zoo5-eval", self.seed, task, name, variant), depth, scale_of(name, side))
         lq = np.round(lq * 255) / 255  # degraded inputs are 8-bit images, as a user's files would be
         return {"lq": to_tensor(lq.astype(np.float32)), "gt": to_tensor(img), "task": task,
                 "name": f"{task}/{name}-{variant}"}
