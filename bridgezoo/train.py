@@ -188,6 +188,9 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     return dev
 
 
+ZOO5_EVAL_VARIANTS = 2  # two degradations of every zoo5 test photograph per task: 50 test images
+
+
 def make_datasets(cfg: RunConfig):
     """(training dataset, evaluation dataset or None); validates user folders before anything runs."""
     from .data import PairedFolders, Zoo5Eval, Zoo5Train
@@ -200,7 +203,8 @@ def make_datasets(cfg: RunConfig):
                           f"--data {cfg.data}")
     if cfg.data == "zoo5":
         train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed, side=cfg.eval_max_side)
-        evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed)
+        evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed,
+                           variants=ZOO5_EVAL_VARIANTS)
         return train, evalset
     if spec is not None:  # a registered dataset in its authors' layout
         adapter, root = spec
