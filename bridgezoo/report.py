@@ -58,6 +58,76 @@ def mean_ci(values) -> tuple[float, float, int]:
     return float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)), n
 
 
+BOOTSTRAP_DRAWS = 2000  # draws of the two-level bootstrap
+BOOTSTRAP_SEED = 0  # its fixed numpy seed: a report renders to the same numbers every time
+
+
+def _resample_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """(draws, n) counts: how often each of n items is picked when n are drawn with replacement, per draw."""
+    picks = rng.integers(0, n, size=(draws, n)) + n * np.arange(draws)[:, None]
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(np.float64)
+
+
+def _as_matrix(values) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def bootstrap_means(values, strata=None, *, minus=None, draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The two-level (hierarchical) bootstrap distribution of the mean of a seeds × images array: `draws` values.
+
+    One draw resamples the seeds (rows) with replacement, then the test images (columns) with replacement — the
+    same image indices for every seed of that draw, since every seed evaluates the same images — and takes the mean
+    of the drawn cells (NaN cells, e.g. an infinite PSNR, are left out). `strata` (one label per image, e.g. its
+    task) resamples the images within each stratum, so every draw keeps the test set's task mix. A 1-D `values` is
+    one seed. `minus`, a second seeds' × images array over the same images (columns, same order), gives the
+    distribution of mean(values) − mean(minus): one image draw for both (paired by image), each its own seed draw
+    (for methods whose seeds do not pair; where they do, pass the per-seed, per-image difference as `values`).
+    scipy.stats.bootstrap resamples one level only (or whole paired observations), hence this function.
+    """
+    parts = [(1.0, _as_matrix(values))] + ([(-1.0, _as_matrix(minus))] if minus is not None else [])
+    images = parts[0][1].shape[1]
+    if any(x.shape[1] != images for _, x in parts):
+        raise ValueError(f"values has {images} images, minus {parts[-1][1].shape[1]}: not the same images")
+    labels = np.zeros(images, dtype=int) if strata is None else pd.factorize(np.asarray(strata))[0]
+    if len(labels) != images:
+        raise ValueError(f"strata has {len(labels)} labels for {images} images")
+    groups = [np.flatnonzero(labels == k) for k in range(labels.max() + 1)] if images else []
+    rng = np.random.default_rng(seed)
+    out = np.zeros(draws)
+    step = max(1, min(draws, 1_000_000 // max(images, 1)))  # draws per block: bounded memory for the weights
+    for start in range(0, draws, step):
+        n = min(step, draws - start)
+        image_w = np.zeros((n, images))
+        for idx in groups:
+            image_w[:, idx] = _resample_counts(rng, len(idx), n)
+        for sign, x in parts:
+            finite = np.isfinite(x)
+            seed_w = _resample_counts(rng, x.shape[0], n)
+            total = np.einsum("bs,si,bi->b", seed_w, np.where(finite, x, 0.0), image_w)
+            count = np.einsum("bs,si,bi->b", seed_w, finite.astype(np.float64), image_w)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[start:start + n] += sign * total / count
+    return out
+
+
+def bootstrap_ci(values, strata=None, *, minus=None, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of a seeds × images array (minus the mean of `minus`, where given) and its
+    `level` percentile interval from `bootstrap_means` (seeds and images resampled; see there)."""
+    def mean_of(v):
+        x = _as_matrix(v)
+        return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
+
+    mean = mean_of(values) - (mean_of(minus) if minus is not None else 0.0)
+    dist = bootstrap_means(values, strata, minus=minus, draws=draws, seed=seed)
+    if not np.isfinite(dist).any():
+        return mean, math.nan, math.nan
+    low, high = np.nanpercentile(dist, [50 * (1 - level), 50 * (1 + level)])
+    return mean, float(low), float(high)
+
+
 def fmt(mean: float, half: float, digits: int = 2) -> str:
     if not np.isfinite(mean):
         return "–"
