@@ -102,7 +102,8 @@ def test_pi_ablation_differences_are_paired_by_seed(report):
     row = diffs[(diffs["method"] == "rdbm") & (diffs["contrast"] == "residual − one")].iloc[0]
     d = np.subtract(PSNR[("rdbm", "residual")], PSNR[("rdbm", "one")])  # 1.0, 0.5, 2.0
     mean, half, n = mean_ci(d)
-    assert row["mean_db"] == pytest.approx(mean) and row["ci_db"] == pytest.approx(half)
+    assert row["mean_db"] == pytest.approx(mean) and row["mean_db_ci"] == pytest.approx(half)  # t: no eval.csv
+    assert row["mean_db_lo"] == pytest.approx(mean - half) and row["mean_db_hi"] == pytest.approx(mean + half)
     assert row["pairs"] == 3 and row["wins"] == 3
     heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")
     assert heat.loc["goub", "one"] == pytest.approx(18.3)
