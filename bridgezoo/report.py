@@ -695,6 +695,8 @@ def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
         if f"{col}_ci" in df or f"{col}_lo" in df:
             d = 4 if "ssim" in col else digits
             out[col] = [fmt_cell(r, col, d) for r in df.to_dict("records")]
+        elif col in ("seeds", "pairs", "images", "wins"):  # counts: whole numbers, "–" where there is none
+            out[col] = df[col].map(lambda v: str(int(v)) if _finite(v) else "–")
         elif pd.api.types.is_float_dtype(df[col]):
             spec = ".4g" if col in ("params_m", "evaluations", "gmacs_per_image", "seconds_per_image") else (
                 ".4f" if "ssim" in col else f".{digits}f")
@@ -1201,7 +1203,8 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     # per-task rows and curves belong to an evaluation / a run: that evaluation's method, that run's training label
     per_task = data.per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
     per_task.to_csv(out / "per_task_per_run.csv", index=False)
-    data.per_image.to_csv(out / "per_image_per_run.csv", index=False)  # what the intervals over images resample
+    per_image = data.per_image.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    per_image.to_csv(out / "per_image_per_run.csv", index=False)  # what the intervals over images resample
     runs_table = results.drop_duplicates("run").set_index("run")
     training = method_label(runs_table, data.settings, TRAINING_KEYS)
     curves = data.curves if not data.curves.empty else pd.DataFrame(columns=["run", "seed", "step", "probe_loss"])
