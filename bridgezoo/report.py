@@ -4,20 +4,20 @@ RUNS are run directories (with `config.json` and `summary.json`), folders search
 runs). One *result* is one evaluation of one run: the run's `summary.json` and any `evals/*/summary.json`.
 A *method* is everything but the seed: bridge, π, backbone, NFE, sampler, training precision and the rest of the
 training settings (what the run hash of `bridgezoo.bench.training_settings` covers). Runs that differ in any
-training setting are never pooled; where one name would cover several settings, the differing settings are added
-to it. Seeds are a method's repetitions and every run evaluates the same test images, so an interval covers both:
+training setting are never pooled; where one name would cover several settings, the differing settings are added to
+it. Seeds are a method's repetitions and every run evaluates the same test images, so an interval covers both:
 where each evaluation has its per-image results (`eval.csv`), a 95% percentile interval of a two-level bootstrap
 (resample the seeds, then the images, the same images for every seed; `bootstrap_ci`), and a difference between two
-methods or π modes is paired by image (and seed), which is what resolves a fraction of a dB; where per-image results
-are missing (older runs), the 95% Student-t interval of the mean over seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none for
-n = 1). Tables write the first as "mean [low, high]", the second as "mean ± h". Runs left out (failed, missing plugin, unfinished) are listed with
-the reason in `runs_left_out.csv`, in the tables' notes and on the page.
+methods or π modes is paired by image (and seed), which is what resolves a fraction of a dB; where per-image
+results are missing (older runs), the 95% Student-t interval of the mean over seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none
+for n = 1). Tables write the first as "mean [low, high]", the second as "mean ± h". Runs left out (failed, missing
+plugin, unfinished) are listed with the reason in `runs_left_out.csv`, in the tables' notes and on the page.
 
 Two steps: *collect* reads the run directories and writes the report's data into the report folder
-(`results_per_run.csv`, `per_task_per_run.csv`, `per_image_per_run.csv`, `training_curves.csv`, `runs_left_out.csv`, `settings.json`,
-`report.json`) plus the figures that need the sample images; *render* makes the tables, the other figures and
-`index.html` (the jinja2 template `templates/report.html.j2`) from that folder alone, so
-`bridgezoo report --rebuild --out reports/NAME` renders a report again without its run directories.
+(`results_per_run.csv`, `per_task_per_run.csv`, `per_image_per_run.csv`, `training_curves.csv`,
+`runs_left_out.csv`, `settings.json`, `report.json`) plus the figures that need the sample images; *render* makes
+the tables, the other figures and `index.html` (the jinja2 template `templates/report.html.j2`) from that folder
+alone, so `bridgezoo report --rebuild --out reports/NAME` renders a report again without its run directories.
 """
 
 from __future__ import annotations
@@ -477,13 +477,14 @@ class PerImage:
 
     def __init__(self, frame: pd.DataFrame | None):
         frame = frame if frame is not None else pd.DataFrame()
-        self.by_evaluation = ({} if frame.empty else
-                              {(str(k[0]), int(k[1]), str(k[2])): g for k, g in frame.groupby(["run", "nfe", "sampler"])})
+        groups = frame.groupby(["run", "nfe", "sampler"]) if not frame.empty else []
+        self.by_evaluation = {(str(r), int(n), str(sp)): g for (r, n, sp), g in groups}
 
     def of(self, evaluations: pd.DataFrame, task: str | None = None) -> pd.DataFrame | None:
         """The per-image rows of `evaluations` (rows with run, nfe, sampler; of one task where given), or None
         unless every one of them has per-image rows."""
-        keys = {(str(r), int(n), str(s)) for r, n, s in zip(evaluations["run"], evaluations["nfe"], evaluations["sampler"])}
+        keys = {(str(r), int(n), str(sp))
+                for r, n, sp in zip(evaluations["run"], evaluations["nfe"], evaluations["sampler"])}
         if not keys or not keys <= self.by_evaluation.keys():
             return None
         rows = pd.concat([self.by_evaluation[k] for k in sorted(keys)], ignore_index=True)
@@ -1299,10 +1300,9 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     metric_best = {c: "max" for c in ("psnr", "ssim", "psnr_y", "ssim_y", "gain_psnr")} | {
         "seconds_per_image": "min", "gmacs_per_image": "min"}
     notes = notes + [INTERVAL_NOTE]
-    tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", notes
-                          + ["beats input: yes where the gain's 95% interval is above 0; PSNR − best: each method minus "
-                             "the best one on the same test images (and seeds, where both have the same seeds)"],
-                          metric_best)]
+    summary_notes = notes + ["beats input: yes where the gain's 95% interval is above 0; PSNR − best: each method "
+                             "minus the best one on the same test images (and seeds, where both have the same seeds)"]
+    tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", summary_notes, metric_best)]
     per_task = pd.read_csv(out / "per_task_per_run.csv") if (out / "per_task_per_run.csv").exists() else None
     psnr_table = None
     for metric in METRICS:
