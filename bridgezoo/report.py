@@ -4,16 +4,20 @@ RUNS are run directories (with `config.json` and `summary.json`), folders search
 runs). One *result* is one evaluation of one run: the run's `summary.json` and any `evals/*/summary.json`.
 A *method* is everything but the seed: bridge, π, backbone, NFE, sampler, training precision and the rest of the
 training settings (what the run hash of `bridgezoo.bench.training_settings` covers). Runs that differ in any
-training setting are never pooled; where one name would cover several settings, the differing settings are added
-to it. Seeds are a method's repetitions, and every interval is a 95% Student-t confidence interval of the mean over
-seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none for n = 1). Runs left out (failed, missing plugin, unfinished) are listed with
-the reason in `runs_left_out.csv`, in the tables' notes and on the page.
+training setting are never pooled; where one name would cover several settings, the differing settings are added to
+it. Seeds are a method's repetitions and every run evaluates the same test images, so an interval covers both:
+where each evaluation has its per-image results (`eval.csv`), a 95% percentile interval of a two-level bootstrap
+(resample the seeds, then the images, the same images for every seed; `bootstrap_ci`), and a difference between two
+methods or π modes is paired by image (and seed), which is what resolves a fraction of a dB; where per-image
+results are missing (older runs), the 95% Student-t interval of the mean over seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none
+for n = 1). Tables write the first as "mean [low, high]", the second as "mean ± h". Runs left out (failed, missing
+plugin, unfinished) are listed with the reason in `runs_left_out.csv`, in the tables' notes and on the page.
 
 Two steps: *collect* reads the run directories and writes the report's data into the report folder
-(`results_per_run.csv`, `per_task_per_run.csv`, `training_curves.csv`, `runs_left_out.csv`, `settings.json`,
-`report.json`) plus the figures that need the sample images; *render* makes the tables, the other figures and
-`index.html` (the jinja2 template `templates/report.html.j2`) from that folder alone, so
-`bridgezoo report --rebuild --out reports/NAME` renders a report again without its run directories.
+(`results_per_run.csv`, `per_task_per_run.csv`, `per_image_per_run.csv`, `training_curves.csv`,
+`runs_left_out.csv`, `settings.json`, `report.json`) plus the figures that need the sample images; *render* makes
+the tables, the other figures and `index.html` (the jinja2 template `templates/report.html.j2`) from that folder
+alone, so `bridgezoo report --rebuild --out reports/NAME` renders a report again without its run directories.
 """
 
 from __future__ import annotations
@@ -31,17 +35,19 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
+PER_IMAGE_COLUMNS = (*METRICS, *(f"input_{m}" for m in METRICS))  # what per_image_per_run.csv keeps of eval.csv
 METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler", "precision")
 TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)
 PI_ORDER = ("zero", "one", "residual")
 # what `render_report` reads (results_per_run.csv is required; the others are used where present)
-DATA_FILES = ("results_per_run.csv", "per_task_per_run.csv", "training_curves.csv", "runs_left_out.csv",
-              "settings.json", "report.json")
+DATA_FILES = ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv", "training_curves.csv",
+              "runs_left_out.csv", "settings.json", "report.json")
 HEADERS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_y": "PSNR Y (dB)", "ssim_y": "SSIM Y",
            "input_psnr": "input PSNR (dB)", "gain_psnr": "gain (dB)", "params_m": "params (M)",
            "evaluations": "network evaluations", "gmacs_per_image": "GMACs / image",
-           "seconds_per_image": "s / image", "mean_db": "mean (dB)", "ci_db": "95% CI (dB)",
-           "mean": "mean over tasks"}
+           "seconds_per_image": "s / image", "mean_db": "paired difference (dB)", "mean": "mean over tasks",
+           "beats_input": "beats input (95%)", "vs_best_psnr": "PSNR − best (dB, paired)",
+           "interval": "95% interval"}
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -58,10 +64,91 @@ def mean_ci(values) -> tuple[float, float, int]:
     return float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)), n
 
 
-def fmt(mean: float, half: float, digits: int = 2) -> str:
-    if not np.isfinite(mean):
+BOOTSTRAP_DRAWS = 2000  # draws of the two-level bootstrap
+BOOTSTRAP_SEED = 0  # its fixed numpy seed: a report renders to the same numbers every time
+
+
+def _resample_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """(draws, n) counts: how often each of n items is picked when n are drawn with replacement, per draw."""
+    picks = rng.integers(0, n, size=(draws, n)) + n * np.arange(draws)[:, None]
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(np.float64)
+
+
+def _as_matrix(values) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def bootstrap_means(values, strata=None, *, minus=None, draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The two-level (hierarchical) bootstrap distribution of the mean of a seeds × images array: `draws` values.
+
+    One draw resamples the seeds (rows) with replacement, then the test images (columns) with replacement — the
+    same image indices for every seed of that draw, since every seed evaluates the same images — and takes the mean
+    of the drawn cells (NaN cells, e.g. an infinite PSNR, are left out). `strata` (one label per image, e.g. its
+    task) resamples the images within each stratum, so every draw keeps the test set's task mix. A 1-D `values` is
+    one seed. `minus`, a second seeds' × images array over the same images (columns, same order), gives the
+    distribution of mean(values) − mean(minus): one image draw for both (paired by image), each its own seed draw
+    (for methods whose seeds do not pair; where they do, pass the per-seed, per-image difference as `values`).
+    scipy.stats.bootstrap resamples one level only (or whole paired observations), hence this function.
+    """
+    parts = [(1.0, _as_matrix(values))] + ([(-1.0, _as_matrix(minus))] if minus is not None else [])
+    images = parts[0][1].shape[1]
+    if any(x.shape[1] != images for _, x in parts):
+        raise ValueError(f"values has {images} images, minus {parts[-1][1].shape[1]}: not the same images")
+    labels = np.zeros(images, dtype=int) if strata is None else pd.factorize(np.asarray(strata))[0]
+    if len(labels) != images:
+        raise ValueError(f"strata has {len(labels)} labels for {images} images")
+    groups = [np.flatnonzero(labels == k) for k in range(labels.max() + 1)] if images else []
+    rng = np.random.default_rng(seed)
+    out = np.zeros(draws)
+    step = max(1, min(draws, 1_000_000 // max(images, 1)))  # draws per block: bounded memory for the weights
+    for start in range(0, draws, step):
+        n = min(step, draws - start)
+        image_w = np.zeros((n, images))
+        for idx in groups:
+            image_w[:, idx] = _resample_counts(rng, len(idx), n)
+        for sign, x in parts:
+            finite = np.isfinite(x)
+            seed_w = _resample_counts(rng, x.shape[0], n)
+            total = np.einsum("bs,si,bi->b", seed_w, np.where(finite, x, 0.0), image_w)
+            count = np.einsum("bs,si,bi->b", seed_w, finite.astype(np.float64), image_w)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[start:start + n] += sign * total / count
+    return out
+
+
+def bootstrap_ci(values, strata=None, *, minus=None, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of a seeds × images array (minus the mean of `minus`, where given) and its
+    `level` percentile interval from `bootstrap_means` (seeds and images resampled; see there)."""
+    def mean_of(v):
+        x = _as_matrix(v)
+        return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
+
+    mean = mean_of(values) - (mean_of(minus) if minus is not None else 0.0)
+    dist = bootstrap_means(values, strata, minus=minus, draws=draws, seed=seed)
+    if not np.isfinite(dist).any():
+        return mean, math.nan, math.nan
+    low, high = np.nanpercentile(dist, [50 * (1 - level), 50 * (1 + level)])
+    return mean, float(low), float(high)
+
+
+def fmt(mean: float, half: float, digits: int = 2, low: float = math.nan, high: float = math.nan) -> str:
+    """'mean ± half' for a t interval, 'mean [low, high]' for a percentile one (no half), 'mean' for none."""
+    if not _finite(mean):
         return "–"
-    return f"{mean:.{digits}f}" + ("" if not np.isfinite(half) else f" ± {half:.{digits}f}")
+    if _finite(half):
+        return f"{mean:.{digits}f} ± {half:.{digits}f}"
+    if _finite(low) and _finite(high):
+        return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{mean:.{digits}f}"
+
+
+def fmt_cell(row, name: str, digits: int = 2) -> str:
+    """`fmt` of the columns NAME, NAME_ci, NAME_lo, NAME_hi of a table row (a dict or a pandas row)."""
+    get = (lambda k: row.get(k, math.nan)) if hasattr(row, "get") else (lambda k: getattr(row, k, math.nan))
+    return fmt(get(name), get(f"{name}_ci"), digits, get(f"{name}_lo"), get(f"{name}_hi"))
 
 
 def _finite(x) -> bool:
@@ -183,18 +270,20 @@ def settings_key(settings: dict) -> str:
 @dataclasses.dataclass
 class Collected:
     """What the run directories say: one row per evaluation (`results`), per evaluation and task (`per_task`),
-    per logged training step (`curves`); the runs left out; the training settings by `settings_key`."""
+    per logged training step (`curves`); the runs left out; the training settings by `settings_key`; one row per
+    evaluation and test image (`per_image`, from each evaluation's eval.csv where it has one)."""
 
     results: pd.DataFrame
     per_task: pd.DataFrame
     curves: pd.DataFrame
     left_out: list[dict]
     settings: dict[str, dict]
+    per_image: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def load_results(runs, left_out: list[dict] | None = None) -> Collected:
     """The results of `runs` (a list of run directories, or `find_runs`'s mapping run → evaluations to read)."""
-    rows, task_rows, curves, settings = [], [], [], {}
+    rows, task_rows, curves, settings, image_frames = [], [], [], {}, []
     left_out = list(left_out or [])
     runs = runs if isinstance(runs, dict) else dict.fromkeys(runs)
     for run, wanted in runs.items():
@@ -220,7 +309,10 @@ def load_results(runs, left_out: list[dict] | None = None) -> Collected:
             rows.append(row)
             inputs = {}
             if (ev / "eval.csv").exists():  # the degraded inputs' per-task PSNR, for reference lines
-                inputs = pd.read_csv(ev / "eval.csv").groupby("task")["input_psnr"].mean().to_dict()
+                per_image = pd.read_csv(ev / "eval.csv")
+                inputs = per_image.groupby("task")["input_psnr"].mean().to_dict()
+                if {"name", "task"} <= set(per_image.columns):  # the per-image values, for the intervals
+                    image_frames.append(_image_rows(per_image, run, base["seed"], s["nfe"], s["sampler"]))
             for task, vals in s["per_task"].items():
                 task_rows.append({"run": str(run), "seed": base["seed"], "nfe": s["nfe"], "sampler": s["sampler"],
                                   "task": task, "input_psnr": inputs.get(task, math.nan)}
@@ -241,7 +333,23 @@ def load_results(runs, left_out: list[dict] | None = None) -> Collected:
     # evaluation comes first in `_evaluations`, so keeping the first keeps it
     results = pd.DataFrame(rows).drop_duplicates(["run", "nfe", "sampler"], keep="first").reset_index(drop=True)
     per_task = pd.DataFrame(task_rows).drop_duplicates(["run", "nfe", "sampler", "task"], keep="first")
-    return Collected(results, per_task, pd.DataFrame(curves), left_out, settings)
+    per_image = (pd.concat(image_frames, ignore_index=True).drop_duplicates(
+        ["run", "nfe", "sampler", "task", "image"], keep="first").reset_index(drop=True) if image_frames else
+        pd.DataFrame(columns=["run", "seed", "nfe", "sampler", "task", "image", *PER_IMAGE_COLUMNS]))
+    return Collected(results, per_task, pd.DataFrame(curves), left_out, settings, per_image)
+
+
+def _image_rows(eval_csv: pd.DataFrame, run: Path, seed, nfe, sampler) -> pd.DataFrame:
+    """One evaluation's eval.csv as per-image rows: run, seed, nfe, sampler, task, image (the test set's name and
+    the image's name, where eval.csv has test sets: two sets may hold equal names), and the metrics it has."""
+    image = eval_csv["name"].astype(str)
+    if "test_set" in eval_csv:
+        image = eval_csv["test_set"].astype(str) + "/" + image
+    out = pd.DataFrame({"run": str(run), "seed": seed, "nfe": nfe, "sampler": sampler,
+                        "task": eval_csv["task"].astype(str), "image": image})
+    for col in PER_IMAGE_COLUMNS:
+        out[col] = eval_csv[col] if col in eval_csv else math.nan
+    return out
 
 
 def _short(value) -> str:
@@ -327,35 +435,174 @@ def _per_seed(g: pd.DataFrame, column) -> pd.Series:
     return g.groupby("seed")[column].mean()
 
 
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per method, best mean PSNR first: seeds, mean ± CI of each metric, input PSNR, gain, params,
-    evaluations, GMACs, s/image."""
-    rows = []
+INTERVAL_NOTE = ("95% intervals: 'mean [low, high]' is the percentile interval of a two-level bootstrap over seeds "
+                 f"and test images ({BOOTSTRAP_DRAWS} draws resampling the seeds, then the images, the same images "
+                 "for every seed; with one seed it covers the images only); 'mean ± h' is the Student-t interval "
+                 "over seeds, for runs without per-image results (eval.csv); none for one such seed")
+
+
+@dataclasses.dataclass
+class Interval:
+    """A mean and its 95% interval [low, high]; `half` is the t interval's half-width (NaN for a bootstrap one),
+    `kind` says which interval it is ("bootstrap", "t" or "" for none), `seeds` and `images` what it covers."""
+
+    mean: float
+    low: float = math.nan
+    high: float = math.nan
+    half: float = math.nan
+    kind: str = ""
+    seeds: int = 0
+    images: int = 0
+
+    def cells(self, name: str) -> dict:
+        """The table columns NAME, NAME_ci (t half-width), NAME_lo and NAME_hi (the interval's bounds)."""
+        return {name: self.mean, f"{name}_ci": self.half, f"{name}_lo": self.low, f"{name}_hi": self.high}
+
+    def describe(self) -> str:
+        if self.kind == "bootstrap":
+            return (f"bootstrap, {self.seeds} seed{'s' * (self.seeds != 1)} × {self.images} images"
+                    + (" (images only)" if self.seeds == 1 else ""))
+        return f"t, {self.seeds} seeds" if self.kind == "t" else f"none ({self.seeds} seed, no per-image results)"
+
+
+def _t_interval(seed_values) -> Interval:
+    mean, half, n = mean_ci(seed_values)
+    if _finite(half):
+        return Interval(mean, mean - half, mean + half, half, "t", n)
+    return Interval(mean, seeds=n)
+
+
+class PerImage:
+    """Per-image results (`per_image_per_run.csv`) by evaluation (run, NFE, sampler)."""
+
+    def __init__(self, frame: pd.DataFrame | None):
+        frame = frame if frame is not None else pd.DataFrame()
+        groups = frame.groupby(["run", "nfe", "sampler"]) if not frame.empty else []
+        self.by_evaluation = {(str(r), int(n), str(sp)): g for (r, n, sp), g in groups}
+
+    def of(self, evaluations: pd.DataFrame, task: str | None = None) -> pd.DataFrame | None:
+        """The per-image rows of `evaluations` (rows with run, nfe, sampler; of one task where given), or None
+        unless every one of them has per-image rows."""
+        keys = {(str(r), int(n), str(sp))
+                for r, n, sp in zip(evaluations["run"], evaluations["nfe"], evaluations["sampler"])}
+        if not keys or not keys <= self.by_evaluation.keys():
+            return None
+        rows = pd.concat([self.by_evaluation[k] for k in sorted(keys)], ignore_index=True)
+        rows = rows[rows["task"] == task] if task is not None else rows
+        return rows if len(rows) else None
+
+
+def seed_image_matrix(images: pd.DataFrame, value) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """(seeds × images table of `value`, each image's task): `value` is a column of the per-image rows or a function
+    of them; runs that share a seed are averaged, ±inf (a perfect PSNR) is NaN as in summary.json. None where the
+    seeds did not evaluate the same images or no value is finite."""
+    v = value(images) if callable(value) else images[value]
+    keys = ["seed", "task", "image"]
+    table = images[keys].assign(value=pd.to_numeric(v, errors="coerce").replace([np.inf, -np.inf], np.nan))
+    table = table.groupby(keys)["value"].mean().unstack(["task", "image"])
+    present = images.groupby(keys).size().unstack(["task", "image"])
+    if present.isna().to_numpy().any() or not np.isfinite(table.to_numpy()).any():
+        return None
+    return table, table.columns.get_level_values("task").to_numpy()
+
+
+def interval(seed_values: pd.Series, images: pd.DataFrame | None = None, value=None) -> Interval:
+    """The mean of `seed_values` (one per seed) with the two-level bootstrap interval over seeds and the per-image
+    `value` of `images` where they have it (see `bootstrap_ci`), else the t interval over seeds."""
+    found = seed_image_matrix(images, value) if images is not None else None
+    if found is not None:
+        table, tasks = found
+        _, low, high = bootstrap_ci(table.to_numpy(), tasks)
+        if _finite(low):
+            return Interval(float(seed_values.mean()), low, high, math.nan, "bootstrap", len(table), table.shape[1])
+    return _t_interval(seed_values)
+
+
+def paired_difference(a: pd.Series, b: pd.Series, a_images=None, b_images=None, value=None,
+                      common_seeds: bool = True) -> Interval:
+    """A − B from their per-seed values `a`, `b` (and per-image rows `a_images`, `b_images` with `value`), paired
+    by test image and, on the seeds both have, by seed (`common_seeds`; else, where the seed sets differ, each
+    method's seeds are resampled on their own). With per-image rows for both on the same images: the two-level
+    bootstrap interval of the difference; else the t interval of the per-seed differences (none for unpaired
+    seeds). `seeds` counts the seed pairs (0 for unpaired seeds)."""
+    common = a.index.intersection(b.index)
+    paired = common_seeds or (set(a.index) == set(b.index))
+    if paired and len(common) == 0:
+        return Interval(math.nan)
+    seed_diff = a.loc[common] - b.loc[common] if paired else None
+    mean = float(seed_diff.mean()) if paired else float(a.mean() - b.mean())
+    found = [seed_image_matrix(x, value) if x is not None else None for x in (a_images, b_images)]
+    if all(f is not None for f in found) and set(found[0][0].columns) == set(found[1][0].columns):
+        (ta, tasks), (tb, _) = found
+        tb = tb[ta.columns]
+        if paired:
+            _, low, high = bootstrap_ci((ta.loc[common] - tb.loc[common]).to_numpy(), tasks)
+        else:
+            _, low, high = bootstrap_ci(ta.to_numpy(), tasks, minus=tb.to_numpy())
+        if _finite(low):
+            return Interval(mean, low, high, math.nan, "bootstrap", len(common) if paired else 0, ta.shape[1])
+    if paired:
+        return _t_interval(seed_diff)
+    return Interval(mean)
+
+
+def _gain(d: pd.DataFrame) -> pd.Series:
+    return d["psnr"] - d["input_psnr"]
+
+
+def summary_table(results: pd.DataFrame, per_image: pd.DataFrame | PerImage | None = None) -> pd.DataFrame:
+    """One row per method, best mean PSNR first: seeds, mean and 95% interval of each metric, input PSNR, gain,
+    whether the gain's interval is above 0 (`beats_input`), the paired PSNR difference to the best method
+    (`vs_best_psnr`), params, evaluations, GMACs, s/image, and which interval the row has. Each interval is the
+    two-level bootstrap over seeds and images where every evaluation of the method has `per_image` rows, else the
+    t interval over seeds (see `interval`)."""
+    per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
+    rows, groups = [], {}
     for label, g in results.groupby("method", sort=False):
+        images = per_image.of(g)
+        groups[label] = (g, images)
         row = {"method": label, "seeds": g["seed"].nunique()}
+        found = {m: interval(_per_seed(g, m), images, m) for m in METRICS}
         for m in METRICS:
-            mean, half, _ = mean_ci(_per_seed(g, m))
-            row[m], row[f"{m}_ci"] = mean, half
+            row |= found[m].cells(m)
         row["input_psnr"] = g["input_psnr"].mean()
-        gain, gain_ci, _ = mean_ci(_per_seed(g.assign(gain=g["psnr"] - g["input_psnr"]), "gain"))
-        row["gain_psnr"], row["gain_psnr_ci"] = gain, gain_ci
+        gain = interval(_per_seed(g.assign(gain=_gain(g)), "gain"), images, _gain)
+        row |= gain.cells("gain_psnr")
+        row["beats_input"] = "yes" if gain.low > 0 else "no" if _finite(gain.low) else "–"
         for col in ("params_m", "evaluations", "gmacs_per_image", "seconds_per_image"):
             row[col] = g[col].mean() if col in g else math.nan
+        row["interval"] = found["psnr"].describe()
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("psnr", ascending=False, kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values("psnr", ascending=False, kind="stable").reset_index(drop=True)
+    best_g, best_images = groups[table["method"].iloc[0]]
+    vs_best = [Interval(math.nan)] + [
+        paired_difference(_per_seed(groups[m][0], "psnr"), _per_seed(best_g, "psnr"), groups[m][1], best_images,
+                          "psnr", common_seeds=False) for m in table["method"].iloc[1:]]
+    cells = pd.DataFrame([d.cells("vs_best_psnr") for d in vs_best])
+    at = list(table.columns).index("beats_input") + 1
+    return pd.concat([table.iloc[:, :at], cells, table.iloc[:, at:]], axis=1)
 
 
-def per_task_table(per_task: pd.DataFrame, metric: str = "psnr", order=None) -> pd.DataFrame:
-    """method × task: mean over seeds with its CI half-width (columns TASK and TASK_ci), plus the task mean;
-    rows in `order` (method names) where given."""
+def per_task_table(per_task: pd.DataFrame, metric: str = "psnr", order=None,
+                   per_image: pd.DataFrame | PerImage | None = None) -> pd.DataFrame:
+    """method × task: mean over seeds with its 95% interval (columns TASK, TASK_ci, TASK_lo, TASK_hi: see
+    `summary_table`), plus the task mean; rows in `order` (method names) where given."""
+    per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
     out = {}
     for (label, task), g in per_task.groupby(["method", "task"], sort=False):
-        mean, half, _ = mean_ci(_per_seed(g, metric))
-        out.setdefault(label, {})[task], out[label][f"{task}_ci"] = mean, half
+        out.setdefault(label, {}).update(interval(_per_seed(g, metric), per_image.of(g, task), metric).cells(task))
     table = pd.DataFrame.from_dict(out, orient="index").rename_axis("method").reset_index()
-    tasks = [c for c in table.columns if c != "method" and not c.endswith("_ci")]
-    table["mean"] = table[tasks].mean(axis=1)
+    table["mean"] = table[value_columns(table)].mean(axis=1)
     return _ordered(table, order)
+
+
+def value_columns(table: pd.DataFrame) -> list[str]:
+    """A method × task table's task columns (not the method, the mean or an interval's _ci / _lo / _hi)."""
+    return [c for c in table.columns if c not in ("method", "mean") and not _interval_column(c, table)]
+
+
+def _interval_column(col: str, table) -> bool:
+    return any(col.endswith(sfx) and col[: -len(sfx)] in table for sfx in ("_ci", "_lo", "_hi"))
 
 
 def _ordered(table: pd.DataFrame, order) -> pd.DataFrame:
@@ -371,8 +618,7 @@ def with_input_row(table: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
     if "input_psnr" not in per_task or per_task["input_psnr"].isna().all():
         return table
     inputs = per_task.groupby("task")["input_psnr"].mean()
-    row = {"method": "degraded input"} | {t: inputs.get(t, math.nan) for t in table.columns
-                                          if t not in ("method", "mean") and not t.endswith("_ci")}
+    row = {"method": "degraded input"} | {t: inputs.get(t, math.nan) for t in value_columns(table)}
     row["mean"] = float(np.nanmean([v for k, v in row.items() if k != "method"]))
     return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
 
@@ -381,39 +627,46 @@ def _without_pi(label: str) -> str:
     return re.sub(r" π=\S+", "", label)
 
 
-def pi_tables(results: pd.DataFrame, order=None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(method × π mean PSNR with CI, paired differences between π modes with CI), or None if π does not vary.
+def pi_tables(results: pd.DataFrame, order=None, per_image: pd.DataFrame | PerImage | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(method × π mean PSNR with its interval, paired differences between π modes with theirs), or None if π does
+    not vary.
 
     A row is a method without its π (bridge, backbone, NFE, sampler, precision and training settings). Only each
-    run's own evaluation (not extra NFE / sampler evaluations) is used. Differences are paired by seed: the same
-    row with two π modes. Rows follow the first appearance of their methods in `order` where given.
+    run's own evaluation (not extra NFE / sampler evaluations) is used. Differences are paired by seed (the same
+    row with two π modes, on the seeds both have) and, with per-image results, by test image: the two-level
+    bootstrap of the per-seed, per-image differences (see `paired_difference`). Rows follow the first appearance
+    of their methods in `order` where given.
     """
+    per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
     results = results[results["primary"].astype(bool)].assign(row=lambda d: d["method"].map(_without_pi))
     if results.groupby("row")["pi"].nunique().max() < 2:  # no method was run with two π modes
         return None
     if order is not None:
         rank = {r: i for i, r in reversed(list(enumerate(map(_without_pi, order))))}
         results = results.sort_values("row", key=lambda s: s.map(lambda r: rank.get(r, len(rank))), kind="stable")
-    grid = {}
+    grid, cells = {}, {}
     for (row, pi), g in results.groupby(["row", "pi"], sort=False):
-        grid.setdefault(row, {})[pi], grid[row][f"{pi}_ci"] = mean_ci(_per_seed(g, "psnr"))[:2]
+        cells[(row, pi)] = (_per_seed(g, "psnr"), per_image.of(g))
+        grid.setdefault(row, {}).update(interval(*cells[(row, pi)], "psnr").cells(pi))
     heat = pd.DataFrame.from_dict(grid, orient="index").rename_axis("method").reset_index()
-    order = [c for p in PI_ORDER for c in (p, f"{p}_ci") if c in heat.columns]
-    heat = heat[["method", *order, *[c for c in heat.columns if c not in order and c != "method"]]]
-    wide = results.pivot_table(index=["row", "seed"], columns="pi", values="psnr", aggfunc="mean")
+    first = [c for p in PI_ORDER for c in (p, f"{p}_ci", f"{p}_lo", f"{p}_hi") if c in heat.columns]
+    heat = heat[["method", *first, *[c for c in heat.columns if c not in first and c != "method"]]]
     diffs = []
     for a, b in (("residual", "one"), ("residual", "zero"), ("one", "zero")):
-        if a not in wide or b not in wide:
-            continue
-        d = (wide[a] - wide[b]).dropna()
         for row in dict.fromkeys(results["row"]):
-            if row not in d.index.get_level_values("row"):
+            if (row, a) not in cells or (row, b) not in cells:
                 continue
-            g = d.xs(row, level="row")
-            mean, half, n = mean_ci(g.values)
-            diffs.append({"method": row, "contrast": f"{a} − {b}", "mean_db": mean, "ci_db": half, "pairs": n,
-                          "wins": int((g.values > 0).sum())})
-    return heat, pd.DataFrame(diffs, columns=["method", "contrast", "mean_db", "ci_db", "pairs", "wins"])
+            (sa, ia), (sb, ib) = cells[(row, a)], cells[(row, b)]
+            common = sa.index.intersection(sb.index)
+            if len(common) == 0:
+                continue
+            d = paired_difference(sa, sb, ia, ib, "psnr")
+            diffs.append({"method": row, "contrast": f"{a} − {b}"} | d.cells("mean_db")
+                         | {"pairs": len(common), "images": d.images if d.kind == "bootstrap" else math.nan,
+                            "wins": int((sa.loc[common] - sb.loc[common] > 0).sum())})
+    columns = ["method", "contrast", "mean_db", "mean_db_ci", "mean_db_lo", "mean_db_hi", "pairs", "images", "wins"]
+    return heat, pd.DataFrame(diffs, columns=columns)
 
 
 def unification_table(bridges) -> pd.DataFrame:
@@ -434,14 +687,17 @@ def unification_table(bridges) -> pd.DataFrame:
 
 
 def _with_ci(df: pd.DataFrame, digits=2) -> pd.DataFrame:
-    """Merge X and X_ci columns into 'mean ± ci' strings for the markdown / LaTeX / HTML versions."""
+    """Merge X with its X_ci / X_lo / X_hi columns into 'mean ± h' (t interval) or 'mean [low, high]' (bootstrap
+    interval) strings for the markdown / LaTeX / HTML versions."""
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
-        if col.endswith("_ci") and col[:-3] in df:
+        if _interval_column(col, df):
             continue
-        if f"{col}_ci" in df:
+        if f"{col}_ci" in df or f"{col}_lo" in df:
             d = 4 if "ssim" in col else digits
-            out[col] = [fmt(m, h, d) for m, h in zip(df[col], df[f"{col}_ci"])]
+            out[col] = [fmt_cell(r, col, d) for r in df.to_dict("records")]
+        elif col in ("seeds", "pairs", "images", "wins"):  # counts: whole numbers, "–" where there is none
+            out[col] = df[col].map(lambda v: str(int(v)) if _finite(v) else "–")
         elif pd.api.types.is_float_dtype(df[col]):
             spec = ".4g" if col in ("params_m", "evaluations", "gmacs_per_image", "seconds_per_image") else (
                 ".4f" if "ssim" in col else f".{digits}f")
@@ -499,28 +755,38 @@ def _save(fig, out: Path, name: str, title: str, caption: str, dpi: int = 110) -
             "caption": caption}
 
 
-def _interval_colours(mean, half) -> list[str]:
-    """Green where the 95% interval lies above zero, red where below, grey where it covers zero or is unknown."""
-    return [GOOD if _finite(h) and m - h > 0 else BAD if _finite(h) and m + h < 0 else NEUTRAL
-            for m, h in zip(mean, half)]
+def _interval_colours(low, high) -> list[str]:
+    """Green where the 95% interval [low, high] lies above zero, red where below, grey where it covers zero or is
+    unknown."""
+    return [GOOD if _finite(lo) and lo > 0 else BAD if _finite(hi) and hi < 0 else NEUTRAL
+            for lo, hi in zip(low, high)]
 
 
-def _forest(ax, labels, mean, half, zero_label: str | None = None):
-    """Dots with 95% interval bars, one row per label (top to bottom), coloured by `_interval_colours`, a dashed
-    zero line, and each row's "mean ± half-width" written in a column right of the axes."""
+def _bounds(table: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, low, high) of the column NAME with its interval; where there is none, low = high = the mean."""
+    mean = table[name].astype(float).to_numpy()
+    low = table.get(f"{name}_lo", pd.Series(math.nan, index=table.index)).astype(float).to_numpy()
+    high = table.get(f"{name}_hi", pd.Series(math.nan, index=table.index)).astype(float).to_numpy()
+    return mean, np.where(np.isfinite(low), low, mean), np.where(np.isfinite(high), high, mean)
+
+
+def _forest(ax, labels, table: pd.DataFrame, name: str, zero_label: str | None = None):
+    """Dots with 95% interval bars for the column NAME of `table` (with NAME_ci / _lo / _hi), one row per label (top
+    to bottom), coloured by `_interval_colours`, a dashed zero line, and each row's mean with its interval written
+    in a column right of the axes."""
     y = np.arange(len(labels))
-    half = np.asarray([h if _finite(h) else math.nan for h in half], dtype=float)
-    mean = np.asarray(mean, dtype=float)
-    bar = np.nan_to_num(half)
-    colours = _interval_colours(mean, half)
-    ax.hlines(y, mean - bar, mean + bar, colors=colours, lw=2.2)
+    mean, low, high = _bounds(table, name)
+    colours = _interval_colours(table.get(f"{name}_lo", [math.nan] * len(table)),
+                                table.get(f"{name}_hi", [math.nan] * len(table)))
+    ax.hlines(y, low, high, colors=colours, lw=2.2)
     ax.scatter(mean, y, c=colours, s=28, zorder=3)
     ax.axvline(0, color="black", ls="--", lw=1)
-    lo, hi = min(0.0, float(np.min(mean - bar))), max(0.0, float(np.max(mean + bar)))
+    lo, hi = min(0.0, float(np.min(low))), max(0.0, float(np.max(high)))
     pad = 0.06 * (hi - lo or 1.0)
     ax.set_xlim(lo - pad, hi + pad)
-    for yi, m, h in zip(y, mean, half):
-        ax.text(1.02, yi, f"{m:+.2f}" + (f" ± {h:.2f}" if np.isfinite(h) else ""), va="center", fontsize=7.5,
+    for yi, row in zip(y, table.to_dict("records")):
+        text = fmt_cell(row, name)
+        ax.text(1.02, yi, ("+" if row[name] >= 0 else "") + text, va="center", fontsize=7.5,
                 color="#333", transform=ax.get_yaxis_transform())
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -539,22 +805,35 @@ def fig_gain(summary: pd.DataFrame, out: Path) -> dict | None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(s) + 1.3))
     inputs = s["input_psnr"].mean()
-    _forest(ax, list(s["method"]), s["gain_psnr"], s["gain_psnr_ci"], f"degraded input ({inputs:.2f} dB)")
+    _forest(ax, list(s["method"]), s, "gain_psnr", f"degraded input ({inputs:.2f} dB)")
     ax.set_xlabel("PSNR gain over the degraded input (dB): mean over tasks and seeds, 95% interval")
     ax.set_title("Gain over the degraded input", fontsize=10, loc="left", pad=14)
     seeds = int(s["seeds"].max())
+    over = _interval_words(s)
     return _save(fig, out, "gain", "Gain over the degraded input",
                  "Each row is a method, best first: the dot is its mean PSNR gain over the degraded input (the "
-                 f"dashed zero line), the bar its 95% interval over {seeds} seed(s). Green: the whole interval is "
-                 "above the input (the method restores); red: below it (the method degrades); grey: not "
-                 "distinguishable from the input. Two methods whose bars overlap are not separated by these seeds.")
+                 f"dashed zero line), the bar its 95% interval {over} ({seeds} seed(s) at most; "
+                 "'[low, high]': bootstrap, '±': t). Green: the whole interval is above the input (the method "
+                 "restores); red: below it (the method degrades); grey: not distinguishable from the input. Two "
+                 "methods' bars overlapping does not mean they are tied: the summary table's paired difference to "
+                 "the best method decides that.")
+
+
+def _interval_words(summary: pd.DataFrame) -> str:
+    """What the summary's intervals cover, in words, for a caption."""
+    kinds = {str(k).split(",")[0] for k in summary.get("interval", pd.Series(["t"]))}
+    if kinds == {"bootstrap"}:
+        return "over seeds and test images (two-level bootstrap)"
+    if "bootstrap" in kinds:
+        return "over seeds and test images (two-level bootstrap) where per-image results exist, else over seeds (t)"
+    return "over seeds (t)"
 
 
 def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
     """PSNR per task, one panel per task (wrapped), methods in the table's order, the task's input as a line."""
     import matplotlib.pyplot as plt
 
-    tasks = [c for c in table.columns if c not in ("method", "mean") and not c.endswith("_ci")]
+    tasks = value_columns(table)
     inputs = table[table["method"] == "degraded input"]
     rows = table[table["method"] != "degraded input"]
     if not tasks or rows.empty:
@@ -566,9 +845,9 @@ def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
     for k, task in enumerate(tasks):
         ax = axes[k // ncols, k % ncols]
         mean = rows[task].astype(float).to_numpy()
-        half = rows.get(f"{task}_ci", pd.Series(math.nan, index=rows.index)).astype(float).fillna(0).to_numpy()
+        _, low, high = _bounds(rows, task)
         y = np.arange(len(rows))
-        ax.hlines(y, mean - half, mean + half, colors="#4c72b0", lw=2)
+        ax.hlines(y, low, high, colors="#4c72b0", lw=2)
         ax.scatter(mean, y, color="#4c72b0", s=18, zorder=3)
         if len(inputs) and _finite(inputs[task].iloc[0]):
             ax.axvline(float(inputs[task].iloc[0]), color="black", ls="--", lw=1)
@@ -588,7 +867,8 @@ def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
                  "task; compare panels to see which task decides the overall ranking.")
 
 
-def fig_nfe(results: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
+def fig_nfe(results: pd.DataFrame, out: Path, per_image: pd.DataFrame | PerImage | None = None
+            ) -> tuple[dict | None, str]:
     """PSNR against NFE per method (NFE removed from the name); not drawn unless some method has two NFE values."""
     import matplotlib.pyplot as plt
 
@@ -598,11 +878,15 @@ def fig_nfe(results: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
         values = sorted(set(results["nfe"]))
         return None, (f"PSNR against NFE: not drawn, every method was evaluated at one NFE "
                       f"({', '.join(map(str, values))})")
+    per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, g in lines:
-        pts = [(nfe, *mean_ci(_per_seed(h, "psnr"))[:2]) for nfe, h in g.groupby("nfe")]
-        x, m, e = zip(*pts)
-        ax.errorbar(x, m, yerr=[0 if not np.isfinite(v) else v for v in e], marker="o", capsize=3, label=name)
+        pts = [(nfe, interval(_per_seed(h, "psnr"), per_image.of(h), "psnr")) for nfe, h in g.groupby("nfe")]
+        x = [nfe for nfe, _ in pts]
+        m = np.array([i.mean for _, i in pts])
+        low = np.array([i.low if _finite(i.low) else i.mean for _, i in pts])
+        high = np.array([i.high if _finite(i.high) else i.mean for _, i in pts])
+        ax.errorbar(x, m, yerr=[m - low, high - m], marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("sampler steps (NFE setting)")
     ax.set_ylabel("PSNR (dB)")
@@ -630,8 +914,8 @@ def fig_compute(summary: pd.DataFrame, out: Path) -> tuple[dict | None, str]:
     y = np.arange(len(s))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 0.28 * len(s) + 1.4), sharey=True,
                                  gridspec_kw={"width_ratios": [3, 2]})
-    half = s["psnr_ci"].astype(float).fillna(0).to_numpy()
-    ax.hlines(y, s["psnr"] - half, s["psnr"] + half, colors="#4c72b0", lw=2)
+    _, low, high = _bounds(s, "psnr")
+    ax.hlines(y, low, high, colors="#4c72b0", lw=2)
     ax.scatter(s["psnr"], y, color="#4c72b0", s=20, zorder=3)
     if s["input_psnr"].notna().any():
         ax.axvline(s["input_psnr"].mean(), color="black", ls="--", lw=1)
@@ -692,8 +976,8 @@ def fig_pi(heat: pd.DataFrame, diffs: pd.DataFrame, out: Path) -> list[dict]:
 
     cols = [p for p in PI_ORDER if p in heat.columns]
     values = heat.set_index("method")[cols].astype(float)
-    notes = np.array([[fmt(heat.at[i, c], heat.at[i, f"{c}_ci"] if f"{c}_ci" in heat else math.nan).replace(" ± ", "\n± ")
-                       for c in cols] for i in heat.index])
+    notes = np.array([[fmt_cell(row, c).replace(" ± ", "\n± ").replace(" [", "\n[") for c in cols]
+                      for row in heat.to_dict("records")])
     fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 3.2, 0.5 * len(heat) + 1.4))
     sns.heatmap(values, annot=notes, fmt="", annot_kws={"fontsize": 7}, cmap="viridis", ax=ax,
                 cbar_kws={"label": "PSNR (dB)"})
@@ -707,13 +991,16 @@ def fig_pi(heat: pd.DataFrame, diffs: pd.DataFrame, out: Path) -> list[dict]:
     if diffs.empty:
         return files
     fig, ax = plt.subplots(figsize=(5, 0.3 * len(diffs) + 1.3))
-    _forest(ax, [f"{r.method}: {r.contrast}" for r in diffs.itertuples()], diffs["mean_db"], diffs["ci_db"])
-    ax.set_xlabel("paired PSNR difference (dB), 95% interval over seeds")
+    _forest(ax, [f"{r.method}: {r.contrast}" for r in diffs.itertuples()], diffs, "mean_db")
+    ax.set_xlabel("paired PSNR difference (dB), 95% interval"
+                  + (" over seeds and test images" if diffs["mean_db_lo"].notna().any() and
+                     diffs["mean_db_ci"].isna().all() else " over seeds" if diffs["mean_db_ci"].notna().all() else ""))
     ax.set_title("π ablation: paired differences", fontsize=10, loc="left")
     return files + [_save(fig, out, "pi_differences", "π ablation: paired differences",
-                          "Each row: one method's PSNR with the first π minus with the second, paired by seed. "
-                          "Green / red: the interval excludes zero (the first π is better / worse); grey: the "
-                          "seeds do not decide.")]
+                          "Each row: one method's PSNR with the first π minus with the second, paired by seed "
+                          "and, where per-image results exist, by test image ('[low, high]': two-level bootstrap "
+                          "over seeds and images; '±': t over seeds). Green / red: the interval excludes zero (the "
+                          "first π is better / worse); grey: the seeds and images do not decide.")]
 
 
 def _read01(path: Path) -> np.ndarray:
@@ -833,28 +1120,43 @@ def answer_markdown(summary: pd.DataFrame, diffs: pd.DataFrame | None = None, le
     s = summary.sort_values("psnr", ascending=False, kind="stable").reset_index(drop=True)
     best = s.iloc[0]
     seeds = int(best["seeds"])
-    text = [f"**Best: {best['method']}**, {fmt(best['psnr'], best['psnr_ci'])} dB PSNR (mean over tasks, "
+    text = [f"**Best: {best['method']}**, {fmt_cell(best, 'psnr')} dB PSNR (mean over tasks, "
             f"{seeds} seed{'s' if seeds != 1 else ''})"
             + (f", {best['gain_psnr']:+.2f} dB against the degraded input ({best['input_psnr']:.2f} dB)."
                if _finite(best["input_psnr"]) else ".")]
+
+    def has(row, name):
+        return _finite(row.get(f"{name}_lo", math.nan)) and _finite(row.get(f"{name}_hi", math.nan))
+
+    def paired(row):  # a bootstrap interval of the difference to the best (paired by image): it decides
+        return has(row, "vs_best_psnr") and not _finite(row.get("vs_best_psnr_ci", math.nan))
+
     if len(s) > 1:
         second = s.iloc[1]
         margin = best["psnr"] - second["psnr"]
-        sentence = f"Next: **{second['method']}**, {fmt(second['psnr'], second['psnr_ci'])} dB, a margin of {margin:.2f} dB"
-        if not (_finite(best["psnr_ci"]) and _finite(second["psnr_ci"])):
+        sentence = f"Next: **{second['method']}**, {fmt_cell(second, 'psnr')} dB, a margin of {margin:.2f} dB"
+        if paired(second):
+            low, high = -second["vs_best_psnr_hi"], -second["vs_best_psnr_lo"]
+            sentence += (f" (paired 95% interval over seeds and test images [{low:.2f}, {high:.2f}] dB)"
+                         + ("; it excludes zero, so the lead holds across seeds and test images." if low > 0 else
+                            f"; it includes zero, so {seeds} seed(s) and these test images do not establish this "
+                            "ordering."))
+        elif not (has(best, "psnr") and has(second, "psnr")):
             sentence += "; with one seed there are no intervals, so this ordering is untested."
-        elif best["psnr"] - best["psnr_ci"] > second["psnr"] + second["psnr_ci"]:
+        elif best["psnr_lo"] > second["psnr_hi"]:
             sentence += "; their 95% intervals separate, so the lead holds across seeds."
         else:
             sentence += f"; their 95% intervals overlap, so {seeds} seeds do not establish this ordering."
         text.append(sentence)
-        if _finite(best["psnr_ci"]):
+        if has(best, "psnr") or any(paired(r) for _, r in s.iloc[1:].iterrows()):
             apart = [r["method"] for _, r in s.iloc[1:].iterrows()
-                     if _finite(r["psnr_ci"]) and r["psnr"] + r["psnr_ci"] < best["psnr"] - best["psnr_ci"]]
-            text.append(f"{len(apart)} of the {len(s) - 1} other methods are clearly behind it (intervals apart).")
+                     if (r["vs_best_psnr_hi"] < 0 if paired(r) else
+                         has(r, "psnr") and has(best, "psnr") and r["psnr_hi"] < best["psnr_lo"])]
+            text.append(f"{len(apart)} of the {len(s) - 1} other methods are clearly behind it (paired interval "
+                        "below zero, or intervals apart).")
     text.append("\n\n")
-    if s["gain_psnr"].notna().any() and s["gain_psnr_ci"].notna().any():
-        colours = _interval_colours(s["gain_psnr"], s["gain_psnr_ci"])
+    if s["gain_psnr"].notna().any() and s["gain_psnr_lo"].notna().any():
+        colours = _interval_colours(s["gain_psnr_lo"], s["gain_psnr_hi"])
         above = [m for m, c in zip(s["method"], colours) if c == GOOD]
         below = [m for m, c in zip(s["method"], colours) if c == BAD]
         text.append(f"{len(above)} of {len(s)} methods beat the degraded input with their interval above it"
@@ -865,7 +1167,7 @@ def answer_markdown(summary: pd.DataFrame, diffs: pd.DataFrame | None = None, le
     if diffs is not None and not diffs.empty:
         for contrast, g in diffs.groupby("contrast", sort=False):
             decided = [f"{r.method} ({r.mean_db:+.2f} dB)" for r in g.itertuples()
-                       if _finite(r.ci_db) and abs(r.mean_db) > r.ci_db]
+                       if (_finite(r.mean_db_lo) and r.mean_db_lo > 0) or (_finite(r.mean_db_hi) and r.mean_db_hi < 0)]
             text.append(f"\n\nπ ablation, **{contrast}**: positive for {int((g['mean_db'] > 0).sum())} of {len(g)} "
                         "methods; the paired interval excludes zero for "
                         + (_names(decided) if decided else "none") + ".")
@@ -902,6 +1204,8 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     # per-task rows and curves belong to an evaluation / a run: that evaluation's method, that run's training label
     per_task = data.per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
     per_task.to_csv(out / "per_task_per_run.csv", index=False)
+    per_image = data.per_image.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    per_image.to_csv(out / "per_image_per_run.csv", index=False)  # what the intervals over images resample
     runs_table = results.drop_duplicates("run").set_index("run")
     training = method_label(runs_table, data.settings, TRAINING_KEYS)
     curves = data.curves if not data.curves.empty else pd.DataFrame(columns=["run", "seed", "step", "probe_loss"])
@@ -988,36 +1292,43 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
         notes.append("bridge(s) not installed here, so their parameters, network evaluations and GMACs are "
                      "unknown: " + ", ".join(missing))
 
-    summary = summary_table(results)
+    per_image = PerImage(pd.read_csv(out / "per_image_per_run.csv", dtype={"run": str, "sampler": str, "task": str,
+                                                                          "image": str})
+                         if (out / "per_image_per_run.csv").exists() else None)
+    summary = summary_table(results, per_image)
     order = list(summary["method"])
     metric_best = {c: "max" for c in ("psnr", "ssim", "psnr_y", "ssim_y", "gain_psnr")} | {
         "seconds_per_image": "min", "gmacs_per_image": "min"}
-    tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", notes, metric_best)]
+    notes = notes + [INTERVAL_NOTE]
+    summary_notes = notes + ["beats input: yes where the gain's 95% interval is above 0; PSNR − best: each method "
+                             "minus the best one on the same test images (and seeds, where both have the same seeds)"]
+    tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", summary_notes, metric_best)]
     per_task = pd.read_csv(out / "per_task_per_run.csv") if (out / "per_task_per_run.csv").exists() else None
     psnr_table = None
     for metric in METRICS:
         if per_task is not None:
-            table = per_task_table(per_task, metric, order)
+            table = per_task_table(per_task, metric, order, per_image)
             table = with_input_row(table, per_task) if metric == "psnr" else table
         else:  # a folder written before per_task_per_run.csv: its own per-task tables, in today's order
             table = _ordered(pd.read_csv(out / f"per_task_{metric}.csv"), order + ["degraded input"])
         psnr_table = table if metric == "psnr" else psnr_table
-        best = {c: "max" for c in table.columns if c != "method" and not c.endswith("_ci")}
+        best = {c: "max" for c in table.columns if c != "method" and not _interval_column(c, table)}
         tables.append(write_table(table, out, f"per_task_{metric}",
                                   f"Per task: {metric.upper().replace('_Y', ' (Y)')}", notes, best))
 
     answer_figures, figures, not_drawn = [], [], []
     gain = fig_gain(summary, out)
     answer_figures.append(gain)
-    pi = pi_tables(results, order)
+    pi = pi_tables(results, order, per_image)
     if pi is not None:
         tables.append(write_table(pi[0], out, "pi_ablation", "π ablation: PSNR (dB) per method and π", notes,
                                   {c: "max" for c in PI_ORDER}))
         tables.append(write_table(pi[1], out, "pi_differences", "π ablation: paired differences (dB)",
-                                  notes + ["paired by seed: the same method and seed with two π modes"]))
+                                  notes + ["paired by seed (the same method and seed with two π modes) and, with "
+                                           "per-image results, by test image"]))
         answer_figures += fig_pi(*pi, out)
     figures.append(fig_per_task(psnr_table, out))
-    for fig, reason in (fig_nfe(results, out), fig_compute(summary, out)):
+    for fig, reason in (fig_nfe(results, out, per_image), fig_compute(summary, out)):
         figures.append(fig)
         not_drawn += [reason] if reason else []
     curves = (pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
@@ -1038,7 +1349,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     page = _page(meta=meta, results=results, summary=summary, pi=pi, left_out=left_out, settings=settings,
                  notes=notes, tables=tables, answer_figures=[f for f in answer_figures if f],
                  figures=[f for f in figures if f], not_drawn=not_drawn, out=out, rerender_command=rerender_command,
-                 tasks=[c for c in psnr_table.columns if c not in ("method", "mean") and not c.endswith("_ci")])
+                 tasks=value_columns(psnr_table))
     (out / "index.html").write_text(page)
     return {"tables": sorted(p.name for p in out.glob("*.csv")),
             "figures": [p for f in drawn for p in (f["png"], f["svg"])], "html": str(out / "index.html"),

@@ -102,7 +102,8 @@ def test_pi_ablation_differences_are_paired_by_seed(report):
     row = diffs[(diffs["method"] == "rdbm") & (diffs["contrast"] == "residual − one")].iloc[0]
     d = np.subtract(PSNR[("rdbm", "residual")], PSNR[("rdbm", "one")])  # 1.0, 0.5, 2.0
     mean, half, n = mean_ci(d)
-    assert row["mean_db"] == pytest.approx(mean) and row["ci_db"] == pytest.approx(half)
+    assert row["mean_db"] == pytest.approx(mean) and row["mean_db_ci"] == pytest.approx(half)  # t: no eval.csv
+    assert row["mean_db_lo"] == pytest.approx(mean - half) and row["mean_db_hi"] == pytest.approx(mean + half)
     assert row["pairs"] == 3 and row["wins"] == 3
     heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")
     assert heat.loc["goub", "one"] == pytest.approx(18.3)
@@ -481,3 +482,105 @@ def test_report_options_are_checked(tmp_path, capsys):
     assert main(["report", "--rebuild", "--out", str(tmp_path)]) == 2
     assert "no results_per_run.csv" in capsys.readouterr().err
     assert not (tmp_path / "rep").exists()
+
+
+# --------------------------------------------------------------------------------------------- intervals over images
+def test_intervals_over_seeds_and_images_resolve_half_a_db_when_paired(tmp_path):
+    """Runs with per-image results (eval.csv): 120 test images whose PSNR varies by σ 4 dB between images, three
+    seeds; rdbm π=residual is rdbm π=one + 0.5 dB on every image. Each method's own interval (seeds × images
+    bootstrap) is wider than 0.5 dB, the paired one of residual − one excludes 0; the gain's interval decides
+    'beats input'; a method without eval.csv keeps the t interval over seeds, written 'mean ± h'."""
+    from bridgezoo.report import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    names = [f"img-{i:03d}" for i in range(60)]
+    images = pd.DataFrame([(t, n) for t in TASKS for n in names], columns=["task", "name"])
+    base = rng.normal(25.0, 4.0, len(images))
+    inputs = base - 0.3 + rng.normal(0.0, 1.0, len(images))
+    offsets = {("rdbm", "residual"): 0.5, ("rdbm", "one"): 0.0, ("goub", "residual"): -1.0}
+    psnr = {}
+    root = tmp_path / "runs"
+    for (bridge, pi), offset in offsets.items():
+        for seed in range(3):
+            values = base + offset + rng.normal(0.0, 0.05) + rng.normal(0.0, 0.1, len(images))
+            psnr[(bridge, pi, seed)] = values
+            run = make_run(root, bridge, pi, seed, float(values.mean()))
+            table = images.assign(index=range(len(images)), height=40, width=48, psnr=values, ssim=0.5,
+                                  psnr_y=values + 0.5, ssim_y=0.6, lpips=math.nan, input_psnr=inputs,
+                                  input_ssim=0.3, input_psnr_y=inputs + 0.5, input_ssim_y=0.4, nfe=10, seconds=0.25)
+            table.to_csv(run / "eval.csv", index=False)
+            summary = json.loads((run / "summary.json").read_text())
+            summary["images"] = len(table)
+            summary["input"]["psnr"] = float(inputs.mean())
+            summary["per_task"] = {t: {"psnr": float(g["psnr"].mean()), "ssim": 0.5, "ssim_y": 0.6, "images": len(g),
+                                       "psnr_y": float(g["psnr_y"].mean())} for t, g in table.groupby("task")}
+            summary["overall"]["psnr_y"] = float(table["psnr_y"].mean())
+            (run / "summary.json").write_text(json.dumps(summary))
+    for seed, v in enumerate((18.0, 18.4, 18.2)):  # an older run: no eval.csv
+        make_run(root, "goub", "one", seed, v)
+    out = tmp_path / "rep"
+    build_report([root], out)
+
+    # the per-image results are kept in the report folder, one row per evaluation and image
+    kept = pd.read_csv(out / "per_image_per_run.csv")
+    assert len(kept) == 9 * len(images)
+    assert set(kept["method"]) == {"rdbm π=residual", "rdbm π=one", "goub π=residual"}
+
+    def matrix(bridge, pi):  # seeds × images, columns sorted by (task, name) as the report orders them
+        order = images.sort_values(["task", "name"]).index
+        return np.stack([psnr[(bridge, pi, s)][order] for s in range(3)]), images.loc[order, "task"].to_numpy()
+
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    best = summary.loc["rdbm π=residual"]
+    residual, tasks = matrix("rdbm", "residual")
+    one, _ = matrix("rdbm", "one")
+    _, low, high = bootstrap_ci(residual, tasks)
+    assert (best["psnr_lo"], best["psnr_hi"]) == pytest.approx((low, high)) and math.isnan(best["psnr_ci"])
+    assert best["psnr"] == pytest.approx(residual.mean()) and best["interval"] == "bootstrap, 3 seeds × 120 images"
+    assert best["psnr_hi"] - best["psnr_lo"] > 1.0  # alone, far wider than the 0.5 dB to the next method
+    # the gain over the input, and whether its interval is above 0
+    _, glow, ghigh = bootstrap_ci(residual - inputs[images.sort_values(["task", "name"]).index], tasks)
+    assert (best["gain_psnr_lo"], best["gain_psnr_hi"]) == pytest.approx((glow, ghigh))
+    assert summary["beats_input"].to_dict() == {"rdbm π=residual": "yes", "rdbm π=one": "yes",
+                                                "goub π=residual": "no", "goub π=one": "yes"}  # 18.2 vs 15 dB
+    assert summary.loc["goub π=residual", "gain_psnr_hi"] < 0
+    # the paired difference to the best method: seeds and images paired, narrow, excluding 0
+    second = summary.loc["rdbm π=one"]
+    _, dlow, dhigh = bootstrap_ci(one - residual, tasks)
+    assert (second["vs_best_psnr_lo"], second["vs_best_psnr_hi"]) == pytest.approx((dlow, dhigh))
+    assert -0.7 < dlow < dhigh < -0.3 and second["psnr_hi"] > best["psnr_lo"]  # own intervals overlap
+    # the older method: t over its seeds, as before
+    old = summary.loc["goub π=one"]
+    mean, half, _ = mean_ci([18.0, 18.4, 18.2])
+    assert old["interval"] == "t, 3 seeds" and old["psnr_ci"] == pytest.approx(half)
+    assert old["psnr_lo"] == pytest.approx(mean - half)
+    md = (out / "summary.md").read_text()
+    assert f"{best['psnr']:.2f} [{low:.2f}, {high:.2f}]" in md and f"{mean:.2f} ± {half:.2f}" in md
+    assert "percentile interval of a two-level bootstrap over seeds and test images" in md
+
+    # per task: the task's images only
+    per_task = pd.read_csv(out / "per_task_psnr.csv").set_index("method")
+    derain = tasks == "derain"
+    _, tlow, thigh = bootstrap_ci(residual[:, derain], tasks[derain])
+    assert (per_task.loc["rdbm π=residual", "derain_lo"], per_task.loc["rdbm π=residual", "derain_hi"]) == \
+        pytest.approx((tlow, thigh))
+
+    # the π ablation: paired by seed and image, the interval excludes 0; the heatmap's own intervals overlap
+    diffs = pd.read_csv(out / "pi_differences.csv")
+    row = diffs[(diffs["method"] == "rdbm") & (diffs["contrast"] == "residual − one")].iloc[0]
+    _, plow, phigh = bootstrap_ci(residual - one, tasks)
+    assert row["mean_db"] == pytest.approx((residual - one).mean()) and math.isnan(row["mean_db_ci"])
+    assert (row["mean_db_lo"], row["mean_db_hi"]) == pytest.approx((plow, phigh))
+    assert 0.3 < plow < phigh < 0.7 and row["images"] == 120 and row["pairs"] == 3
+    heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")
+    assert heat.loc["rdbm", "residual_lo"] < heat.loc["rdbm", "one_hi"]
+
+    page = (out / "index.html").read_text()
+    answer = page[page.index('class="summary"'):page.index('id="tables"')]
+    assert "paired 95% interval over seeds and test images" in answer and "the lead holds across seeds" in answer
+    assert "3 of 4 methods beat the degraded input with their interval above it" in answer
+    assert ("<strong>residual − one</strong>: positive for 2 of 2 methods; the paired interval excludes zero for "
+            f"rdbm ({(residual - one).mean():+.2f} dB)") in answer
+    assert "| rdbm     | residual − one | " in (out / "pi_differences.md").read_text()
+    assert re.search(r"\| rdbm +\| residual − one \| [0-9.]+ \[[0-9.]+, [0-9.]+\] +\| 3 +\| 120 ",
+                     (out / "pi_differences.md").read_text())
