@@ -64,9 +64,21 @@ def test_training_crops_come_from_the_resolution_of_the_test_images():
     side = 96
     test_sides = {max(Zoo5Eval("test", max_side=side)[i]["gt"].shape[1:]) for i in range(5)}
     assert test_sides == {side}
-    crops = Zoo5Train(patch=512, length=12, side=side)  # a patch larger than the photos: the whole photo
-    assert all(max(crops[i]["gt"].shape[1:]) <= side for i in range(12))
-    assert max(Zoo5Train(patch=512, length=3)[0]["gt"].shape[1:]) > side  # default: the 512-px working side
+    crops = Zoo5Train(patch=side, length=12, side=side)  # the patch of the whole photo: mirror-padded to square
+    padded = 0
+    for i in range(12):
+        gt = crops[i]["gt"]
+        assert gt.shape[1:] == (side, side)
+        h, w = source(crops[i]["name"].split("#")[0], side)[0].shape[:2]
+        p = min(h, w)
+        if p < side:  # a photo narrower than the side: padded by its own mirror image, bottom and right
+            padded += 1
+            k = side - p
+            assert torch.equal(gt[:, p : p + k], gt[:, p - k : p].flip(1))
+            assert torch.equal(gt[:, :, p : p + k], gt[:, :, p - k : p].flip(2))
+    assert padded > 0
+    torch.utils.data.default_collate([crops[i]["gt"] for i in range(12)])  # every item stacks into one batch
+    assert Zoo5Train(patch=200, length=3)[0]["gt"].shape[1:] == (200, 200)  # default side 512: a true 200² crop
 
 
 def test_splits_are_disjoint_by_source_image():

@@ -145,6 +145,10 @@ class Zoo5Train(torch.utils.data.Dataset):
         if name in GREY:  # a grey photograph under a random colour cast, so it teaches colour tasks too
             crop = crop * rng.uniform(0.75, 1.0, 3).astype(np.float32)
         dcrop = depth[y : y + p, x : x + p] if depth is not None else None
+        if p < self.patch:  # a photo narrower than the patch: mirror-padded, so every item has the patch size
+            pad = ((0, self.patch - p), (0, self.patch - p))
+            crop = np.pad(crop, pad + ((0, 0),), mode="symmetric")
+            dcrop = None if dcrop is None else np.pad(dcrop, pad, mode="symmetric")
         lq = degrade(task, np.ascontiguousarray(crop), rng, dcrop, scale_of(name, self.side))
         return {"lq": to_tensor(lq), "gt": to_tensor(np.ascontiguousarray(crop)), "task": task, "name": f"{name}#{i}"}
 
