@@ -198,12 +198,12 @@ def test_the_committed_grids_expand_to_what_they_promise():
         zoo = load_grid(root / f"zoo_{scale}.toml")
         assert {r.config["bridge"] for r in zoo.runs} == all_bridges
         seeds = {r.config["seed"] for r in zoo.runs}
-        assert len(seeds) >= 2 + (scale == "gpu") and len(zoo.runs) == len(all_bridges) * len(seeds)
+        assert len(seeds) >= (3 if scale == "gpu" else 1) and len(zoo.runs) == len(all_bridges) * len(seeds)
         pi = load_grid(root / f"pi_ablation_{scale}.toml")
         combos = {(r.config["bridge"], r.config["pi"]) for r in pi.runs}
         for bridge in ("rdbm", "goub", "bbdm", "ddbm-ve", "irsde", "rddm"):
             assert {(bridge, p) for p in ("zero", "one", "residual")} <= combos
-        assert len({r.config["seed"] for r in pi.runs}) >= 3
+        assert len({r.config["seed"] for r in pi.runs}) >= (3 if scale == "gpu" else 1)
         ablated = {r.config["bridge"] for r in pi.runs}  # the zoo runs of the ablated bridges are reused by it
         assert {r.name for r in zoo.runs if r.config["bridge"] in ablated} <= {r.name for r in pi.runs}
     goub = next(r for r in load_grid(root / "zoo_gpu.toml").runs if r.config["bridge"] == "goub")
