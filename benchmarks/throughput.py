@@ -66,14 +66,14 @@ def variants(device, with_compile):
 def bench_backbone(name, args, device, peak):
     bridge = bz.get_bridge(args.bridge)
     torch.manual_seed(0)
-    net = bz.get_backbone(name, out_channels=bridge.out_channels(3)).to(device)
+    net = bz.get_backbone(name, **bridge.backbone_options(3)).to(device)
     shape = (args.batch, 3, args.size, args.size)
     g = torch.Generator().manual_seed(0)
     x0 = (torch.rand(shape, generator=g) * 2 - 1).to(device)
     mu = (x0 + 0.2 * torch.randn(shape, generator=g).to(device)).clamp(-1, 1)
     t = torch.full((args.batch,), 0.5, device=device)
     with torch.device("meta"):
-        meta_net = bz.get_backbone(name, out_channels=bridge.out_channels(3))
+        meta_net = bz.get_backbone(name, **bridge.backbone_options(3))
         macs = count_macs(meta_net, torch.empty(shape), torch.empty(shape), torch.empty(args.batch))
     row = {"backbone": name, "params": sum(p.numel() for p in net.parameters()), "gmacs_per_forward": macs / 1e9,
            "train": {}, "sample": {}, "agreement": {}}

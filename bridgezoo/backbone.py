@@ -46,7 +46,8 @@ def backbone_card(factory, channels: int = 3, size: int = 256, **options) -> dic
     with torch.device("meta"):
         model = factory(out_channels=channels, **options)
         x = torch.empty(1, channels, size, size)
-        t = torch.empty(1)
+        k = len(getattr(model, "extra_time_mlps", ())) + 1  # the times the backbone takes (MeanFlow: 2)
+        t = torch.empty(1) if k == 1 else torch.empty(1, k)
         macs = count_macs(model, x, x, t)
     return {"params": count_params(model), "params_thop": count_params_thop_compatible(model),
             "gmacs": macs / 1e9, "input": f"cat(x_t, mu): {2 * channels} channels, any H×W; t in [0, 1]"}
@@ -206,7 +207,7 @@ def embed_times(t, batch: int, mlps, scale: float, dtype, device) -> torch.Tenso
     if t.dim() <= 1:
         t = t.reshape(-1).expand(batch)[:, None]
     if t.dim() != 2 or t.shape[1] != len(mlps):
-        raise ValueError(f"this backbone takes {len(mlps)} time input(s) (time_inputs={len(mlps)}): t of shape [B]"
-                         f"{'' if len(mlps) == 1 else f' or [B, {len(mlps)}]'}, got {given}")
+        raise ValueError(f"this backbone takes {len(mlps)} time input(s) (time_inputs={len(mlps)}): t of shape "
+                         f"{'[B]' if len(mlps) == 1 else f'[B, {len(mlps)}]'}, got {given}")
     t = t.expand(batch, -1) * scale
     return sum(mlp(t[:, k].to(dtype)) for k, mlp in enumerate(mlps))

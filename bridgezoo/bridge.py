@@ -78,7 +78,8 @@ class Bridge:
     @classmethod
     def defines(cls, **options) -> bool:
         """Whether the method defines these option values (none of them is in `undefined`)."""
-        return not any(value in cls.undefined.get(key, {}) for key, value in options.items())
+        return not any(key in cls.undefined and value in cls.undefined[key] for key, value in options.items()
+                       if isinstance(value, (str, int, float, bool)))
 
     def backbone_options(self, channels: int = 3) -> dict[str, Any]:
         """What the backbone must be built with for images of `channels` channels: `out_channels`, and

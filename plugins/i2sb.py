@@ -107,12 +107,14 @@ class I2SB(Bridge):
         return ScaledOutput(network, self) if self.objective == "xt_minus_x0" else network
 
     def loss_weight(self, t):
-        """1/σ_f² for the `xt_minus_x0` objective (the MSE on the official label (x_t − x0)/σ_f), else none; t is
-        floored at the first official step 1/T, below which training never goes (σ_f(0) = 0)."""
+        """1/σ_f² (l2) or 1/σ_f (l1) for the `xt_minus_x0` objective: the loss on the official label (x_t − x0)/σ_f
+        (the official one is the MSE), else none; t is floored at the first official step 1/T, below which
+        training never goes (σ_f(0) = 0)."""
         if self.objective != "xt_minus_x0":
             return None
         t = torch.as_tensor(t).detach().cpu().to(F64).clamp_min(1 / self.options["T"])
-        return 1 / self.sigma_f(t).flatten() ** 2
+        power = 2 if self.options["loss_type"] == "l2" else 1
+        return 1 / self.sigma_f(t).flatten() ** power
 
     def _grid(self, nfe: int) -> torch.Tensor:
         """The official `space_indices(T, nfe+1)` reversed, step n ↔ t = (n+1)/T, its final n = 0 moved to t = 0."""

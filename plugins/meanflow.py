@@ -25,6 +25,8 @@ linspace(1, 0, NFE + 1), default NFE 1 (z_0 = z_1 − u(z_1, 0, 1)); not clipped
 generalized bridge with λ = 0 after the time change 1 − t = Θ_τ (as fm); with noise none (c(1) = σ > 0).
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -34,13 +36,25 @@ from bridgezoo.objectives import OBJECTIVES
 PAPER = "Mean Flows for One-step Generative Modeling (MeanFlow), Geng et al., 2025 (arXiv 2505.13447)"
 
 
+@contextlib.contextmanager
+def _frozen_batchnorm_statistics(module: torch.nn.Module):
+    """Within the block, every BatchNorm of `module` normalizes with batch statistics and updates no running ones."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.track_running_stats for m in norms]
+    try:
+        for m in norms:
+            m.track_running_stats = False
+        yield
+    finally:
+        for m, keep in zip(norms, saved):
+            m.track_running_stats = keep
+
+
 def _math_attention():
     """A context in which scaled_dot_product_attention uses its math kernel (differentiable in forward mode)."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
     except ImportError:  # torch < 2.3
-        import contextlib
-
         return contextlib.nullcontext()
     return sdpa_kernel(SDPBackend.MATH)
 
@@ -138,7 +152,10 @@ class MeanFlow(Bridge):
         x_t = self.q_sample(x0, mu, t, noise)
         v = self.target(x0, mu, x_t, t)
         inner = getattr(model, "module", model)
-        with _math_attention():  # the fused CUDA attention kernels have no forward-mode derivative
+        # the fused CUDA attention kernels have no forward-mode derivative; the JVP needs no backward graph; and
+        # BatchNorm layers use their batch statistics without updating the running ones (an in-place update
+        # inside torch.func is an error, and the real forward below updates them once)
+        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner):
             _, dudt = torch.func.jvp(lambda z, tt: inner(z, mu, torch.stack([tt, r], dim=1)), (x_t, t),
                                      (v, torch.ones_like(t)))
         u_tgt = (v - (t - r).reshape(-1, 1, 1, 1) * dudt).detach()

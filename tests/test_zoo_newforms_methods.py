@@ -276,3 +276,24 @@ def test_two_time_backbones_embed_each_time():
     assert timm_two(x, x, tr).shape == x.shape
     assert bz.get_bridge("meanflow").backbone_options(3) == {"out_channels": 3, "time_inputs": 2}
     assert bz.get_bridge("indi").backbone_options(3) == {"out_channels": 3}
+
+
+def test_meanflow_trains_a_batchnorm_backbone_and_its_report_card_counts_both_times():
+    """The JVP leaves BatchNorm running statistics alone (an in-place update inside torch.func is an error) and
+    the real forward updates them once; `backbone_card` builds and counts a two-time backbone."""
+    from bridgezoo.backbone import backbone_card
+
+    torch.manual_seed(0)
+    b = bz.get_bridge("meanflow")
+    net = bz.get_backbone("timm-unet/resnet18", **b.backbone_options(3))
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms
+    before = norms[0].num_batches_tracked.item()
+    x0, mu = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(2))
+    loss = b.training_loss(b.wrap(net.train()), x0, mu, generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    assert torch.isfinite(loss) and norms[0].num_batches_tracked.item() == before + 1
+    assert all(m.track_running_stats for m in norms)
+    card = backbone_card(lambda **o: bz.get_backbone("unet-T", **(o | b.backbone_options(3))), size=32)
+    one = backbone_card(lambda **o: bz.get_backbone("unet-T", **o), size=32)
+    assert card["params"] > one["params"] and card["gmacs"] > 0
