@@ -23,6 +23,21 @@ PI_MODES = ("zero", "one", "residual")
 F64 = torch.float64
 
 
+class Preconditioned(torch.nn.Module):
+    """model(x_t, μ, t) = c_skip·x_t + c_out·network(c_in·x_t, c_cond·μ, t): a network wrapped in a bridge's input
+    and output scalings (DDBM's Karras preconditioning, I2SB's label scale σ_f, ResShift's input normalization).
+    `scalings(t)` → (c_in, c_skip, c_out, c_cond), each broadcastable against NCHW (float64, computed on the CPU
+    from the bridge's tables). The wrapped network is `.network`, so saved weights are the network's own."""
+
+    def __init__(self, network: Callable, scalings: Callable):
+        super().__init__()
+        self.network, self.scalings = network, scalings
+
+    def forward(self, x_t, mu, t):
+        c_in, c_skip, c_out, c_cond = (torch.as_tensor(v).to(x_t) for v in self.scalings(t.detach().cpu()))
+        return c_skip * x_t + c_out * self.network(c_in * x_t, c_cond * mu, t)
+
+
 class DegenerateBridgeWarning(UserWarning):
     """A valid but degenerate combination of options (the run would teach the network nothing)."""
 

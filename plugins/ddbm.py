@@ -20,24 +20,9 @@ Known inconsistencies fixed (official behaviour by option):
 """
 
 import torch
-from torch import nn
 
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
-from bridgezoo.bridge import F64
-
-
-class Preconditioned(nn.Module):
-    """D(x_t, μ, t) = c_skip·x_t + c_out·F(c_in·x_t, μ·k, t): the bridge's Karras preconditioning."""
-
-    def __init__(self, network: nn.Module, bridge: "DDBM"):
-        super().__init__()
-        self.network = network
-        self.bridge = bridge
-
-    def forward(self, x_t, mu, t):
-        c_in, c_skip, c_out = (v.to(x_t) for v in self.bridge.preconditioning(t.detach().cpu()))
-        cond = mu / self.bridge.options["sigma_data"] if self.bridge.options["condition_scaling"] == "unit" else mu
-        return c_skip * x_t + c_out * self.network(c_in * x_t, cond, t)
+from bridgezoo.bridge import F64, Preconditioned
 
 
 class DDBM(Bridge):
@@ -78,7 +63,11 @@ class DDBM(Bridge):
         return self._coefficients(t)
 
     def wrap(self, network):
-        return Preconditioned(network, self)
+        def scalings(t):
+            cond = 1 / self.options["sigma_data"] if self.options["condition_scaling"] == "unit" else 1.0
+            return (*self.preconditioning(t), cond)
+
+        return Preconditioned(network, scalings)
 
     def sample_t(self, n, generator=None, device=None):
         """τ ~ U[sigma_min, sigma_max] ("real-uniform", resample.py L74-82), as t = τ/sigma_max."""

@@ -37,7 +37,7 @@ Relation: the θ → 0 limit of the generalized bridge with θ̄_{0:t}/θ̄_{0:1
 import torch
 
 from bridgezoo import Bridge, Option, hookimpl
-from bridgezoo.bridge import F64
+from bridgezoo.bridge import F64, Preconditioned
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import inclusive_clock
 
@@ -58,19 +58,6 @@ def space_indices(num_steps: int, count: int) -> list[int]:
         out.append(round(position))
         position += stride
     return out
-
-
-class ScaledOutput(torch.nn.Module):
-    """model(x_t, μ, t) = σ_f(t)·network(x_t, μ, t): a network trained on (x_t − x0)/σ_f seen as x_t − x0."""
-
-    def __init__(self, network, bridge: "I2SB"):
-        super().__init__()
-        self.network = network
-        self.bridge = bridge
-
-    def forward(self, x_t, mu, t):
-        sigma = self.bridge.sigma_f(t.detach().cpu()).to(x_t).reshape(-1, 1, 1, 1)
-        return sigma * self.network(x_t, mu, t)
 
 
 class I2SB(Bridge):
@@ -104,7 +91,10 @@ class I2SB(Bridge):
         return self.clock(torch.as_tensor(t).to(F64)).clamp_min(0).sqrt()
 
     def wrap(self, network):
-        return ScaledOutput(network, self) if self.objective == "xt_minus_x0" else network
+        """For `xt_minus_x0`: σ_f(t)·network, a network trained on (x_t − x0)/σ_f seen as x_t − x0."""
+        if self.objective != "xt_minus_x0":
+            return network
+        return Preconditioned(network, lambda t: (1.0, 0.0, self.sigma_f(t).reshape(-1, 1, 1, 1), 1.0))
 
     def loss_weight(self, t):
         """1/σ_f² (l2) or 1/σ_f (l1) for the `xt_minus_x0` objective: the loss on the official label (x_t − x0)/σ_f

@@ -31,7 +31,7 @@ import math
 import torch
 
 from bridgezoo import Bridge, Option, Sampler, hookimpl
-from bridgezoo.bridge import F64, safe_div
+from bridgezoo.bridge import F64, Preconditioned, safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock
 
@@ -45,18 +45,6 @@ def resshift_sqrt_etas(T: int = 15, kappa: float = 2.0, min_noise_level: float =
         return torch.tensor([start], dtype=F64)
     warped = torch.linspace(0, 1, T, dtype=F64) ** power * (T - 1)
     return start * torch.exp(warped * math.log(etas_end / start) / (T - 1))
-
-
-class ScaledInput(torch.nn.Module):
-    """network(x_t/k(t), μ, t): the official input normalization (k = 3κ·sqrt(η_t) + 1 or sqrt(κ²η_t + 1))."""
-
-    def __init__(self, network, bridge: "ResShift"):
-        super().__init__()
-        self.network = network
-        self.bridge = bridge
-
-    def forward(self, x_t, mu, t):
-        return self.network(x_t / self.bridge.input_scale(t.detach().cpu()).to(x_t), mu, t)
 
 
 class ResShift(Bridge):
@@ -101,7 +89,10 @@ class ResShift(Bridge):
         return 3 * c + 1 if mode == "pixel" else (c * c + 1).sqrt() if mode == "latent" else torch.ones_like(c)
 
     def wrap(self, network):
-        return network if self.options["input_scaling"] == "none" else ScaledInput(network, self)
+        """network(x_t/k(t), μ, t): the official input normalization (k = 3κ·sqrt(η_t) + 1 or sqrt(κ²η_t + 1))."""
+        if self.options["input_scaling"] == "none":
+            return network
+        return Preconditioned(network, lambda t: (1 / self.input_scale(t), 0.0, 1.0, 1.0))
 
     @property
     def relation(self) -> dict:
