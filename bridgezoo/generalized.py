@@ -42,3 +42,12 @@ class GeneralizedBridge(Bridge):
     @property
     def relation(self) -> dict:
         return {"kind": "exact", "theta": self.clock.name, "lam": self.lam, "pi": self.pi, "note": "itself"}
+
+
+def straight_path_relation(pi: str, noise: str) -> dict:
+    """`relation` of a bridge on the straight path a = 1 − t, b = t (InDI, MeanFlow, fm): with π = zero exactly the
+    generalized bridge with λ = 0 after the time change 1 − t = Θ_τ; with noise none, `noise` saying why."""
+    if pi == "zero":
+        return {"kind": "exact", "theta": "any (time change 1 − t = Θ_τ)", "lam": 0.0, "pi": "zero",
+                "note": "the straight path (1 − t)·x0 + t·μ, as fm"}
+    return {"kind": "none", "theta": None, "lam": None, "pi": pi, "note": noise}

@@ -22,6 +22,7 @@ import torch
 
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.errors import OptionError
+from bridgezoo.generalized import straight_path_relation
 
 PAPER = "Inversion by Direct Iteration (InDI), Delbracio & Milanfar, TMLR 2023 (arXiv 2303.11435)"
 
@@ -54,11 +55,7 @@ class InDI(Bridge):
 
     @property
     def relation(self):
-        if self.pi == "zero":
-            return {"kind": "exact", "theta": "any (time change 1 − t = Θ_τ)", "lam": 0.0, "pi": "zero",
-                    "note": "the straight path (1 − t)·x0 + t·μ, as fm"}
-        return {"kind": "none", "theta": None, "lam": None, "pi": self.pi,
-                "note": "the noise t·ε_t is not pinned at t = 1 (c(1) = ε_1 > 0)"}
+        return straight_path_relation(self.pi, "the noise t·ε_t is not pinned at t = 1 (c(1) = ε_1 > 0)")
 
 
 class InDISampler(Sampler):

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from bridgezoo import Bridge, Option, Sampler, hookimpl
+from bridgezoo.generalized import straight_path_relation
 from bridgezoo.objectives import OBJECTIVES
 
 PAPER = "Mean Flows for One-step Generative Modeling (MeanFlow), Geng et al., 2025 (arXiv 2505.13447)"
@@ -163,11 +164,7 @@ class MeanFlow(Bridge):
 
     @property
     def relation(self):
-        if self.pi == "zero":
-            return {"kind": "exact", "theta": "any (time change 1 − t = Θ_τ)", "lam": 0.0, "pi": "zero",
-                    "note": "the straight path (1 − t)·x0 + t·μ, as fm"}
-        return {"kind": "none", "theta": None, "lam": None, "pi": self.pi,
-                "note": "the noise σ·t is not pinned at t = 1 (c(1) = σ > 0)"}
+        return straight_path_relation(self.pi, "the noise σ·t is not pinned at t = 1 (c(1) = σ > 0)")
 
 
 class MeanFlowSampler(Sampler):

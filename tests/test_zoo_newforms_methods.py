@@ -14,15 +14,9 @@ from bridgezoo.generalized import sinh_coefficients
 from bridgezoo.testing import check_bridge
 
 from conftest import oracle
+from test_bridges_official import pair
 
 F64 = torch.float64
-
-
-def pair(seed=0, shape=(2, 3, 6, 6)):
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.rand(shape, generator=g, dtype=F64) * 1.8 - 0.9
-    mu = (x0 + 0.4 * torch.randn(shape, generator=g, dtype=F64)).clamp(-0.9, 0.9)
-    return x0, mu
 
 
 def smooth_net(x, mu, t):
