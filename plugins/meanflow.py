@@ -40,7 +40,8 @@ PAPER = "Mean Flows for One-step Generative Modeling (MeanFlow), Geng et al., 20
 @contextlib.contextmanager
 def _frozen_batchnorm_statistics(module: torch.nn.Module):
     """Within the block, every BatchNorm of `module` normalizes with batch statistics and updates no running ones."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    modules = module.modules() if isinstance(module, nn.Module) else ()  # a plain function has no BatchNorm
+    norms = [m for m in modules if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.track_running_stats for m in norms]
     try:
         for m in norms:

@@ -42,7 +42,10 @@ def test_run_every_bridge_then_restore_reproduces_the_eval_output(bridge, tmp_pa
     assert config["bridge"] == bridge and config["versions"]["torch"] and config["bridge_options"]
     df = pd.read_csv(out / "eval.csv")
     summary = json.loads((out / "summary.json").read_text())
-    assert len(df) == summary["images"] == 3 and set(df["task"]) == {"lowlight"}
+    from bridgezoo.data import SPLITS
+    from bridgezoo.train import ZOO5_EVAL_VARIANTS
+
+    assert len(df) == summary["images"] == len(SPLITS["test"]) * ZOO5_EVAL_VARIANTS and set(df["task"]) == {"lowlight"}
     assert summary["overall"]["psnr"] == pytest.approx(df["psnr"].mean())
     assert summary["lpips_status"] == "ok" or "LPIPS unavailable" in summary["lpips_status"]
     # restore with nothing but the weights file reproduces the evaluation output exactly
@@ -158,7 +161,9 @@ def test_two_process_evaluation_gives_the_same_metrics_as_one(tmp_path):
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
     one, two = (pd.read_csv(tmp_path / f"p{n}" / "eval.csv") for n in (1, 2))
-    assert len(one) == len(two) == 6
+    from bridgezoo.data import SPLITS
+
+    assert len(one) == len(two) == 2 * len(SPLITS["test"])  # eval_worker: two tasks, one variant
     assert list(one["name"]) == list(two["name"]) and list(one["input_psnr"]) == list(two["input_psnr"])
     for col in ("psnr", "ssim", "psnr_y", "ssim_y"):  # float rounding can flip an 8-bit level: 1e-5 dB seen
         assert np.allclose(one[col], two[col], atol=1e-3, rtol=0), col

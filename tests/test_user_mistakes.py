@@ -47,8 +47,10 @@ def test_bad_options_fail_in_seconds_before_anything_is_written(tmp_path, args, 
 def test_the_preset_warmup_is_capped_for_short_runs():
     from bridgezoo.train import RunConfig
 
-    assert RunConfig(iters=30).resolve(has_gpu=False).warmup == 2  # 5% of 30, not the preset's 40
-    assert RunConfig().resolve(has_gpu=False).warmup == 40  # the preset as measured
+    from bridgezoo.presets import PRESETS
+
+    assert RunConfig(iters=30).resolve(has_gpu=False).warmup == 2  # 5% of 30, not the preset's 60
+    assert RunConfig().resolve(has_gpu=False).warmup == PRESETS["cpu-small"]["warmup"]  # the preset as measured
     assert RunConfig(iters=30, warmup=10).resolve(has_gpu=False).warmup == 10  # an explicit choice stays
 
 
