@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-import bridgezoo as bz
 from bridgezoo.evaluate import evaluate
-from bridgezoo.train import PRESETS, Batches, RunConfig, lr_lambda, make_datasets
+from bridgezoo.conditioning import set_tasks
+from bridgezoo.train import PRESETS, Batches, RunConfig, build, dataset_tasks, lr_lambda, make_datasets
 
 
 def main(argv=None):
@@ -39,6 +39,8 @@ def main(argv=None):
     p.add_argument("--ema-decay", type=float, default=preset["ema_decay"])
     p.add_argument("--eval-max-side", type=int, default=preset["eval_max_side"])
     p.add_argument("--residual-output", action="store_true", help="net predicts x0 − μ (identity at start)")
+    p.add_argument("--task-conditioned", action="store_true",
+                   help="tell the network each image's task (as `bridgezoo run --task-conditioned`)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -47,10 +49,13 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     cfg = RunConfig(backbone=args.backbone, iters=args.iters, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, ema_decay=args.ema_decay, eval_max_side=args.eval_max_side, seed=args.seed,
-                    preset="cpu-small").resolve(has_gpu=False)
+                    preset="cpu-small", bridge_opts={"objective": "x0"},
+                    backbone_opts={"residual_output": args.residual_output},
+                    task_conditioned=args.task_conditioned).resolve(has_gpu=False)
     args.warmup = cfg.warmup  # resolved exactly as `bridgezoo run` resolves it
     train_set, eval_set = make_datasets(cfg)  # the very data stream and test images of `bridgezoo run`
-    net = bz.get_backbone(args.backbone, residual_output=args.residual_output)
+    # the network exactly as `bridgezoo run` builds it for rdbm(objective=x0), whose wrap is the identity
+    bridge, net = build(cfg, tasks=dataset_tasks(train_set))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.warmup, args.iters))
     ema = ModelEmaV3(net, decay=args.ema_decay)
@@ -58,6 +63,7 @@ def main(argv=None):
     losses = []
     for step, batch, _ in Batches(train_set, args.batch, 0, args.iters, args.seed):
         mu, x0 = batch["lq"], batch["gt"]
+        set_tasks(net, batch["task"])
         loss = (net(mu, mu, torch.ones(mu.shape[0])) - x0).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -68,7 +74,6 @@ def main(argv=None):
         losses.append(loss.item())
     train_s = time.perf_counter() - start
     out = Path(args.out)
-    bridge = bz.get_bridge("rdbm", objective="x0")
     summary = evaluate(bridge, ema.module.eval(), eval_set, out, nfe=1, sampler="ddim", seed=args.seed, quiet=True)
     total_s = time.perf_counter() - start
     o, i = summary["overall"], summary["input"]
@@ -78,7 +83,7 @@ def main(argv=None):
         f"# Regression ceiling of the main job's budget\n\nCommand: `{command}`  \n"
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.  \n"
         f"{args.backbone}, {args.iters} iterations of batch {args.batch} at {args.patch}², lr {args.lr}, warm-up "
-        f"{args.warmup} + cosine, EMA {args.ema_decay}, residual output: {args.residual_output}.  \n"
+        f"{args.warmup} + cosine, EMA {args.ema_decay}, residual output: {args.residual_output}, task-conditioned: {args.task_conditioned}.  \n"
         f"Training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; last-50 mean L1 "
         f"{sum(losses[-50:]) / len(losses[-50:]):.4f}.\n\n"
         f"PSNR {o['psnr']:.2f} dB vs input {i['psnr']:.2f} dB (gain {summary['gain_psnr']:+.2f} dB); "

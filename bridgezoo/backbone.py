@@ -4,7 +4,10 @@ A backbone is a `torch.nn.Module` with `forward(x_t, mu, t) -> Tensor`: x_t and 
 t is continuous in [0, 1] with shape [B]; the output has `out_channels` channels and the input's H×W (any size:
 backbones pad internally and crop back). A backbone built with `time_inputs=K` (K > 1; a two-time model such as
 MeanFlow asks for it through `Bridge.backbone_options`) takes t of shape [B, K] and embeds each column with its
-own time MLP, the embeddings summed (`embed_times`).
+own time MLP, the embeddings summed (`embed_times`). A backbone built with `num_tasks=N` (N > 0) is task-conditioned:
+`forward(x_t, mu, t, task=...)` takes the task index (LongTensor [B] in [0, N)) and adds a learned embedding of it
+to the time embedding (`TaskEmbedding`, class conditioning as in ADM's class-conditional U-Net); the core's
+`bridgezoo.conditioning.TaskConditioned` binds the index so bridges and samplers still call `model(x_t, mu, t)`.
 """
 
 from __future__ import annotations
@@ -196,6 +199,40 @@ def extra_time_mlps(dim: int, time_inputs: int) -> nn.ModuleList:
     if time_inputs < 1:
         raise ValueError(f"time_inputs must be >= 1, got {time_inputs}")
     return nn.ModuleList(time_mlp(dim) for _ in range(time_inputs - 1))
+
+
+class TaskEmbedding(nn.Module):
+    """A learned vector per task, added to a backbone's time embedding (ADM-style class conditioning; Dhariwal &
+    Nichol 2021, `guided_diffusion/unet.py` label_emb). Zero-initialised, so a task-conditioned network starts as the
+    blind one and learns what each task needs."""
+
+    def __init__(self, num_tasks: int, dim: int):
+        super().__init__()
+        self.table = nn.Embedding(num_tasks, dim)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, emb: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        if task is None:
+            raise ValueError(f"this backbone is task-conditioned ({self.table.num_embeddings} tasks): call it with "
+                             "task= (a task index per image)")
+        task = torch.as_tensor(task, device=emb.device).long().reshape(-1).expand(emb.shape[0])
+        return emb + self.table(task).to(emb.dtype)
+
+
+def task_embedding(num_tasks: int, dim: int) -> TaskEmbedding | None:
+    """The task table of a backbone built with `num_tasks` (None for 0: a blind backbone's state dict is unchanged)."""
+    if num_tasks < 0:
+        raise ValueError(f"num_tasks must be >= 0, got {num_tasks}")
+    return TaskEmbedding(num_tasks, dim) if num_tasks else None
+
+
+def condition_on_task(emb: torch.Tensor, table: TaskEmbedding | None, task) -> torch.Tensor:
+    """emb + the task's embedding for a task-conditioned backbone; a blind backbone given a task is an error."""
+    if table is None:
+        if task is not None:
+            raise ValueError("this backbone was built without num_tasks: it takes no task")
+        return emb
+    return table(emb, task)
 
 
 def embed_times(t, batch: int, mlps, scale: float, dtype, device) -> torch.Tensor:

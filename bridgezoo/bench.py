@@ -111,9 +111,10 @@ def _default_pi(bridge: str) -> str:
         return "default"
 
 
-# run options that change the evaluation or the bookkeeping, not the trained weights
+# run options that change the evaluation or the bookkeeping, not the trained weights (not eval_max_side: on zoo5 it
+# is the benchmark's resolution, which the training crops come from too)
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
-                          "tile", "tile_overlap", "crop_border", "eval_split", "eval_max_side", "eval_data",
+                          "tile", "tile_overlap", "crop_border", "eval_split", "eval_data",
                           "eval_seed", "eval_sets", "eval_limit", "log_with"})
 
 

@@ -283,6 +283,7 @@ def cmd_restore(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from bridgezoo.conditioning import set_tasks, task_names
     from bridgezoo.data import DataError, read_image, write_png
     from bridgezoo.evaluate import restore, to01
     from bridgezoo.train import load_model, resolve_device
@@ -299,6 +300,14 @@ def cmd_restore(args) -> int:
                         "choose another --out or pass --overwrite")
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights, device=device)
+    known = task_names(model)
+    if known and args.task is None:
+        raise DataError(f"{weights}: the model is task-conditioned; say the inputs' task with --task "
+                        f"({', '.join(known)})")
+    if args.task is not None:
+        if not known:
+            raise DataError(f"--task {args.task}: {weights} is a blind model (trained without --task-conditioned)")
+        set_tasks(model, args.task)  # an unknown task is an error naming the model's tasks
     sampler = args.sampler or cfg.sampler
     bridge.get_sampler(sampler)  # an unknown sampler or option fails before anything is read or written
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
@@ -524,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-with", default=None, metavar="TRACKER",
                    help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "
                         "pip install 'bridgezoo[tracking]'): losses, lr, throughput, evaluation, samples, config")
+    p.add_argument("--task-conditioned", action="store_true", default=False,
+                   help="tell the network each image's task (a learned task embedding added to its time embedding) "
+                        "instead of the blind universal model of RDBM / DiffUIR; restoring then needs --task")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser(
         "restore", help="restore your own images with a trained model",
@@ -554,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to run: auto (the GPU if there is one, default), cpu, cuda, cuda:1, ...")
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files that exist already (default: refuse before restoring anything)")
+    p.add_argument("--task", default=None,
+                   help="the task of the inputs, for a model trained with --task-conditioned (e.g. derain)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser("data", help="look at data: `bridgezoo data list | check NAME:PATH | preview`")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .conditioning import set_tasks
 from .metrics import LPIPS, all_metrics
 
 
@@ -102,6 +103,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     for i in tqdm(indices, desc="evaluate", disable=quiet or rank != 0, leave=False):
         item = dataset[i]
         lq, gt = item["lq"].to(device), item["gt"].to(device)
+        set_tasks(model, item["task"])  # a task-conditioned model is told the image's task (else a no-op)
         start = time.perf_counter()
         with torch.no_grad():
             out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=tile, overlap=overlap, seed=seed * 100003 + i)

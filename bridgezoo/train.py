@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .conditioning import set_tasks
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
@@ -75,6 +76,7 @@ class RunConfig:
     samples: int = 2
     num_workers: int = 0
     quiet: bool = False
+    task_conditioned: bool = False  # the network is told each image's task (bridgezoo.conditioning); blind by default
     log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
 
     def resolve(self, has_gpu: bool) -> "RunConfig":
@@ -159,13 +161,34 @@ def build_bridge(cfg: RunConfig, options: dict | None = None):
     return get_bridge(cfg.bridge, **options)
 
 
-def build(cfg: RunConfig, bridge_options: dict | None = None):
-    """(bridge, wrapped model) from a resolved config (and a saved run's resolved bridge options)."""
+def build(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[str] | None = None):
+    """(bridge, wrapped model) from a resolved config (and a saved run's resolved bridge options). A task-conditioned
+    run (`cfg.task_conditioned`) needs `tasks`, the task names in the order of the network's embedding table."""
+    from .conditioning import TaskConditioned
     from .registry import get_backbone
 
     bridge = build_bridge(cfg, bridge_options)
-    network = get_backbone(cfg.backbone, **bridge.backbone_options(3), **cfg.backbone_opts)
-    return bridge, bridge.wrap(network)
+    options = bridge.backbone_options(3) | cfg.backbone_opts
+    if not cfg.task_conditioned:
+        return bridge, bridge.wrap(get_backbone(cfg.backbone, **options))
+    if not tasks:
+        raise OptionError("--task-conditioned: the data names no tasks")
+    try:
+        network = get_backbone(cfg.backbone, **options, num_tasks=len(tasks))
+    except TypeError as exc:
+        raise OptionError(f"--task-conditioned: backbone {cfg.backbone!r} takes no num_tasks option, so it cannot be "
+                          f"told the task ({exc}); use unet-* or timm-unet/*") from None
+    return bridge, bridge.wrap(TaskConditioned(network, tasks))
+
+
+def dataset_tasks(dataset) -> list[str]:
+    """The task names of a training dataset, in a fixed order (the embedding rows of a task-conditioned network)."""
+    tasks = getattr(dataset, "tasks", None)
+    if callable(tasks):
+        tasks = tasks()
+    if tasks is None:
+        tasks = sorted({p.task for p in getattr(dataset, "pairs", [])} or {dataset[0]["task"]})
+    return list(tasks)
 
 
 def providers(cfg: RunConfig) -> dict:
@@ -356,7 +379,7 @@ def load_model(weights: str | Path, device: str | torch.device | None = "auto"):
     saved = json.loads(meta["config"])
     cfg = RunConfig.from_saved(saved)
     try:
-        bridge, model = build(cfg, saved.get("bridge_options"))
+        bridge, model = build(cfg, saved.get("bridge_options"), saved.get("task_names"))
     except UnknownNameError as exc:
         kind = "bridge" if f"bridge {cfg.bridge!r}" in str(exc) else "backbone"
         prov = saved.get("providers", {}).get(kind)
@@ -424,8 +447,9 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     say = (lambda *a: None) if cfg.quiet or not accelerator.is_main_process else (lambda *a: print(*a, flush=True))
     # build everything (and validate the data) before writing anything; the seed fixes the initial weights
     set_seed(cfg.seed)
-    bridge, model = build(cfg, saved.get("bridge_options") if saved else None)
     train_set, eval_set = make_datasets(cfg)
+    tasks = (saved.get("task_names") if saved else None) or dataset_tasks(train_set)
+    bridge, model = build(cfg, saved.get("bridge_options") if saved else None, tasks)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "
         f"mixed precision {cfg.mixed_precision}, channels_last {cfg.channels_last} → {run_dir}")
@@ -440,7 +464,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay)
     accelerator.register_for_checkpointing(ema)
     config = saved if saved else dataclasses.asdict(cfg) | {
-        "bridge_options": bridge.options, "providers": providers(cfg), "data_info": data_info,
+        "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg), "data_info": data_info,
         "versions": package_versions(), "device": str(accelerator.device), "processes": world,
         "command": " ".join(sys.argv)}
     start = 0
@@ -485,6 +509,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         net.eval()
         try:
             with torch.no_grad(), accelerator.autocast():
+                set_tasks(net, probe["task"])
                 gens = [generator(cfg.seed, "probe", j, device=device) for j in range(probe["gt"].shape[0])]
                 return bridge.training_loss(net, probe["gt"].to(device), probe["lq"].to(device), generator=gens).item()
         finally:
@@ -498,6 +523,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             step = micro // cfg.grad_accum
             gens = [generator(cfg.seed, "noise", d, device=device) for d in draws]
             x0, mu = batch["gt"].to(device), batch["lq"].to(device)
+            set_tasks(model, batch["task"])  # a task-conditioned network is told each item's task (else a no-op)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss = bridge.training_loss(model, x0, mu, generator=gens)

@@ -18,16 +18,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgezoo import hookimpl
-from bridgezoo.backbone import ResnetBlock, embed_times, extra_time_mlps, pad_to_multiple, time_mlp
+from bridgezoo.backbone import (ResnetBlock, condition_on_task, embed_times, extra_time_mlps, pad_to_multiple,
+                                task_embedding, time_mlp)
 from bridgezoo.errors import OptionError
 
 
 class TimmUNet(nn.Module):
-    """forward(x_t, mu, t) -> [B, out_channels, H, W] for any H×W (reflect-padded to the encoder's stride)."""
+    """forward(x_t, mu, t, task=None) -> [B, out_channels, H, W] for any H×W (reflect-padded to the encoder's stride);
+    num_tasks > 0: task-conditioned (`backbone.TaskEmbedding`)."""
 
     def __init__(self, encoder: str = "resnet18", channels: int = 3, out_channels: int | None = None, dim: int = 32,
                  pretrained: bool = False, residual_output: bool = False, time_scale: float = 1000.0,
-                 time_inputs: int = 1):
+                 time_inputs: int = 1, num_tasks: int = 0):
         super().__init__()
         import timm
 
@@ -48,7 +50,7 @@ class TimmUNet(nn.Module):
             raise
         self.config = {"encoder": encoder, "channels": channels, "out_channels": out_channels or channels, "dim": dim,
                        "pretrained": pretrained, "residual_output": residual_output, "time_scale": time_scale,
-                       "time_inputs": time_inputs}
+                       "time_inputs": time_inputs, "num_tasks": num_tasks}
         self.out_channels = out_channels or channels
         self.residual_output, self.time_scale = residual_output, time_scale
         chs = self.encoder.feature_info.channels()
@@ -56,6 +58,7 @@ class TimmUNet(nn.Module):
         tdim = dim * 4
         self.time_mlp = time_mlp(dim)
         self.extra_time_mlps = extra_time_mlps(dim, time_inputs)
+        self.task_embedding = task_embedding(num_tasks, tdim)
         self.stem = nn.Conv2d(2 * channels, dim, 3, padding=1)
         self.mid = ResnetBlock(chs[-1], chs[-1], tdim)
         self.ups = nn.ModuleList()
@@ -66,10 +69,11 @@ class TimmUNet(nn.Module):
         self.final_res_block = ResnetBlock(current + dim, dim, tdim)
         self.final_conv = nn.Conv2d(dim, self.out_channels, 1)
 
-    def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, task=None) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(torch.cat([x_t, mu], dim=1), self.stride)
         emb = embed_times(t, x.shape[0], [self.time_mlp, *self.extra_time_mlps], self.time_scale,
                           self.stem.weight.dtype, x.device)
+        emb = condition_on_task(emb, self.task_embedding, task)
         feats = self.encoder(x)
         y = self.mid(feats[-1], emb)
         for block, skip in zip(self.ups, reversed(feats[:-1])):

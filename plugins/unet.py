@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from bridgezoo import hookimpl
-from bridgezoo.backbone import (FullAttention, LinearAttention, PreNormResidual, ResnetBlock, embed_times,
-                                extra_time_mlps, pad_to_multiple, time_mlp)
+from bridgezoo.backbone import (FullAttention, LinearAttention, PreNormResidual, ResnetBlock, condition_on_task,
+                                embed_times, extra_time_mlps, pad_to_multiple, task_embedding, time_mlp)
 
 
 class UNet(nn.Module):
@@ -27,19 +27,20 @@ class UNet(nn.Module):
     dim, dim_mults: widths (dims = [dim, dim·m…]); channels: image channels C (input is 2C);
     out_channels: C or the bridge's `out_channels(C)`; residual_output: return prediction + μ (for x0 objectives,
     as RDBM's network reportedly does); time_scale: t is multiplied by it before the embedding; time_inputs: how
-    many times t carries ([B] or [B, K], one time MLP per time, embeddings summed: `backbone.embed_times`).
+    many times t carries ([B] or [B, K], one time MLP per time, embeddings summed: `backbone.embed_times`); num_tasks: > 0 makes it task-conditioned
+    (forward takes task=, a learned embedding added to the time embedding: `backbone.TaskEmbedding`).
     """
 
     def __init__(self, dim: int = 64, dim_mults=(1, 2, 4, 8), channels: int = 3, out_channels: int | None = None,
                  residual_output: bool = False, time_scale: float = 1000.0, heads: int = 4, dim_head: int = 32,
-                 groups: int = 8, time_inputs: int = 1):
+                 groups: int = 8, time_inputs: int = 1, num_tasks: int = 0):
         super().__init__()
         if residual_output and out_channels not in (None, channels):
             raise ValueError(f"residual_output adds μ, so out_channels must equal channels ({channels}), got {out_channels}")
         self.config = {"dim": dim, "dim_mults": list(dim_mults), "channels": channels,
                        "out_channels": out_channels or channels, "residual_output": residual_output,
                        "time_scale": time_scale, "heads": heads, "dim_head": dim_head, "groups": groups,
-                       "time_inputs": time_inputs}
+                       "time_inputs": time_inputs, "num_tasks": num_tasks}
         self.channels, self.out_channels = channels, out_channels or channels
         self.residual_output, self.time_scale = residual_output, time_scale
         self.stride = 2 ** (len(dim_mults) - 1)
@@ -47,6 +48,7 @@ class UNet(nn.Module):
         self.init_conv = nn.Conv2d(2 * channels, dim, 7, padding=3)
         self.time_mlp = time_mlp(dim)
         self.extra_time_mlps = extra_time_mlps(dim, time_inputs)
+        self.task_embedding = task_embedding(num_tasks, tdim)
         dims = [dim, *(dim * m for m in dim_mults)]
         pairs = list(zip(dims[:-1], dims[1:]))
         self.downs = nn.ModuleList()
@@ -73,10 +75,11 @@ class UNet(nn.Module):
         self.final_res_block = ResnetBlock(dim * 2, dim, tdim, groups)
         self.final_conv = nn.Conv2d(dim, self.out_channels, 1)
 
-    def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, task=None) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(torch.cat([x_t, mu], dim=1), self.stride)
         emb = embed_times(t, x.shape[0], [self.time_mlp, *self.extra_time_mlps], self.time_scale,
                           self.init_conv.weight.dtype, x.device)
+        emb = condition_on_task(emb, self.task_embedding, task)
         x = self.init_conv(x)
         stem = x
         skips = []
