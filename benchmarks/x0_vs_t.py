@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bridgezoo.conditioning import set_tasks
 from bridgezoo.evaluate import to01
 from bridgezoo.metrics import psnr
 from bridgezoo.seeding import generator
@@ -36,11 +37,12 @@ def study(run_dir: Path, nfe: int | None, sampler: str | None, seed: int = 0) ->
     _, eval_set = make_datasets(cfg)
     nfe = nfe or cfg.nfe or bridge.default_nfe
     sampler = sampler or cfg.sampler
-    net = bridge.wrap(model)
+    net = model  # load_model returns the bridge's wrapped model already (wrapping again would precondition twice)
     rows = []
     for i in range(len(eval_set)):
         item = eval_set[i]
         x0, mu = item["gt"][None], item["lq"][None]
+        set_tasks(net, item["task"])  # a task-conditioned model is told the image's task (else a no-op)
         gt = to01(x0[0])
         q = lambda x: psnr(to01(x[0]), gt)  # noqa: E731
         with torch.no_grad():

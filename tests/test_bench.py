@@ -42,6 +42,11 @@ def test_run_names_change_with_training_settings_but_not_with_evaluation_setting
     b = expand(spec(nfe=[20]))[0]
     c = expand({**spec(), "shared": {"backbone": "unet-test", "iters": 4}})[0]
     assert a.name == b.name and a.name != c.name
+    # zoo5's training crops come from the benchmark's side (--eval-max-side), so it is a training setting
+    sides = {expand({**spec(), "shared": {"backbone": "unet-test", "iters": 3, "eval_max_side": s}})[0].name
+             for s in (64, 96)}
+    crop = {expand({**spec(), "shared": {"backbone": "unet-test", "iters": 3, "crop_border": c}})[0].name for c in (0, 4)}
+    assert len(sides) == 2 and len(crop) == 1
 
 
 def test_per_bridge_options_reach_only_that_bridge():

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,10 +52,11 @@ def test_x0_ddim_at_nfe_1_is_direct_regression_so_the_ceiling_script_measures_wh
         torch.testing.assert_close(out, torch.tanh(3 * mu), atol=1e-6, rtol=0)
 
 
-def test_regression_ceiling_script_writes_a_run_like_result(tmp_path):
+@pytest.mark.parametrize("conditioned", [[], ["--task-conditioned"]])
+def test_regression_ceiling_script_writes_a_run_like_result(tmp_path, conditioned):
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "regression_ceiling.py"), "--backbone", "unet-test",
                           "--iters", "3", "--batch", "2", "--patch", "32", "--eval-max-side", "32", "--out",
-                          str(tmp_path / "c")], capture_output=True, text=True, timeout=600)
+                          str(tmp_path / "c"), *conditioned], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     from bridgezoo.data import SPLITS
@@ -61,3 +66,48 @@ def test_regression_ceiling_script_writes_a_run_like_result(tmp_path):
     assert summary["nfe"] == 1 and summary["images"] == images and len(summary["per_task"]) == 5
     assert json.loads(res.stdout.strip().splitlines()[-1])["input_psnr"] == summary["input"]["psnr"]
     assert "gain" in (tmp_path / "c" / "README.md").read_text()
+
+
+def test_heldout_script_scores_the_val_photograph_as_a_run_scores_its_test_split(tmp_path):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from bridgezoo.data import Zoo5Eval
+    from bridgezoo.evaluate import to01
+
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "run", "--backbone", "unet-test", "--iters", "2",
+                          "--batch", "2", "--patch", "32", "--eval-max-side", "40", "--nfe", "2", "--tasks", "lowlight",
+                          "dehaze", "--task-conditioned", "--quiet", "--out", str(run)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout.py"), str(run), "--variants", "2",
+                          "--out", str(tmp_path / "h")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout)
+    rows = pd.read_csv(tmp_path / "h" / "eval.csv")
+    assert result["images"] == len(rows) == 4 and set(rows["task"]) == {"lowlight", "dehaze"}
+    assert all("motorcycle_right" in n for n in rows["name"])  # the val photograph, never trained on
+    item = Zoo5Eval("val", tasks=["lowlight", "dehaze"], variants=2, seed=0, max_side=40)[0]
+    expected = peak_signal_noise_ratio(np.round(to01(item["gt"]) * 255), np.round(to01(item["lq"]) * 255),
+                                       data_range=255)
+    assert rows.loc[rows["name"] == item["name"], "input_psnr"].item() == pytest.approx(expected, abs=1e-6)
+    assert result["gain"] == pytest.approx(rows["psnr"].mean() - rows["input_psnr"].mean())
+
+
+def test_x0_vs_t_final_output_is_the_runs_own_evaluation(tmp_path):
+    """The study samples with the run's model as `bridgezoo run` evaluates it: with the deterministic DDIM its
+    final PSNR per image equals eval.csv's (a preconditioned bridge, so wrapping twice would show)."""
+    run = tmp_path / "ddbm-ve"
+    res = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "run", "--bridge", "ddbm-ve", "--backbone", "unet-test",
+                          "--iters", "3", "--batch", "2", "--patch", "32", "--eval-max-side", "32", "--nfe", "3",
+                          "--tasks", "dehaze", "--task-conditioned", "--quiet", "--out", str(run)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "x0_vs_t.py"), str(run), "--out", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    study = pd.read_csv(tmp_path / "s" / "x0_vs_t.csv")
+    final = study[study["kind"] == "final"].set_index("image")["psnr"]
+    evaluated = pd.read_csv(run / "eval.csv").set_index("name")["psnr"]
+    assert len(final) == len(evaluated) == 10
+    np.testing.assert_allclose(final.loc[evaluated.index].to_numpy(), evaluated.to_numpy(), atol=1e-9)
