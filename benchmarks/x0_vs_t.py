@@ -57,6 +57,7 @@ def study(run_dir: Path, nfe: int | None, sampler: str | None, seed: int = 0) ->
                          (item["name"], item["task"], float(t), "chain", q(traj.x0_pred[k])),
                          (item["name"], item["task"], float(t), "state", q(traj.x[k]))]
     df = pd.DataFrame(rows, columns=["image", "task", "t", "kind", "psnr"])
+    df["t"] = df["t"].round(4)
     df.insert(0, "run", run_dir.name)
     return df
 
