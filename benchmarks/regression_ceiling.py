@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from bridgezoo.evaluate import evaluate
 from bridgezoo.conditioning import set_tasks
+from bridgezoo.evaluate import evaluate
 from bridgezoo.train import PRESETS, Batches, RunConfig, build, dataset_tasks, lr_lambda, make_datasets
 
 
@@ -55,7 +55,7 @@ def main(argv=None):
     args.warmup = cfg.warmup  # resolved exactly as `bridgezoo run` resolves it
     train_set, eval_set = make_datasets(cfg)  # the very data stream and test images of `bridgezoo run`
     # the network exactly as `bridgezoo run` builds it for rdbm(objective=x0), whose wrap is the identity
-    bridge, net = build(cfg, tasks=dataset_tasks(train_set))
+    bridge, net = build(cfg, tasks=dataset_tasks(train_set) if args.task_conditioned else None)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.warmup, args.iters))
     ema = ModelEmaV3(net, decay=args.ema_decay)

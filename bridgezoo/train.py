@@ -448,7 +448,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     # build everything (and validate the data) before writing anything; the seed fixes the initial weights
     set_seed(cfg.seed)
     train_set, eval_set = make_datasets(cfg)
-    tasks = (saved.get("task_names") if saved else None) or dataset_tasks(train_set)
+    tasks = ((saved.get("task_names") if saved else None) or dataset_tasks(train_set)) if cfg.task_conditioned else None
     bridge, model = build(cfg, saved.get("bridge_options") if saved else None, tasks)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "
