@@ -111,3 +111,35 @@ def test_x0_vs_t_final_output_is_the_runs_own_evaluation(tmp_path):
     evaluated = pd.read_csv(run / "eval.csv").set_index("name")["psnr"]
     assert len(final) == len(evaluated) == 10
     np.testing.assert_allclose(final.loc[evaluated.index].to_numpy(), evaluated.to_numpy(), atol=1e-9)
+
+
+def _gaussian_oracle_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sampler_gaussian_oracle
+    finally:
+        sys.path.pop(0)
+    return sampler_gaussian_oracle
+
+
+@pytest.mark.parametrize("bridge", ["irsde", "rddm", "goub"])
+def test_stochastic_samplers_reproduce_the_gaussian_data_distribution_at_fine_steps(bridge):
+    """With the Bayes-optimal network for x0 ~ N(0, 0.3²), a consistent sampler's outputs have that distribution
+    as its steps shrink (the script's table is only meaningful if this holds); a coarse Euler–Maruyama step may
+    inflate the spread, a fine one may not."""
+    oracle = _gaussian_oracle_module()
+    for sampler in ("posterior", "euler_maruyama", "dbim"):
+        mean, std = oracle.sample_moments(bridge, sampler, nfe=400, shape=(2, 1, 48, 48))
+        assert abs(mean - oracle.MEAN) < 0.03 and abs(std / oracle.STD - 1) < 0.05, (sampler, mean, std)
+
+
+def test_gaussian_oracle_script_writes_its_table(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_gaussian_oracle.py"), "--out",
+                          str(tmp_path), "--bridges", "rddm,goub", "--nfe", "3,50"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    df = pd.read_csv(tmp_path / "gaussian-oracle.csv")
+    assert set(df["bridge"]) == {"rddm", "goub"} and set(df["nfe"]) == {3, 50}
+    # a deterministic sampler from GOUB's pinned start x_1 = μ returns one value per pixel: the posterior mean
+    assert df.query("bridge == 'goub' and sampler == 'ddim'")["std"].max() < 1e-9
+    assert "Command: `python benchmarks/sampler_gaussian_oracle.py" in (tmp_path / "gaussian-oracle.md").read_text()
