@@ -84,15 +84,19 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 
 class WSConv2d(nn.Conv2d):
-    """Weight-standardized convolution: each output filter normalized to zero mean, unit variance (Qiao et al.)."""
+    """Weight-standardized convolution: each output filter normalized to zero mean, unit variance (Qiao et al.).
+
+    The standardization is computed from the fp32 weight with ε = 1e-5 whatever the activations' dtype. (lucidrains'
+    denoising-diffusion-pytorch, which DiffUIR's U-Net follows, takes ε = 1e-3 when the *input* is not fp32: under
+    bf16 autocast that trains a different network from the one evaluated in fp32.)"""
+
+    eps = 1e-5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        eps = 1e-5 if x.dtype == torch.float32 else 1e-3
-        w = self.weight
-        mean = w.mean(dim=(1, 2, 3), keepdim=True)
-        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        return F.conv2d(x, (w - mean) * torch.rsqrt(var + eps), self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        w = self.weight.float()
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), unbiased=False, keepdim=True)
+        w = ((w - mean) * torch.rsqrt(var + self.eps)).to(self.weight.dtype)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class ChannelLayerNorm(nn.Module):

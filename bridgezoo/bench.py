@@ -115,7 +115,7 @@ def _default_pi(bridge: str) -> str:
 # is the benchmark's resolution, which the training crops come from too)
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
                           "tile", "tile_overlap", "crop_border", "eval_split", "eval_data",
-                          "eval_seed", "eval_sets", "eval_limit", "log_with"})
+                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch"})
 
 
 def training_settings(config: dict) -> dict:
@@ -241,7 +241,7 @@ def check_grid(grid: Grid) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- execution
 def run_one(spec: dict) -> dict:
     """Train (or resume) one grid run and write its missing evaluations. Runs inside the worker process."""
-    from .train import RunConfig, load_model, make_datasets, run
+    from .train import RunConfig, evaluate_run, load_model, make_datasets, run
 
     grid_run = GridRun(spec["name"], Path(spec["config"]["out"]), spec["config"], [tuple(e) for e in spec["evals"]])
     missing = grid_run.missing_evals()
@@ -251,16 +251,12 @@ def run_one(spec: dict) -> dict:
         summaries[grid_run.evals[0]] = run(RunConfig(**grid_run.config), resume=(directory / "config.json").exists())
     extra = [e for e in missing if e != grid_run.evals[0]]
     if extra and int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the first process evaluates
-        from .evaluate import evaluate
-
         bridge, model, saved = load_model(grid_run.directory / "model.safetensors", device="auto")  # the slot's GPU
         _, eval_set = make_datasets(saved)
         for nfe, sampler in extra:
-            target = grid_run.eval_dir(nfe, sampler)
-            summaries[(nfe, sampler)] = evaluate(bridge, model, eval_set, target, nfe=nfe, sampler=sampler,
-                                                 tile=saved.tile, overlap=saved.tile_overlap,
-                                                 crop_border=saved.crop_border, samples=saved.samples,
-                                                 seed=saved.seed, quiet=True, device=next(model.parameters()).device)
+            summaries[(nfe, sampler)] = evaluate_run(saved, bridge, model, eval_set, grid_run.eval_dir(nfe, sampler),
+                                                     nfe=nfe, sampler=sampler, quiet=True,
+                                                     device=next(model.parameters()).device)
     return {f"nfe{k[0]}-{k[1]}": v.get("overall", {}).get("psnr") for k, v in summaries.items() if v}
 
 

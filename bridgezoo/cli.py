@@ -445,6 +445,8 @@ def _run_epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .presets import CPU_DEFAULTS, GPU_DEFAULTS
+
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
         description="Train, compare and use diffusion-bridge image-restoration methods under identical settings.",
@@ -497,9 +499,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
                    help="training autocast (default auto: bf16 on a GPU that supports it, fp32 on CPU); "
-                        "sampling and evaluation always run in fp32")
+                        "the evaluation's is --eval-precision")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels_last memory format (default auto: on with a GPU)")
+    p.add_argument("--compile", default="off", choices=("on", "off"),
+                   help="torch.compile the network for training (default off; the evaluation runs uncompiled)")
+    p.add_argument("--tf32", default="on", choices=("on", "off"),
+                   help="TF32 for training's fp32 matmuls and convolutions on a GPU (default on; bf16 autocast "
+                        "covers most of them); evaluation has its own --eval-precision")
+    p.add_argument("--eval-precision", default="fp32", choices=("fp32", "tf32", "bf16"),
+                   help="the evaluation's sampling arithmetic: fp32 (default, exact: TF32 off), tf32, or bf16 "
+                        "autocast; stated in config.json and summary.json")
+    p.add_argument("--eval-batch", type=int, metavar="N", default=None,
+                   help="same-size images sampled at once at evaluation, each with its own noise, so the results "
+                        f"do not depend on it (default: {GPU_DEFAULTS['eval_batch']} with a GPU, "
+                        f"{CPU_DEFAULTS['eval_batch']} on CPU)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the training batches, times and noise, and of the evaluation samplers' noise; part "
                         "of the default run directory's name (default 0)")
@@ -528,7 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels shared by neighbouring tiles, blended linearly; smaller than --tile (default 32)")
     p.add_argument("--crop-border", type=int, metavar="PIXELS", default=0,
                    help="pixels removed at each border before metrics")
-    p.add_argument("--workers", type=int, metavar="N", default=0, help="data-loading worker processes")
+    p.add_argument("--workers", type=int, metavar="N", default=None,
+                   help=f"data-loading worker processes (default: {GPU_DEFAULTS['num_workers']} per process with a "
+                        f"GPU, capped by the cores; {CPU_DEFAULTS['num_workers']} on CPU, where workers take cores "
+                        "from training)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.add_argument("--log-with", default=None, metavar="TRACKER",
                    help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "

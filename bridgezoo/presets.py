@@ -6,6 +6,12 @@ GPU and `cpu-small` without.
 
 import textwrap
 
+# Device-dependent defaults of options a preset does not set (`RunConfig.resolve`): data-loading workers per
+# training process and images sampled at once at evaluation, with a GPU / on CPU (reports/gpu-h200,
+# reports/data-throughput-cpu).
+GPU_DEFAULTS = {"num_workers": 8, "eval_batch": 16}
+CPU_DEFAULTS = {"num_workers": 0, "eval_batch": 1}
+
 PRESETS = {
     # Under 10 minutes on 2 CPU cores (see the README's "The main job, measured"): zoo5 at 96 px, 48² patches.
     # Many small steps beat few large ones at this budget (reports/regression-ceiling-cpu: batch 2 × 5000 +3.85 dB,

@@ -27,8 +27,21 @@ from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
 from .preflight import flag
-from .presets import PRESETS  # kept apart (no torch) so that `bridgezoo run --help` can show them
+from .presets import CPU_DEFAULTS, GPU_DEFAULTS, PRESETS  # kept apart (no torch) for `bridgezoo run --help`
 from .tracking import RunTracker
+
+
+EVAL_PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def default_workers(has_gpu: bool) -> int:
+    """Data-loading processes per training process: with a GPU, GPU_DEFAULTS's capped by the cores this process
+    may use less one (for the main process); on CPU, CPU_DEFAULTS's (workers take cores from training)."""
+    if not has_gpu:
+        return CPU_DEFAULTS["num_workers"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes sharing this machine under accelerate/torchrun
+    return max(0, min(GPU_DEFAULTS["num_workers"], cores // max(1, local) - 1))
 
 
 class TrainingError(BridgezooError):
@@ -59,6 +72,10 @@ class RunConfig:
     backbone_opts: dict = field(default_factory=dict)
     mixed_precision: str = "auto"  # auto: bf16 autocast for training on a GPU that supports it, fp32 on CPU
     channels_last: str = "auto"  # auto: on with a GPU, off on CPU (no consistent CPU gain, reports/performance.md)
+    compile: str = "off"  # torch.compile of the network for training (on/off; the EMA model evaluates uncompiled)
+    tf32: str = "on"  # TF32 for the fp32 matmuls and convolutions of training on a GPU (on/off); no effect on CPU
+    eval_precision: str = "fp32"  # sampling at evaluation: fp32 (exact, TF32 off), tf32 or bf16 (autocast)
+    eval_batch: int | None = None  # images sampled at once at evaluation (None: GPU_DEFAULTS / CPU_DEFAULTS)
     seed: int = 0
     preset: str = "auto"
     out: str | None = None
@@ -74,7 +91,7 @@ class RunConfig:
     tile_overlap: int = 32
     crop_border: int = 0
     samples: int = 2
-    num_workers: int = 0
+    num_workers: int | None = None  # data-loading processes (None: `default_workers`)
     quiet: bool = False
     task_conditioned: bool = False  # the network is told each image's task (bridgezoo.conditioning); blind by default
     log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
@@ -105,7 +122,15 @@ class RunConfig:
             raise OptionError(f"--channels-last {cfg.channels_last!r}: choose auto, on or off")
         if cfg.channels_last == "auto":
             cfg.channels_last = "on" if has_gpu else "off"
-        for name in ("iters", "batch", "patch", "grad_accum", "log_every", "save_every"):
+        for name, choices in (("compile", ("on", "off")), ("tf32", ("on", "off")),
+                              ("eval_precision", EVAL_PRECISIONS)):
+            if getattr(cfg, name) not in choices:
+                raise OptionError(f"{flag(name)} {getattr(cfg, name)!r}: choose {', '.join(choices)}")
+        if cfg.num_workers is None:
+            cfg.num_workers = default_workers(has_gpu)
+        if cfg.eval_batch is None:
+            cfg.eval_batch = (GPU_DEFAULTS if has_gpu else CPU_DEFAULTS)["eval_batch"]
+        for name in ("iters", "batch", "patch", "grad_accum", "log_every", "save_every", "eval_batch"):
             if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
                 raise OptionError(f"{flag(name)} must be at least 1, got {getattr(cfg, name)}")
         if cfg.lr <= 0:
@@ -320,6 +345,35 @@ class Batches(torch.utils.data.IterableDataset):
             yield step, collate(items), draws
 
 
+def set_training_precision(cfg: RunConfig, device: torch.device) -> None:
+    """The GPU's math for training: TF32 for fp32 matmuls and convolutions (`--tf32`), and cuDNN's autotuner (the
+    training crops have one fixed shape, so the fastest convolution algorithm is chosen once). No effect on CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32 == "on"
+        torch.backends.cudnn.benchmark = True
+
+
+def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The registered network inside a bridge's wrappers (Preconditioned, TaskConditioned, ...: each keeps it as
+    `.network`)."""
+    while isinstance(getattr(model, "network", None), torch.nn.Module):
+        model = model.network
+    return model
+
+
+def compile_backbone(model: torch.nn.Module) -> None:
+    """torch.compile the backbone in place (`nn.Module.compile`: its state dict and module tree are unchanged, so
+    checkpoints, EMA and saved weights are those of the eager network)."""
+    backbone_of(model).compile()
+
+
+def batch_to_device(batch: dict, device: torch.device, channels_last: bool = False):
+    """(x0, mu) of a collated batch on `device`: non-blocking copies from pinned memory, channels_last when the
+    network is (so its first convolution does not convert the layout)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return tuple(batch[k].to(device, non_blocking=True).contiguous(memory_format=fmt) for k in ("gt", "lq"))
+
+
 def _save_state(accelerator, run: Path, step: int) -> None:
     """Accelerate state (model, optimizer, scheduler, EMA, RNG) + step, replaced atomically as a directory."""
     state, tmp, old = run / "state", run / "state.tmp", run / "state.old"
@@ -392,6 +446,17 @@ def load_model(weights: str | Path, device: str | torch.device | None = "auto"):
     return bridge, model.to(resolve_device(device)).eval(), cfg
 
 
+def evaluate_run(cfg: RunConfig, bridge, model, eval_set, out_dir, nfe: int | None = None, sampler: str | None = None,
+                 accelerator=None, device=None, quiet: bool | None = None) -> dict:
+    """`evaluate` with a run's evaluation settings (tiles, crop, samples, seed, precision, batch): the in-run
+    evaluation, `bench`'s extra (NFE, sampler) evaluations and a loaded model's all go through here. `nfe` and
+    `sampler` default to the run's."""
+    return evaluate(bridge, model, eval_set, out_dir, nfe=cfg.nfe if nfe is None else nfe,
+                    sampler=cfg.sampler if sampler is None else sampler, tile=cfg.tile, overlap=cfg.tile_overlap,
+                    crop_border=cfg.crop_border, samples=cfg.samples, seed=cfg.seed, accelerator=accelerator,
+                    device=device, quiet=cfg.quiet if quiet is None else quiet)
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     """A new run never writes into a folder it did not make; a resumed one needs its config.json."""
     if resume:
@@ -456,12 +521,20 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     data_info = describe_data(train_set, eval_set, cfg)
     for line in data_info["notes"]:
         say(line)
+    device = accelerator.device
+    set_training_precision(cfg, device)
+    model = model.to(device)
     if cfg.channels_last == "on":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the EMA copy is taken before `accelerator.prepare` patches the network's forward with its autocast: it samples
+    # at evaluation in the precision asked for there (--eval-precision), exactly as `load_model` + `evaluate` do
+    ema = ModelEmaV3(model, decay=cfg.ema_decay)
+    if cfg.compile == "on":
+        compile_backbone(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.iters))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay)
     accelerator.register_for_checkpointing(ema)
     config = saved if saved else dataclasses.asdict(cfg) | {
         "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg), "data_info": data_info,
@@ -498,9 +571,9 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     loader = torch.utils.data.DataLoader(
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
                 accelerator.process_index, world),
-        batch_size=None, num_workers=cfg.num_workers)
+        batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
     probe = collate([train_set[i] for i in range(min(len(train_set), 8))])
-    device = accelerator.device
+    to_device = functools.partial(batch_to_device, device=device, channels_last=cfg.channels_last == "on")
 
     def probe_loss() -> float:
         """The loss on a fixed batch with fixed t and noise: a smooth learning curve (the step loss is noisy in t).
@@ -511,9 +584,25 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             with torch.no_grad(), accelerator.autocast():
                 set_tasks(net, probe["task"])
                 gens = [generator(cfg.seed, "probe", j, device=device) for j in range(probe["gt"].shape[0])]
-                return bridge.training_loss(net, probe["gt"].to(device), probe["lq"].to(device), generator=gens).item()
+                x0, mu = to_device(probe)
+                return bridge.training_loss(net, x0, mu, generator=gens).item()
         finally:
             net.train()
+
+    # the first step whose loss was not finite, kept on the device and looked at only when a log line or a state is
+    # written (a host sync every step would stall the GPU); no state is ever saved after a non-finite step
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def check_finite() -> None:
+        bad = accelerator.gather(first_bad.reshape(1))  # every rank agrees
+        if bool((bad >= 0).any()):
+            rank = int(torch.where(bad >= 0, bad, bad.max() + 1).argmin())
+            good = _state_dir(run_dir)
+            raise TrainingError(
+                f"non-finite loss on process {rank} at step {int(bad[rank])}; stopped without saving. The last good "
+                "state" + (f" ({good}, step {json.loads((good / 'step.json').read_text())['step']}) is intact"
+                           if good else " is the start (nothing was saved yet)")
+                + "; try a lower --lr or --mixed-precision no")
 
     bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=cfg.quiet or not accelerator.is_main_process)
     t0, last, step = time.perf_counter(), start, start
@@ -522,20 +611,12 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         for micro, batch, draws in loader:
             step = micro // cfg.grad_accum
             gens = [generator(cfg.seed, "noise", d, device=device) for d in draws]
-            x0, mu = batch["gt"].to(device), batch["lq"].to(device)
+            x0, mu = to_device(batch)
             set_tasks(model, batch["task"])  # a task-conditioned network is told each item's task (else a no-op)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss = bridge.training_loss(model, x0, mu, generator=gens)
-                finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()  # every rank agrees
-                if not finite:
-                    good = _state_dir(run_dir)
-                    raise TrainingError(
-                        f"non-finite loss ({loss.item()} on process {accelerator.process_index}) at step {step}; "
-                        "stopped without saving. The last good state"
-                        + (f" ({good}, step {json.loads((good / 'step.json').read_text())['step']}) is intact"
-                           if good else " is the start (nothing was saved yet)")
-                        + "; try a lower --lr or --mixed-precision no")
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -547,6 +628,9 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             ema.update(accelerator.unwrap_model(model), step=step)
             step += 1
             bar.update(1)
+            saving = step % cfg.save_every == 0 or step == cfg.iters or bool(stop_requested)
+            if step % cfg.log_every == 0 or step == cfg.iters or saving:
+                check_finite()
             if step % cfg.log_every == 0 or step == cfg.iters:
                 now = time.perf_counter()
                 rate = (step - last) / max(now - t0, 1e-9)
@@ -559,7 +643,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     tracker.log_train(record)
-            if step % cfg.save_every == 0 or step == cfg.iters or stop_requested:
+            if saving:
                 _save_state(accelerator, run_dir, step)
             if stop_requested:
                 say(f"\ninterrupted at step {step}: state saved in {run_dir / 'state'}; continue with --resume")
@@ -577,9 +661,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         tracker.finish()
         say("no evaluation data (give --eval-data or a test/ folder); weights saved")
         return {}
-    summary = evaluate(bridge, ema_model, eval_set, run_dir, nfe=cfg.nfe, sampler=cfg.sampler, tile=cfg.tile,
-                       overlap=cfg.tile_overlap, crop_border=cfg.crop_border, samples=cfg.samples, seed=cfg.seed,
-                       accelerator=accelerator, quiet=cfg.quiet)
+    summary = evaluate_run(cfg, bridge, ema_model, eval_set, run_dir, accelerator=accelerator)
     tracker.log_eval(summary, step=cfg.iters)
     tracker.finish()
     if summary:

@@ -154,12 +154,17 @@ class MeanFlow(Bridge):
         x_t = self.q_sample(x0, mu, t, noise)
         v = self.target(x0, mu, x_t, t)
         inner = getattr(model, "module", model)
-        # the fused CUDA attention kernels have no forward-mode derivative; the JVP needs no backward graph; and
+        # the fused CUDA attention kernels have no forward-mode derivative; the JVP needs no backward graph;
         # BatchNorm layers use their batch statistics without updating the running ones (an in-place update
-        # inside torch.func is an error, and the real forward below updates them once)
-        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner):
-            _, dudt = torch.func.jvp(lambda z, tt: inner(z, mu, torch.stack([tt, r], dim=1)), (x_t, t),
-                                     (v, torch.ones_like(t)))
+        # inside torch.func is an error, and the real forward below updates them once); and the JVP runs in fp32
+        # with autocast off (under bf16 autocast forward-mode AD meets bf16 weights with fp32 tangents at the first
+        # BatchNorm, and the target would carry bf16 rounding), through the class's forward so that an
+        # instance-level autocast patch (accelerate's on the prepared module) does not switch it back on
+        fwd = type(inner).forward.__get__(inner) if isinstance(inner, nn.Module) else inner
+        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner), \
+                torch.autocast(x_t.device.type, enabled=False):
+            _, dudt = torch.func.jvp(lambda z, tt: fwd(z, mu.float(), torch.stack([tt, r.float()], dim=1)),
+                                     (x_t.float(), t.float()), (v.float(), torch.ones_like(t, dtype=torch.float32)))
         u_tgt = (v - (t - r).reshape(-1, 1, 1, 1) * dudt).detach()
         return self._adaptive_loss(model(x_t, mu, tr) - u_tgt)
 

@@ -1,0 +1,111 @@
+"""The GPU path's arithmetic, checked on CPU: what a GPU run trains and evaluates is the network `load_model`
+rebuilds, in the precision the run states (issue: in-run evaluation in bf16, WSConv's dtype-dependent ε, MeanFlow's
+JVP under bf16 autocast)."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+import bridgezoo as bz
+from bridgezoo.backbone import WSConv2d
+from bridgezoo.seeding import generator
+from bridgezoo.train import backbone_of, batch_to_device, evaluate_run, load_model, make_datasets
+
+FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
+        "--tasks", "lowlight", "--quiet"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_the_in_run_evaluation_of_a_bf16_run_is_the_saved_model_evaluated_in_fp32(tmp_path):
+    """The EMA copy used to be taken from the accelerate-prepared network, whose forward carries the training's
+    autocast: the in-run evaluation then sampled in bf16 while `load_model` + evaluate sampled in fp32."""
+    run = tmp_path / "run"
+    res = cli("run", "--bridge", "rdbm", "--iters", "6", "--mixed-precision", "bf16", "--out", run, *FAST)
+    assert res.returncode == 0, res.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["mixed_precision"] == "bf16" and config["eval_precision"] == "fp32"
+    bridge, model, cfg = load_model(run / "model.safetensors", device="cpu")
+    _, eval_set = make_datasets(cfg.resolve(has_gpu=False))
+    evaluate_run(cfg, bridge, model, eval_set, tmp_path / "again", quiet=True)
+    in_run, again = (pd.read_csv(d / "eval.csv") for d in (run, tmp_path / "again"))
+    for column in ("psnr", "ssim", "psnr_y", "ssim_y"):
+        assert in_run[column].tolist() == again[column].tolist(), column  # bit for bit
+
+
+def test_wsconv_standardizes_the_same_way_whatever_the_activation_dtype():
+    """A WS-convolution fed by another convolution sees bf16 under autocast; its ε must not change with that."""
+    torch.manual_seed(0)
+    conv = WSConv2d(64, 64, 3, padding=1)  # default init: filter variance ~6e-4, where ε = 1e-3 would rescale by ~0.6
+    x = torch.randn(2, 64, 8, 8)
+    reference = conv(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = conv(x.to(torch.bfloat16)).float()
+    relative = ((low - reference).norm() / reference.norm()).item()
+    assert relative < 2e-2, relative  # bf16 rounding only (measured ~4e-3); the old ε = 1e-3 gave ~0.3
+
+
+def test_meanflow_trains_a_batchnorm_backbone_under_bf16_autocast():
+    """torch.func.jvp under bf16 autocast met fp32 tangents and bf16 weights at the first BatchNorm'd convolution."""
+    bridge = bz.get_bridge("meanflow")
+    model = bridge.wrap(bz.get_backbone("timm-unet/resnet18", **bridge.backbone_options(3)))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = bridge.training_loss(model, x0, 0.5 * x0, generator=[generator(0, "noise", i) for i in range(2)])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_meanflow_jvp_target_ignores_an_outer_autocast():
+    """The JVP target is computed in fp32 even when the loss runs under bf16 autocast: with a model whose output
+    is linear in z, the training loss's target part is the same in both precisions up to the forward's rounding."""
+    bridge = bz.get_bridge("meanflow")
+    model = bridge.wrap(bz.get_backbone("unet-test", **bridge.backbone_options(3)))
+    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    gens = lambda: [generator(0, "noise", i) for i in range(2)]  # noqa: E731
+    with torch.no_grad():
+        fp32 = bridge.training_loss(model, x0, 0.5 * x0, generator=gens())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = bridge.training_loss(model, x0, 0.5 * x0, generator=gens())
+    assert abs(bf16.item() - fp32.item()) < 0.05 * abs(fp32.item())
+
+
+@pytest.mark.parametrize("bridge", ["ddbm-ve", "rdbm", "i2sb"])
+def test_backbone_of_finds_the_registered_network_inside_the_bridge_wrappers(bridge):
+    from bridgezoo.conditioning import TaskConditioned
+
+    b = bz.get_bridge(bridge)
+    network = bz.get_backbone("unet-test", **b.backbone_options(3), num_tasks=2)
+    model = b.wrap(TaskConditioned(network, ["a", "b"]))
+    assert backbone_of(model) is network
+    keys = list(model.state_dict())
+    backbone_of(model).compile()  # in place: the module tree and the saved names do not change
+    assert list(model.state_dict()) == keys
+
+
+def test_batches_go_to_the_device_in_the_network_memory_format():
+    batch = {"gt": torch.rand(2, 3, 8, 8), "lq": torch.rand(2, 3, 8, 8), "task": ["a", "b"]}
+    x0, mu = batch_to_device(batch, torch.device("cpu"), channels_last=True)
+    assert x0.is_contiguous(memory_format=torch.channels_last) and torch.equal(mu, batch["lq"])
+    x0, _ = batch_to_device(batch, torch.device("cpu"))
+    assert x0.is_contiguous()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--eval-precision", "fp8"], "--eval-precision"),
+    (["--tf32", "maybe"], "--tf32"),
+    (["--eval-batch", "0"], "--eval-batch must be at least 1"),
+])
+def test_bad_precision_and_batch_options_fail_before_anything_is_written(tmp_path, args, message):
+    res = cli("run", "--out", tmp_path / "run", "--iters", "2", *FAST, *args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
