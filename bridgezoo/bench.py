@@ -275,12 +275,13 @@ def worker_command(spec: dict, processes: int = 1) -> list[str]:
 
 
 def slot_env(slot: dict, base: dict | None = None) -> dict:
-    """The environment of a run on `slot`: only its GPU visible, or its share of the CPU threads."""
+    """The environment of a run on `slot`: only its GPU visible, and its share of the CPU cores (its compute
+    threads, and what its data workers may take: `train.default_workers` reads BRIDGEZOO_CPUS)."""
     env = dict(os.environ if base is None else base)
     if slot.get("gpu") is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot["gpu"])
     if slot.get("threads"):
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(slot["threads"])
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = env["BRIDGEZOO_CPUS"] = str(slot["threads"])
     return env
 
 
@@ -390,8 +391,9 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     grid.out.mkdir(parents=True, exist_ok=True)
-    if gpus:
-        slots = [{"gpu": g} for g in gpus]
+    if gpus:  # a GPU listed k times runs k runs at once; each run gets its share of the cores
+        per = threads or max(1, (os.cpu_count() or 1) // len(gpus))
+        slots = [{"gpu": g, "threads": per} for g in gpus]
     else:
         jobs = max(1, jobs)
         per = threads or max(1, (os.cpu_count() or 1) // jobs)

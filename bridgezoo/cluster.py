@@ -8,7 +8,7 @@ KEY=VALUE`) holds the executor's parameters::
                                   # or auto (default): slurm where `srun` exists, local elsewhere
     partition = "gpu"
     gpus_per_node = 1             # more than 1: the run trains on all of them through `accelerate launch`
-    cpus_per_task = 8             # also the run's OMP_NUM_THREADS
+    cpus_per_task = 8             # shared by the job's processes: OMP_NUM_THREADS = cpus_per_task / gpus_per_node
     mem_gb = 64
     timeout_min = 1440            # time limit of one job (default 1440); a run that hits it is requeued and resumes
     array_parallelism = 16        # jobs of the array running at once (local: runs at once, default 1)
@@ -56,7 +56,7 @@ LAUNCHER_KEYS = {
     "folder": (str, "submitit's folder for scripts, pickles and logs (shared by the nodes)"),
     "partition": (str, "SLURM partition"),
     "gpus_per_node": (int, "GPUs of one job"),
-    "cpus_per_task": (int, "CPU cores of one job (and its OMP_NUM_THREADS)"),
+    "cpus_per_task": (int, "CPU cores of one job, shared by its processes (their OMP_NUM_THREADS and data workers)"),
     "mem_gb": ((int, float), "memory of one job, GB"),
     "timeout_min": (int, "time limit of one job, minutes"),
     "array_parallelism": (int, "jobs of the array running at once"),
@@ -115,8 +115,10 @@ def launcher_settings(table: dict, grid: Grid, where: str = "[launcher]") -> Lau
     parameters |= {k: v for k, v in table.items() if k.startswith("slurm_")}
     folder = Path(table.get("folder", str(grid.out / "submitit" / "%j")))
     parallelism = table.get("array_parallelism", table.get("slurm_array_parallelism"))
-    return LauncherSettings(cluster, folder, parameters, table.get("max_num_timeout", 3), parallelism,
-                            table.get("cpus_per_task"), max(1, table.get("gpus_per_node", 1)))
+    processes = max(1, table.get("gpus_per_node", 1))
+    threads = max(1, table["cpus_per_task"] // processes) if table.get("cpus_per_task") else None  # per process
+    return LauncherSettings(cluster, folder, parameters, table.get("max_num_timeout", 3), parallelism, threads,
+                            processes)
 
 
 def make_executor(settings: LauncherSettings) -> submitit.AutoExecutor:
@@ -183,7 +185,7 @@ class GridJob(submitit.helpers.Checkpointable):
             "checkpoints": previous.get("checkpoints", []) if same_job else []})
         child_env = dict(os.environ)
         if self.threads:
-            child_env["OMP_NUM_THREADS"] = child_env["MKL_NUM_THREADS"] = str(self.threads)
+            child_env["OMP_NUM_THREADS"] = child_env["MKL_NUM_THREADS"] = child_env["BRIDGEZOO_CPUS"] = str(self.threads)
         # The pre-emption signal is submitit's to handle here; the child ignores it (SLURM signals every process of
         # the step) and is stopped by `checkpoint` with SIGTERM instead. SIG_IGN survives the exec.
         usr_sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))

@@ -36,12 +36,17 @@ EVAL_PRECISIONS = ("fp32", "tf32", "bf16")
 
 def default_workers(has_gpu: bool) -> int:
     """Data-loading processes per training process: with a GPU, GPU_DEFAULTS's capped by the cores this process
-    may use less one (for the main process); on CPU, CPU_DEFAULTS's (workers take cores from training)."""
+    may use less one (for the main process); on CPU, CPU_DEFAULTS's (workers take cores from training). The cores
+    of a process: BRIDGEZOO_CPUS where `bench` or the SLURM launcher set its share, else the machine's divided by
+    the processes started on it (LOCAL_WORLD_SIZE under accelerate / torchrun)."""
     if not has_gpu:
         return CPU_DEFAULTS["num_workers"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # processes sharing this machine under accelerate/torchrun
-    return max(0, min(GPU_DEFAULTS["num_workers"], cores // max(1, local) - 1))
+    if os.environ.get("BRIDGEZOO_CPUS"):
+        cores = int(os.environ["BRIDGEZOO_CPUS"])
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(GPU_DEFAULTS["num_workers"], cores - 1))
 
 
 class TrainingError(BridgezooError):

@@ -1,6 +1,7 @@
 """`bridgezoo bench`: grid expansion, skipping, resuming, and failures that do not stop the grid."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -227,6 +228,7 @@ def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
     def launch(run, slot):
         with lock:
             assert slot["gpu"] not in busy  # never two runs on one GPU
+            assert slot["threads"] == max(1, (os.cpu_count() or 1) // 2)  # each GPU's run: its share of the cores
             busy.add(slot["gpu"])
             used.append(slot["gpu"])
         time.sleep(0.05)
@@ -240,6 +242,7 @@ def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
     env = slot_env({"gpu": 1}, base={"CUDA_VISIBLE_DEVICES": "0,1,2"})
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and "OMP_NUM_THREADS" not in env
     assert slot_env({"threads": 1}, base={})["OMP_NUM_THREADS"] == "1"
+    assert slot_env({"gpu": 0, "threads": 3}, base={})["BRIDGEZOO_CPUS"] == "3"  # its data workers' budget
 
 
 def test_an_official_sampler_that_is_ddim_is_evaluated_once():

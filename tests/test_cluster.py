@@ -86,12 +86,13 @@ slurm_setup = ["module load cuda/12.4"]
                  f"#SBATCH --output={tmp_path / 'logs'}/%A_%a/%A_%a_0_log.out"):
         assert line in script.splitlines(), (line, script)
     assert f"-m submitit.core._submit {tmp_path / 'logs'}/%j" in script
-    # one array element per grid run, each a checkpointable GridJob that trains on both GPUs with 6 threads
+    # one array element per grid run, each a checkpointable GridJob that trains on both GPUs, the job's 6 cores
+    # shared by its 2 processes (3 threads each: 6 each oversubscribed the job's cores)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     for run, job in zip(grid.runs, jobs):
         fn = job.submission().function
         assert isinstance(fn, GridJob) and fn.spec["name"] == run.name and fn.spec["config"] == run.config
-        assert (fn.processes, fn.threads) == (2, 6)
+        assert (fn.processes, fn.threads) == (2, 3)
         assert callable(fn.checkpoint)
         record = json.loads((run.directory / "job.json").read_text())
         assert record["state"] == "submitted" and record["job_id"] == job.job_id and record["cluster"] == "slurm"

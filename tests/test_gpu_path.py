@@ -109,3 +109,16 @@ def test_bad_precision_and_batch_options_fail_before_anything_is_written(tmp_pat
     res = cli("run", "--out", tmp_path / "run", "--iters", "2", *FAST, *args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_data_workers_default_to_the_cores_a_gpu_process_may_use(monkeypatch):
+    from bridgezoo.train import default_workers
+
+    assert default_workers(has_gpu=False) == 0  # on CPU workers take cores from the training threads
+    monkeypatch.setenv("BRIDGEZOO_CPUS", "4")  # bench's or the SLURM job's share for this process
+    assert default_workers(has_gpu=True) == 3
+    monkeypatch.setenv("BRIDGEZOO_CPUS", "64")
+    assert default_workers(has_gpu=True) == 8
+    monkeypatch.delenv("BRIDGEZOO_CPUS")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1024")  # more processes than cores: no workers, not a negative count
+    assert default_workers(has_gpu=True) == 0
