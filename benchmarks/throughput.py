@@ -1,5 +1,6 @@
 """Throughput of training and sampling per backbone size, with every speed-up measured against an fp32 eager
-baseline in the same process, the zoo's own overhead, and MFU against a peak measured in the same run.
+baseline in the same process, the zoo's own overhead, and MFU against a peak measured in the same run. On a GPU,
+`benchmarks/gpu_check.py` measures the trainer's own path (data workers included) and checks the arithmetic.
 
     python benchmarks/throughput.py --out reports/performance            # CPU: 64² images, small batches
     python benchmarks/throughput.py --size 256 --batch 8 --compile --out reports/performance-gpu   # on a GPU
@@ -43,10 +44,17 @@ def timeit(fn, device, warmup=1, min_reps=3, min_seconds=1.0):
 
 
 def peak_flops(device, dtype, n):
-    """FLOP/s of a large square matmul: the device's practical peak for `dtype`."""
+    """FLOP/s of a large square matmul: the device's practical peak for `dtype`. For fp32 the matmul runs with the
+    TF32 setting of cuDNN's convolutions (on by default), the arithmetic the fp32 variants' convolutions use; a
+    TF32-off matmul peak would overstate their MFU about eightfold on a Hopper GPU."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sec = timeit(lambda: a @ b, device, min_seconds=0.5)
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        sec = timeit(lambda: a @ b, device, min_seconds=0.5)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
     return 2 * n**3 / sec
 
 
