@@ -73,6 +73,27 @@ def peak_tensor_bytes(fn, *args, **kwargs) -> tuple[int, object]:
     return mode.peak, result
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: CUDA's OutOfMemoryError, a MemoryError, or the CPU allocator's
+    RuntimeError ("can't allocate memory")."""
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc)
+
+
+def peak_bytes(device, fn, *args, **kwargs) -> tuple[int, object]:
+    """(peak extra bytes while `fn(*args, **kwargs)` ran on `device`, its result). On CUDA the caching allocator's
+    own peak (workspaces included; the device synchronised); elsewhere `peak_tensor_bytes` (its dispatch mode
+    loads torch's tracing modules on first use, a one-time ~150 MB of host memory and a few seconds)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return peak_tensor_bytes(fn, *args, **kwargs)
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result = fn(*args, **kwargs)
+    torch.cuda.synchronize(device)
+    return max(torch.cuda.max_memory_allocated(device) - before, 0), result
+
+
 def _proc_meminfo_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
