@@ -166,7 +166,11 @@ class LinearAttention(nn.Module):
 
 
 class FullAttention(nn.Module):
-    """Multi-head softmax attention over all positions (scaled dot product)."""
+    """Multi-head softmax attention over all positions (scaled dot product).
+
+    q, k and v are handed to `scaled_dot_product_attention` contiguous in its [B, heads, N, d] layout: the fused
+    kernels (flash / memory-efficient, on CPU and CUDA) need a unit stride on d, and without them the math kernel
+    builds the N×N matrix (3.3 GB per head-batch at 720p); with them memory is linear in N."""
 
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
         super().__init__()
@@ -177,8 +181,8 @@ class FullAttention(nn.Module):
 
     def forward(self, x):
         b, _, h, w = x.shape
-        q, k, v = (z.reshape(b, self.heads, -1, h * w).transpose(-1, -2) for z in self.to_qkv(x).chunk(3, dim=1))
-        out = F.scaled_dot_product_attention(q, k, v)
+        qkv = self.to_qkv(x).reshape(b, 3, self.heads, -1, h * w).transpose(-1, -2).contiguous()
+        out = F.scaled_dot_product_attention(*qkv.unbind(1))  # q, k, v: [B, heads, N, d], unit stride on d
         return self.to_out(out.transpose(-1, -2).reshape(b, -1, h, w))
 
 

@@ -18,6 +18,7 @@ from .errors import OptionError
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
 from .options import Option, merged_options, resolve_options
 from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F401 - re-exported
+from .seeding import randn
 
 PI_MODES = ("zero", "one", "residual")
 F64 = torch.float64
@@ -257,12 +258,9 @@ class Bridge:
             if len(generator) != x0.shape[0]:
                 raise ValueError(f"{len(generator)} generators for a batch of {x0.shape[0]}")
             t = torch.cat([times(1, generator=g, device=x0.device).to(x0.device) for g in generator])
-            noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=g, device=x0.device, dtype=x0.dtype)
-                               for g in generator])
         else:
             t = times(x0.shape[0], generator=generator, device=x0.device).to(x0.device)
-            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return t, noise
+        return t, randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
 
     # ------------------------------------------------------------------ sampling
     def _grid(self, nfe: int) -> torch.Tensor:
@@ -277,7 +275,7 @@ class Bridge:
         a, b, c = self._coef(torch.ones(mu.shape[0], dtype=F64), mu)
         x = (a + b) * mu
         if self.pi == "one" and bool((c != 0).any()):
-            x = x + c * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            x = x + c * randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
         return x
 
     def x0_hat(self, model, x, mu, t) -> torch.Tensor:

@@ -286,11 +286,14 @@ def cmd_restore(args) -> int:
     from bridgezoo.conditioning import set_tasks, task_names
     from bridgezoo.data import DataError, read_image, write_png
     from bridgezoo.evaluate import restore, to01
+    from bridgezoo.memory import NotEnoughMemory, out_of_memory
     from bridgezoo.train import load_model, resolve_device
 
     if args.nfe is not None and args.nfe < 1:
         raise DataError(f"--nfe must be at least 1, got {args.nfe}")
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+    if args.tile is not None and args.tile < 0:
+        raise DataError(f"--tile must be a size in pixels, or 0 for whole images; got {args.tile}")
+    if args.tile and not 0 <= args.tile_overlap < args.tile:
         raise DataError(f"--tile-overlap ({args.tile_overlap}) must lie in [0, --tile ({args.tile}))")
     device = resolve_device(args.device)
     targets = restore_targets(args.inputs, args.out)
@@ -313,9 +316,16 @@ def cmd_restore(args) -> int:
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
     for f, o, img in tqdm(images, desc="restore", disable=args.quiet):
         lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
-        with torch.no_grad():
-            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=sampler,
-                          tile=args.tile, overlap=args.tile_overlap, seed=args.seed)
+        say = None if args.quiet else (lambda line, f=f: tqdm.write(f"{f}: {line}"))
+        try:  # --tile absent: whole images where they fit in the free memory, else tiles (said in one line)
+            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=sampler, tile=args.tile,
+                          overlap=args.tile_overlap, seed=args.seed, precision=args.precision, say=say)
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, NotEnoughMemory) or not out_of_memory(exc):
+                raise
+            raise NotEnoughMemory(f"{f}: {device} ran out of memory restoring a {img.shape[1]}×{img.shape[0]} "
+                                  f"image{f' in {args.tile}-pixel tiles' if args.tile else ''}; give a smaller "
+                                  "--tile SIZE (or restore on another --device)") from exc
         write_png(o, to01(res))
     if not args.quiet:
         print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}")
@@ -573,12 +583,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAME or NAME:KEY=VALUE,... (default: the run's evaluation sampler); `bridgezoo list` "
                         "shows each bridge's")
     p.add_argument("--tile", type=int, metavar="SIZE", default=None,
-                   help="restore in overlapping tiles of SIZE×SIZE pixels, for images too large for memory "
-                        "(default: whole images)")
+                   help="restore in overlapping tiles of SIZE×SIZE pixels; 0: always whole images (default: whole "
+                        "images where they fit in the device's free memory, else the largest tiles that do, said "
+                        "in one line)")
     p.add_argument("--tile-overlap", type=int, metavar="PIXELS", default=32,
                    help="pixels shared by neighbouring tiles, blended linearly; smaller than --tile (default 32)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the sampler's noise (stochastic samplers), so a restore is repeatable (default 0)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"),
+                   help="the sampling arithmetic: fp32 (default, exact: TF32 off on a GPU), tf32, or bf16 autocast")
     p.add_argument("--device", default="auto",
                    help="where to run: auto (the GPU if there is one, default), cpu, cuda, cuda:1, ...")
     p.add_argument("--overwrite", action="store_true",

@@ -27,6 +27,7 @@ import torch
 from .errors import OptionError
 from .objectives import safe_div
 from .options import Option, merged_options, resolve_options
+from .seeding import randn
 
 F64 = torch.float64
 
@@ -197,7 +198,7 @@ class Posterior(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return bridge.posterior_mean(x, x0, mu, t, s) + bridge.posterior_std(x, t, s) * bridge.pi_field(x0, mu) * z, x0
 
 
@@ -254,7 +255,7 @@ class DBIM(Sampler):
         a_s, b_s, c_s = bridge._coef(s, x)
         rho = eta * bridge.posterior_std(x, t, s)
         keep = safe_div((c_s**2 - rho**2).clamp_min(0).sqrt(), c_t, 0.0)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         x_s = a_s * x0 + b_s * mu + keep * (x - a_t * x0 - b_t * mu) + rho * bridge.pi_field(x0, mu) * z
         return x_s, x0
 
@@ -295,7 +296,7 @@ class EulerMaruyama(Sampler):
         a_t, b_t, c_t = bridge._coef(t, x)
         a_s, b_s, c_s = bridge._coef(s, x)
         if bool(((c_t == 0) | (a_t == 0)).any()):
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             return bridge.posterior_mean(x, x0, mu, t, s) + bridge.posterior_std(x, t, s) * bridge.pi_field(x0, mu) * z, x0
         if bool((c_s == 0).all()):
             return a_s * x0 + b_s * mu, x0
@@ -304,7 +305,7 @@ class EulerMaruyama(Sampler):
         velocity = da * x0 + db * mu + dc * eps
         g2 = (self.options["eta"] ** 2 * 2 * (c_t * dc - c_t**2 * da / a_t)).clamp_min(0)
         delta = (t - s).reshape(-1, 1, 1, 1).to(x)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return x - delta * (velocity + 0.5 * g2 * eps / c_t) + (g2 * delta).sqrt() * bridge.pi_field(x0, mu) * z, x0
 
 

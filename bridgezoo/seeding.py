@@ -29,3 +29,15 @@ def generator(*parts, device="cpu") -> torch.Generator:
 def numpy_rng(*parts) -> np.random.Generator:
     """A NumPy generator seeded by `derive_seed(*parts)`."""
     return np.random.default_rng(derive_seed(*parts))
+
+
+def randn(shape, generator=None, device=None, dtype=None) -> torch.Tensor:
+    """Standard normal noise of `shape` (first dimension the batch) from one generator, or from a sequence of one
+    generator per batch item: item i is then drawn from generator i alone, exactly as `randn((1, *shape[1:]))`
+    on it, so an image's noise does not depend on the batch it is in (batched evaluation, split training
+    batches). With one generator (or None) this is `torch.randn(shape, ...)` unchanged."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)

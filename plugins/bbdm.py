@@ -22,6 +22,7 @@ from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64, safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock
+from bridgezoo.seeding import randn
 
 
 class BBDM(Bridge):
@@ -121,7 +122,7 @@ class SkipSampler(Sampler):
         coef = safe_div((d_s - kept).clamp_min(0), d_t, 0.0).sqrt()
         x_s = a_s * x0 + m_s * mu + coef * (x - a_t * x0 - m_t * mu)
         if eta > 0:
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             x_s = x_s + eta * var.sqrt() * bridge.pi_field(x0, mu) * z
         return x_s, x0
 

@@ -23,6 +23,7 @@ import torch
 
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64, Preconditioned
+from bridgezoo.seeding import randn
 
 
 class DDBM(Bridge):
@@ -197,7 +198,7 @@ class KarrasHeun(Sampler):
         if r > 0:
             D = bridge.x0_hat(model, x, mu, t)
             tau_hat = tau + r * (tau_next - tau)
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             dt = tau_hat - tau
             x = x + bridge._d(x, D, mu, tau, True) * dt + (bridge._g2(tau) * dt.abs()).sqrt() * bridge.pi_field(D, mu) * z
             tau = tau_hat

@@ -30,6 +30,7 @@ from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import inclusive_clock, index_grid
+from bridgezoo.seeding import randn
 
 _PURE_NOISE = ("conditional diffusion starts from pure noise N(0, I) and μ only conditions the network, so the noise "
                "is not modulated: only pi='one' is defined")
@@ -70,7 +71,7 @@ class DDPM(Bridge):
 
     def initial_state(self, mu, generator=None):
         """img_0 ~ N(0, I), as the official p_sample_loop (L206): a(1)·x0 ≈ 0.0064·x0 is neglected."""
-        return torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
 
     @property
     def relation(self):
@@ -101,7 +102,7 @@ class Ancestral(Sampler):
             a_t, _, _ = bridge._coef(t, x)
             a_s, _, _ = bridge._coef(s, x)
             std = (1 - (a_t / a_s) ** 2).clamp_min(0).sqrt()  # β of the (respaced) step: 1 − ᾱ_t/ᾱ_s
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return mean + std * z, x0
 
 

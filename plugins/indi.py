@@ -23,6 +23,7 @@ import torch
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import straight_path_relation
+from bridgezoo.seeding import randn
 
 PAPER = "Inversion by Direct Iteration (InDI), Delbracio & Milanfar, TMLR 2023 (arXiv 2303.11435)"
 
@@ -76,7 +77,7 @@ class InDISampler(Sampler):
         if not self.info(bridge).deterministic:
             eps_t, eps_s = (bridge.noise_level(v.detach().cpu().to(torch.float64)) for v in (t, s))
             extra = (s.detach().cpu().to(torch.float64) * (eps_s**2 - eps_t**2).clamp_min(0).sqrt()).reshape(-1, 1, 1, 1)
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             x_s = x_s + extra.to(x) * bridge.pi_field(x0, mu) * z
         return x_s, x0
 

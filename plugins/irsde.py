@@ -29,6 +29,7 @@ import torch
 
 from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
+from bridgezoo.seeding import randn
 from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
 
 
@@ -63,7 +64,7 @@ class IRSDE(IRSDEClock, SDEBridge):
         """μ + λ·z (official `noise_state`); noise-free for π = zero or residual (π unknown at the start)."""
         if self.pi != "one":
             return mu.clone()
-        return mu + self.lam * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + self.lam * randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
 
     @property
     def relation(self):

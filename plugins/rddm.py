@@ -27,6 +27,7 @@ from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import index_grid
+from bridgezoo.seeding import randn
 
 
 class TwoNetworks(nn.Module):
@@ -92,7 +93,7 @@ class RDDM(Bridge):
         if self.pi != "one":
             return mu.clone()
         c1 = self.options["sum_scale"] ** 0.5
-        return mu + c1 * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + c1 * randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
 
     def residual_and_noise(self, output, x_t, mu, t):
         """(R̂, ε̂) from any objective's output; R̂ clipped to [-2, 2] (or [-1, 1] with official_residual_clip)."""
@@ -136,7 +137,7 @@ class RDDMSampler(Sampler):
         var = eta * safe_div((bbar_t**2 - bbar_s**2) * bbar_s**2, bbar_t**2, 0.0)
         x_s = x - (abar_t - abar_s) * res - (bbar_t - (bbar_s**2 - var).clamp_min(0).sqrt()) * noise
         if eta > 0:
-            x_s = x_s + var.sqrt() * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x_s = x_s + var.sqrt() * randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return x_s, x0
 
 

@@ -34,6 +34,7 @@ from bridgezoo import Bridge, Option, Sampler, hookimpl
 from bridgezoo.bridge import F64, Preconditioned, safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock
+from bridgezoo.seeding import randn
 
 
 def resshift_sqrt_etas(T: int = 15, kappa: float = 2.0, min_noise_level: float = 0.04, etas_end: float = 0.99,
@@ -120,7 +121,7 @@ class ResShiftPosterior(Sampler):
         k = safe_div(c_s**2, c_t**2, 0.0)
         if bridge.pi == "residual" and float(t.min()) == 1.0:
             k = torch.zeros_like(k)  # a noise-free start: sample the marginal at s
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         std = c_s * (1 - k).clamp_min(0).sqrt()
         return a_s * x0 + b_s * mu + k * (x - a_t * x0 - b_t * mu) + std * bridge.pi_field(x0, mu) * z, x0
 

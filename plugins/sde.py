@@ -18,6 +18,7 @@ from bridgezoo.bridge import F64, Bridge, safe_div
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import GeneralizedBridge
 from bridgezoo.schedules import Clock
+from bridgezoo.seeding import randn
 
 
 # ----------------------------------------------------------------------------------------------- the clock
@@ -125,7 +126,7 @@ class SDEBridge(Bridge):
         """g·√Δ·π̂·z, the noise of one Euler–Maruyama step of the reverse SDE."""
         dt = self.clock_increment(t, s).to(x)
         g = (self.diffusion_sq(t).to(x) * dt).sqrt()
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return g * self.pi_field(x0, mu) * z
 
     def loss(self, output, x0, mu, x_t, t):

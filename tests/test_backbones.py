@@ -146,3 +146,24 @@ def test_timm_unknown_encoder_is_a_clear_error():
 def test_unknown_backbone_suggests():
     with pytest.raises(bz.UnknownNameError, match="Did you mean 'unet-L'"):
         bz.get_backbone("unet-l")
+
+
+def test_full_attention_reaches_the_fused_kernel_and_keeps_its_output():
+    """FullAttention hands SDPA contiguous [B, heads, N, d] q/k/v, so the fused (flash) kernel runs: the peak of
+    tensors alive stays far below one N×N score matrix (the math kernel, reached by transposed views, builds
+    heads of them), and the output is the math kernel's within 1e-5."""
+    import torch.nn.functional as F
+
+    from bridgezoo.backbone import FullAttention
+    from bridgezoo.memory import peak_tensor_bytes
+
+    torch.manual_seed(0)
+    attn, x = FullAttention(32).eval(), torch.randn(1, 32, 48, 48)
+    n = 48 * 48
+    with torch.no_grad():
+        peak, out = peak_tensor_bytes(attn, x)
+        q, k, v = (z.reshape(1, attn.heads, -1, n).transpose(-1, -2) for z in attn.to_qkv(x).chunk(3, dim=1))
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+            math = attn.to_out(F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(1, -1, 48, 48))
+    assert peak < n * n * 4, f"{peak / 2**20:.1f} MiB alive at once: the N×N scores were built"
+    torch.testing.assert_close(out, math, rtol=0, atol=1e-5)

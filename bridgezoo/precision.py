@@ -1,0 +1,68 @@
+"""Numeric precision of a block of work, stated once: exact fp32, TF32 or bf16 autocast.
+
+On an NVIDIA GPU since Ampere, "fp32" is not exact by default: cuDNN convolutions run in TF32 (10-bit mantissa)
+unless told otherwise, and matmuls may too. `precision_context` fixes the policy for the code inside it and puts
+the previous one back afterwards:
+
+- "fp32": TF32 off for matmul and cuDNN convolutions, autocast disabled (an outer autocast is not inherited);
+- "tf32": TF32 on for both, autocast disabled;
+- "bf16": autocast to bfloat16 on the device (TF32 settings left as they are).
+
+On a CPU the TF32 switches change nothing (CPU kernels are IEEE fp32), so "fp32" and "tf32" agree there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from .errors import OptionError
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of PRECISIONS, else an OptionError naming them."""
+    if precision not in PRECISIONS:
+        raise OptionError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def _tf32_switches() -> list[tuple[object, str, object, object]]:
+    """(namespace, attribute, value for TF32 off, value for TF32 on) of the matmul and convolution switches.
+
+    PyTorch >= 2.9 has `fp32_precision` ("ieee" | "tf32"); mixing it with the legacy `allow_tf32` flags is an
+    error there, so the new one is used wherever it exists."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision") and hasattr(getattr(conv, "conv", None), "fp32_precision"):
+        return [(matmul, "fp32_precision", "ieee", "tf32"), (conv.conv, "fp32_precision", "ieee", "tf32")]
+    return [(matmul, "allow_tf32", False, True), (conv, "allow_tf32", False, True)]
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 on (`enabled`) or off for CUDA matmuls and cuDNN convolutions inside the block; restored after."""
+    switches = _tf32_switches()
+    saved = [getattr(ns, attr) for ns, attr, _, _ in switches]
+    try:
+        for ns, attr, off, on in switches:
+            setattr(ns, attr, on if enabled else off)
+        yield
+    finally:
+        for (ns, attr, _, _), value in zip(switches, saved):
+            setattr(ns, attr, value)
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device) -> Iterator[None]:
+    """Run the block in `precision` ("fp32", "tf32" or "bf16", see the module docstring) on `device`."""
+    device_type = torch.device(device).type
+    check_precision(precision)
+    if precision == "bf16":
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            yield
+        return
+    with tf32(precision == "tf32"), torch.autocast(device_type, enabled=False):
+        yield
