@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 import bridgezoo as bz
+from bridgezoo import precision
 from bridgezoo.backbone import count_macs
 from bridgezoo.registry import make_sampler, sampler_names
 from bridgezoo.samplers import run_sampler
@@ -53,20 +54,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-PYTORCH_DEFAULT_TF32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # at import
-
-
-@contextlib.contextmanager
 def tf32(enabled: bool | None):
-    """TF32 for matmuls and cuDNN convolutions inside the block (None: PyTorch's defaults, matmul off and cuDNN
-    on), the previous setting restored after."""
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (
-        PYTORCH_DEFAULT_TF32 if enabled is None else (enabled, enabled))
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    """TF32 for matmuls and cuDNN convolutions inside the block; None: PyTorch's defaults (matmul off, cuDNN on)."""
+    return precision.tf32(False, conv=True) if enabled is None else precision.tf32(enabled)
 
 
 def seconds_per_call(fn, device, warmup: int, reps: int) -> float:
@@ -126,8 +116,8 @@ def environment(device) -> dict:
         props = torch.cuda.get_device_properties(device)
         env |= {"gpu": props.name, "gpu_memory_gib": props.total_memory / 2**30, "sms": props.multi_processor_count,
                 "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                "default_tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
-                                 "cudnn": torch.backends.cudnn.allow_tf32}}
+                "tf32_switches_at_start": {f"{type(ns).__name__}.{attr}": str(getattr(ns, attr))
+                                           for ns, attr, _, _ in precision._tf32_switches()}}
     return env
 
 
@@ -306,38 +296,38 @@ def evaluation(device, size, model_dir, folder, deadline) -> dict:
     bridge, model, cfg = load_model(Path(model_dir) / "model.safetensors", device=device)
     nfe, batch = size["nfe"], size["batch"]
     _, mu = synthetic_pair(batch, size["side"], device)
-    for precision in ("fp32", "tf32", "bf16"):
-        with torch.no_grad(), precision_context(precision, device):
+    for prec in ("fp32", "tf32", "bf16"):
+        with torch.no_grad(), precision_context(prec, device):
             sec = seconds_per_call(lambda: bridge.sample(model, mu, nfe=nfe, sampler="ddim"), device, 1,
                                    2 if size["steps"] < 5 else 5)
-        out["bare_sampler"][precision] = {"images_per_s": batch / sec}
+        out["bare_sampler"][prec] = {"images_per_s": batch / sec}
     evalset = PairedFolders(folder)
-    for precision in ("fp32", "bf16"):
+    for prec in ("fp32", "bf16"):
         if time.perf_counter() > deadline:
             break
         start = time.perf_counter()
-        s = evaluate(bridge, model, evalset, Path(model_dir) / f"eval-{precision}", nfe=nfe, sampler="ddim",
-                     device=device, quiet=True, precision=precision, batch=batch, samples=0)
+        s = evaluate(bridge, model, evalset, Path(model_dir) / f"eval-{prec}", nfe=nfe, sampler="ddim",
+                     device=device, quiet=True, precision=prec, batch=batch, samples=0)
         wall = time.perf_counter() - start
-        out["evaluate"][precision] = {"images_per_s": len(evalset) / wall, "images": len(evalset), "wall_s": wall,
+        out["evaluate"][prec] = {"images_per_s": len(evalset) / wall, "images": len(evalset), "wall_s": wall,
                                       "psnr": s["overall"]["psnr"]}
-        out["evaluate"][precision]["fraction_of_bare_sampler"] = (
-            out["evaluate"][precision]["images_per_s"] / out["bare_sampler"][precision]["images_per_s"])
+        out["evaluate"][prec]["fraction_of_bare_sampler"] = (
+            out["evaluate"][prec]["images_per_s"] / out["bare_sampler"][prec]["images_per_s"])
     _, zoo_eval = make_datasets(cfg.resolve(device.type == "cuda"))
     per_image = {}
-    for precision in ("fp32", "tf32", "bf16"):
+    for prec in ("fp32", "tf32", "bf16"):
         if time.perf_counter() > deadline:
             break
-        target = Path(model_dir) / f"zoo5-{precision}"
+        target = Path(model_dir) / f"zoo5-{prec}"
         s = evaluate(bridge, model, zoo_eval, target, nfe=nfe, sampler="ddim", device=device, quiet=True,
-                     precision=precision, batch=batch, samples=0)
+                     precision=prec, batch=batch, samples=0)
         import pandas as pd
 
-        per_image[precision] = pd.read_csv(target / "eval.csv")["psnr"].to_numpy()
-        out["psnr"][precision] = {"psnr": s["overall"]["psnr"], "input_psnr": s["input"]["psnr"]}
-        if precision != "fp32":
-            d = per_image[precision] - per_image["fp32"]
-            out["psnr"][precision] |= {"mean_diff_vs_fp32_db": float(d.mean()), "max_abs_diff_vs_fp32_db": float(np.abs(d).max())}
+        per_image[prec] = pd.read_csv(target / "eval.csv")["psnr"].to_numpy()
+        out["psnr"][prec] = {"psnr": s["overall"]["psnr"], "input_psnr": s["input"]["psnr"]}
+        if prec != "fp32":
+            d = per_image[prec] - per_image["fp32"]
+            out["psnr"][prec] |= {"mean_diff_vs_fp32_db": float(d.mean()), "max_abs_diff_vs_fp32_db": float(np.abs(d).max())}
     return out
 
 

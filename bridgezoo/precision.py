@@ -41,14 +41,20 @@ def _tf32_switches() -> list[tuple[object, str, object, object]]:
     return [(matmul, "allow_tf32", False, True), (conv, "allow_tf32", False, True)]
 
 
+def set_tf32(enabled: bool, conv: bool | None = None) -> None:
+    """TF32 on (`enabled`) or off for CUDA matmuls, and for cuDNN convolutions (`conv`, default: as matmuls), from
+    now on in this process. PyTorch's own default is matmuls off, convolutions on: `set_tf32(False, conv=True)`."""
+    for (ns, attr, off, on), flag in zip(_tf32_switches(), (enabled, enabled if conv is None else conv)):
+        setattr(ns, attr, on if flag else off)
+
+
 @contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """TF32 on (`enabled`) or off for CUDA matmuls and cuDNN convolutions inside the block; restored after."""
+def tf32(enabled: bool, conv: bool | None = None) -> Iterator[None]:
+    """`set_tf32(enabled, conv)` inside the block; the previous switches restored after."""
     switches = _tf32_switches()
     saved = [getattr(ns, attr) for ns, attr, _, _ in switches]
     try:
-        for ns, attr, off, on in switches:
-            setattr(ns, attr, on if enabled else off)
+        set_tf32(enabled, conv)
         yield
     finally:
         for (ns, attr, _, _), value in zip(switches, saved):

@@ -26,12 +26,12 @@ from .conditioning import set_tasks
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
+from .precision import PRECISIONS
 from .preflight import flag
 from .presets import CPU_DEFAULTS, GPU_DEFAULTS, PRESETS  # kept apart (no torch) for `bridgezoo run --help`
 from .tracking import RunTracker
 
 
-EVAL_PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def default_workers(has_gpu: bool) -> int:
@@ -128,7 +128,7 @@ class RunConfig:
         if cfg.channels_last == "auto":
             cfg.channels_last = "on" if has_gpu else "off"
         for name, choices in (("compile", ("on", "off")), ("tf32", ("on", "off")),
-                              ("eval_precision", EVAL_PRECISIONS)):
+                              ("eval_precision", PRECISIONS)):
             if getattr(cfg, name) not in choices:
                 raise OptionError(f"{flag(name)} {getattr(cfg, name)!r}: choose {', '.join(choices)}")
         if cfg.num_workers is None:
@@ -353,8 +353,10 @@ class Batches(torch.utils.data.IterableDataset):
 def set_training_precision(cfg: RunConfig, device: torch.device) -> None:
     """The GPU's math for training: TF32 for fp32 matmuls and convolutions (`--tf32`), and cuDNN's autotuner (the
     training crops have one fixed shape, so the fastest convolution algorithm is chosen once). No effect on CPU."""
+    from .precision import set_tf32
+
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32 == "on"
+        set_tf32(cfg.tf32 == "on")
         torch.backends.cudnn.benchmark = True
 
 
@@ -459,7 +461,8 @@ def evaluate_run(cfg: RunConfig, bridge, model, eval_set, out_dir, nfe: int | No
     return evaluate(bridge, model, eval_set, out_dir, nfe=cfg.nfe if nfe is None else nfe,
                     sampler=cfg.sampler if sampler is None else sampler, tile=cfg.tile, overlap=cfg.tile_overlap,
                     crop_border=cfg.crop_border, samples=cfg.samples, seed=cfg.seed, accelerator=accelerator,
-                    device=device, quiet=cfg.quiet if quiet is None else quiet)
+                    device=device, quiet=cfg.quiet if quiet is None else quiet, batch=cfg.eval_batch,
+                    precision=cfg.eval_precision or "fp32")
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:

@@ -143,3 +143,25 @@ def test_gaussian_oracle_script_writes_its_table(tmp_path):
     # a deterministic sampler from GOUB's pinned start x_1 = μ returns one value per pixel: the posterior mean
     assert df.query("bridge == 'goub' and sampler == 'ddim'")["std"].max() < 1e-9
     assert "Command: `python benchmarks/sampler_gaussian_oracle.py" in (tmp_path / "gaussian-oracle.md").read_text()
+
+
+def test_gpu_check_smoke_runs_every_section_on_cpu_and_writes_its_report(tmp_path):
+    """`benchmarks/gpu_check.py --smoke`: the GPU check's code paths at tiny sizes on CPU (parity is CPU against
+    CPU here, so exactly 0; on a GPU the same code compares the two devices)."""
+    out = tmp_path / "gpu"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=900, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    data = json.loads((out / "gpu_check.json").read_text())
+    assert data["errors"] == {}
+    from bridgezoo import list_bridges
+
+    assert [r["bridge"] for r in data["parity"]["rows"]] == list_bridges()
+    assert data["parity"]["worst_loss_rel_diff"] == 0 and data["parity"]["worst_deterministic_max_abs_diff"] == 0
+    assert all(s.get("finite", False) for r in data["parity"]["rows"] for s in r["samplers"].values())
+    assert {"fp32 eager", "bf16", "bf16 + channels_last"} <= set(data["training"]["rows"])
+    assert all(r["it_per_s"] > 0 and r["mfu_bf16_peak"] > 0 for r in data["training"]["rows"].values())
+    assert {"zoo5", "folder"} == set(data["real_path"]) and all(r["it_per_s"] > 0 for r in data["real_path"].values())
+    assert set(data["evaluation"]["psnr"]) == {"fp32", "tf32", "bf16"}
+    assert data["evaluation"]["evaluate"]["fp32"]["images_per_s"] > 0
+    assert "Parity" in (out / "README.md").read_text()
