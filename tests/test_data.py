@@ -252,3 +252,58 @@ def test_preview_cli_writes_a_picture(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "data", "preview", "--data", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nope: not a folder" in bad.stderr and not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------- zoo5's synthesis
+def test_derain_draws_the_streaks_of_the_per_streak_loop_pixel_for_pixel():
+    """The vectorised streak layer is the original loop's, so zoo5's derain items (and the test images every
+    committed number was measured on) are unchanged."""
+    from scipy import ndimage
+    from skimage.draw import line_aa
+
+    from bridgezoo.data.degradations import _blend_screen, derain
+
+    def reference(img, rng, scale):  # the per-streak loop as first published
+        h, w = img.shape[:2]
+        n = int(rng.uniform(40, 120) * h * w / 1e4 / scale)
+        base = np.deg2rad(rng.uniform(-25, 25))
+        length, width, opacity = rng.uniform(8, 35) * scale, int(rng.integers(1, 3)), rng.uniform(0.6, 0.95)
+        layer = np.zeros((h + 80, w + 80), np.float32)
+        ys, xs = rng.uniform(0, h + 80, n), rng.uniform(0, w + 80, n)
+        lens = length * rng.uniform(0.6, 1.4, n)
+        angles = base + np.deg2rad(rng.uniform(-3, 3, n))
+        for y, x, ln, a in zip(ys, xs, lens, angles):
+            y1, x1 = y + ln * np.cos(a), x + ln * np.sin(a)
+            rr, cc, val = line_aa(int(y), int(x), int(np.clip(y1, 0, h + 79)), int(np.clip(x1, 0, w + 79)))
+            layer[rr, cc] = np.maximum(layer[rr, cc], val * rng.uniform(0.6, 1.0))
+        if width > 1:
+            layer = ndimage.grey_dilation(layer, size=(1, width))
+        layer = ndimage.gaussian_filter(layer, 0.6 * max(scale, 0.5))[40 : 40 + h, 40 : 40 + w]
+        return np.clip(_blend_screen(img, layer / max(layer.max(), 1e-6), opacity), 0, 1).astype(np.float32)
+
+    shapes = np.random.default_rng(0)
+    for k in range(12):
+        h, w = (int(v) for v in shapes.integers(4, 160, 2))
+        scale = [1.0, 0.5, 0.19][k % 3]
+        img = shapes.random((h, w, 3)).astype(np.float32)
+        assert np.array_equal(derain(img, np.random.default_rng(k), scale=scale),
+                              reference(img, np.random.default_rng(k), scale)), (h, w, scale)
+
+
+def test_zoo5_warm_loads_the_photographs_a_forked_worker_inherits():
+    import multiprocessing
+
+    source.cache_clear()
+    ds = Zoo5Train(patch=16, length=4, side=48).warm()
+    loaded = source.cache_info().misses
+    assert source.cache_info().currsize >= len(SPLITS["train"])
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_loads_of_one_item, (ds,)) == 0  # the worker's items load no photograph
+    ds[0]
+    assert source.cache_info().misses == loaded
+
+
+def _loads_of_one_item(ds):
+    before = source.cache_info().misses
+    ds[1]
+    return source.cache_info().misses - before
