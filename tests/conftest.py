@@ -22,6 +22,13 @@ def images64():
     return x0, mu
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _bridgezoo_cache_in_a_temporary_folder(tmp_path_factory):
+    """Scan records (`bridgezoo.data.scans`) of the tests' throw-away folders go to a temporary folder, not the
+    user's ~/.cache (set in the environment, so the CLI processes that tests start use it too)."""
+    os.environ["BRIDGEZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("bridgezoo-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry():
     from bridgezoo import registry

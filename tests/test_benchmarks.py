@@ -33,6 +33,25 @@ def test_throughput_tiny_mode_writes_parseable_results(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 1000 and out.with_suffix(".svg").exists()
 
 
+def test_data_throughput_smoke_run_writes_its_tables(tmp_path):
+    out = tmp_path / "dt"
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_throughput.py"), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads((out / "data_throughput.json").read_text())
+    from bridgezoo.data import TASKS
+
+    assert [r["task"] for r in data["zoo5"]["tasks"]] == list(TASKS)
+    assert all(r["items_per_s"] > 0 and r["ms_per_item"] > 0 for r in data["zoo5"]["tasks"])
+    paired = data["paired"]
+    assert paired["uncached"]["cache"]["misses"] == 2 * paired["pairs"]  # the first pass decodes every image once
+    assert paired["cached"]["cache"]["misses"] == 2 * paired["pairs"]  # the later passes decode nothing
+    assert paired["cached"]["cache"]["hits"] == 2 * paired["cached"]["items"] and paired["scan_again_decoded"] == 0
+    assert set(data["targets"]) == {"paired cached", "derain", "desnow"} and data["machine"]["threads"] == 1
+    text = (out / "README.md").read_text()
+    assert "Command: `python " in text and "--smoke" in text and "| derain |" in text and "| cached |" in text
+
+
 def test_x0_ddim_at_nfe_1_is_direct_regression_so_the_ceiling_script_measures_what_it_says():
     import torch
 

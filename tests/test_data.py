@@ -1,5 +1,6 @@
 """Data: the zoo5 generators and splits, and paired folders of real files written to temporary folders."""
 
+import os
 import subprocess
 import sys
 
@@ -252,3 +253,186 @@ def test_preview_cli_writes_a_picture(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "data", "preview", "--data", str(tmp_path / "nope"),
                           "--out", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "nope: not a folder" in bad.stderr and not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------- the fast data path
+def paired_pngs(root, n=3, h=72, w=96):
+    """n PNG pairs under root/{LQ,GT}: 8-bit RGB, 8-bit grey and RGBA (decoded in different pixel layouts)."""
+    for k in range(n):
+        lq, gt = rgb(h, w, seed=k), rgb(h, w, seed=100 + k)
+        if k % 3 == 1:
+            lq, gt = lq[..., 0], gt[..., 0]
+        elif k % 3 == 2:
+            lq, gt = (np.dstack([a, np.full((h, w), 200, np.uint8)]) for a in (lq, gt))
+        write(root / "LQ" / f"{k}.png", lq)
+        write(root / "GT" / f"{k}.png", gt)
+    return root
+
+
+def test_a_paired_crop_converts_only_the_patch_and_equals_cropping_the_decoded_image(tmp_path, monkeypatch):
+    from bridgezoo.data import paired
+    from bridgezoo.data.io import read_image
+    from bridgezoo.data.paired import random_crop
+    from bridgezoo.data.zoo5 import to_tensor
+    from bridgezoo.seeding import numpy_rng
+
+    root = paired_pngs(tmp_path / "d", n=3)
+    write(tmp_path / "d" / "LQ" / "small.png", rgb(20, 24, seed=7))  # smaller than the patch: padded
+    write(tmp_path / "d" / "GT" / "small.png", rgb(20, 24, seed=8))
+    converted = []
+    convert = paired.to_rgb01
+    monkeypatch.setattr(paired, "to_rgb01", lambda arr, path: converted.append(arr.shape[:2]) or convert(arr, path))
+    ds = PairedFolders(root, patch=32)
+    for i in range(len(ds.pairs)):
+        for seed in range(4):
+            item = ds.draw(i, seed)
+            pair = ds.pairs[i]
+            lq, gt = random_crop(read_image(pair.lq), read_image(pair.gt), 32, numpy_rng(seed))
+            assert torch.equal(item["lq"], to_tensor(lq)) and torch.equal(item["gt"], to_tensor(gt))
+    assert converted and set(converted) == {(32, 32)}  # the old path converted the whole 72×96 image
+
+
+def test_decoded_images_are_cached_within_a_byte_budget_and_hit_on_the_second_access(tmp_path, monkeypatch):
+    from bridgezoo.data import io
+    from bridgezoo.data.io import ImageCache, image_cache
+
+    files = [write(tmp_path / f"{k}.png", rgb(40, 50, seed=k)) for k in range(4)]
+    one = 40 * 50 * 3  # bytes of one decoded 8-bit RGB image
+    cache = ImageCache(int(2.5 * one))
+    a = cache.get(files[0])
+    assert (cache.hits, cache.misses) == (0, 1) and cache.get(files[0]) is a and cache.hits == 1
+    assert not a.flags.writeable  # callers crop and convert; nobody can change the cached pixels
+    for f in files[1:]:
+        cache.get(f)
+        assert cache.nbytes <= cache.max_bytes
+    assert len(cache) == 2 and cache.nbytes == 2 * one  # the least recently used were evicted
+    cache.get(files[0])
+    assert cache.misses == 5
+    write(files[3], rgb(40, 50, seed=99))  # a file rewritten meanwhile is decoded again
+    os.utime(files[3], ns=(1, 1))
+    assert np.array_equal(cache.get(files[3]), rgb(40, 50, seed=99)) and cache.misses == 6
+    small = ImageCache(one - 1)
+    assert small.get(files[0]).shape == (40, 50, 3) and len(small) == 0  # larger than the budget: returned, not kept
+
+    monkeypatch.setenv("BRIDGEZOO_IMAGE_CACHE_MB", "3")
+    monkeypatch.setattr(io, "_CACHE", None)
+    assert image_cache().max_bytes == 3 * 2**20
+    ds = PairedFolders(paired_pngs(tmp_path / "d", n=2), patch=16)
+    ds.draw(0, seed=1)
+    assert (image_cache().hits, image_cache().misses) == (0, 2)
+    ds.draw(0, seed=2)  # another crop of the same pair: no decode
+    assert (image_cache().hits, image_cache().misses) == (2, 2)
+    monkeypatch.setenv("BRIDGEZOO_IMAGE_CACHE_MB", "lots")
+    monkeypatch.setattr(io, "_CACHE", None)
+    with pytest.raises(DataError, match="BRIDGEZOO_IMAGE_CACHE_MB='lots'"):
+        image_cache()
+
+
+def test_paired_folders_pickle_small_and_each_worker_starts_with_an_empty_cache(tmp_path):
+    import multiprocessing
+    import pickle
+
+    from bridgezoo.data.io import ImageCache, image_cache
+
+    ds = PairedFolders(paired_pngs(tmp_path / "d", n=3, h=128, w=128), patch=32)
+    for i in range(3):
+        ds.draw(i, seed=i)
+    assert image_cache().nbytes >= 3 * 128 * 128  # decoded images are held by the process...
+    assert len(pickle.dumps(ds)) < 2000  # ...not by the dataset a DataLoader pickles to its workers (paths, sizes)
+    copy = pickle.loads(pickle.dumps(image_cache()))
+    assert isinstance(copy, ImageCache) and len(copy) == 0 and copy.max_bytes == image_cache().max_bytes
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # a forked worker counts only what it decodes
+        assert pool.apply(_worker_cache_size) == 0
+
+
+def _worker_cache_size():
+    from bridgezoo.data.io import image_cache
+
+    return len(image_cache())
+
+
+def test_the_dataset_scan_decodes_each_file_once_across_processes(tmp_path, monkeypatch):
+    import json
+
+    from bridgezoo.data import scans
+
+    monkeypatch.setenv("BRIDGEZOO_CACHE_DIR", str(tmp_path / "cache"))
+    root = paired_pngs(tmp_path / "d", n=3)
+    first = PairedFolders(root)
+    assert first.scan_decoded == 6
+    again = PairedFolders(root, patch=16)  # another process, another run: sizes and notes from the record
+    assert again.scan_decoded == 0 and [p.size for p in again.pairs] == [p.size for p in first.pairs]
+    assert again.conversions == first.conversions and again.conversions  # grey and RGBA notes kept
+    write(root / "LQ" / "1.png", rgb(72, 96, seed=50))  # a changed file is decoded again
+    os.utime(root / "LQ" / "1.png", ns=(1, 1))
+    assert PairedFolders(root).scan_decoded == 1
+    (root / "GT" / "2.png").write_bytes((root / "GT" / "2.png").read_bytes()[:200])  # truncated: fails every time
+    for _ in range(2):
+        with pytest.raises(DataError, match=r"GT/2.png: cannot read"):
+            PairedFolders(root)
+    record = next((tmp_path / "cache" / "scans").glob("*.json"))
+    assert str((root / "GT" / "2.png").resolve()) not in json.loads(record.read_text())["files"]
+    # processes that scan at once take turns: the first decodes, the others read its record
+    fresh = paired_pngs(tmp_path / "e", n=4)
+    code = ("import sys; from bridgezoo.data import PairedFolders; "
+            "print(PairedFolders(sys.argv[1]).scan_decoded)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(fresh)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "BRIDGEZOO_CACHE_DIR": str(tmp_path / "cache")}) for _ in range(2)]
+    assert sorted(int(p.communicate(timeout=120)[0]) for p in procs) == [0, 8]
+    monkeypatch.setenv("BRIDGEZOO_CACHE_DIR", str(write(tmp_path / "not-a-folder.png", rgb())))
+    assert PairedFolders(root / "..", lq_dir=fresh / "LQ", gt_dir=fresh / "GT").scan_decoded == 8  # no record: decoded
+    assert scans.cache_dir() == tmp_path / "not-a-folder.png"
+
+
+def test_derain_draws_the_streaks_of_the_per_streak_loop_pixel_for_pixel():
+    """The vectorised streak layer is the original loop's, so zoo5's derain items (and the test images every
+    committed number was measured on) are unchanged."""
+    from scipy import ndimage
+    from skimage.draw import line_aa
+
+    from bridgezoo.data.degradations import _blend_screen, derain
+
+    def reference(img, rng, scale):  # the per-streak loop as first published
+        h, w = img.shape[:2]
+        n = int(rng.uniform(40, 120) * h * w / 1e4 / scale)
+        base = np.deg2rad(rng.uniform(-25, 25))
+        length, width, opacity = rng.uniform(8, 35) * scale, int(rng.integers(1, 3)), rng.uniform(0.6, 0.95)
+        layer = np.zeros((h + 80, w + 80), np.float32)
+        ys, xs = rng.uniform(0, h + 80, n), rng.uniform(0, w + 80, n)
+        lens = length * rng.uniform(0.6, 1.4, n)
+        angles = base + np.deg2rad(rng.uniform(-3, 3, n))
+        for y, x, ln, a in zip(ys, xs, lens, angles):
+            y1, x1 = y + ln * np.cos(a), x + ln * np.sin(a)
+            rr, cc, val = line_aa(int(y), int(x), int(np.clip(y1, 0, h + 79)), int(np.clip(x1, 0, w + 79)))
+            layer[rr, cc] = np.maximum(layer[rr, cc], val * rng.uniform(0.6, 1.0))
+        if width > 1:
+            layer = ndimage.grey_dilation(layer, size=(1, width))
+        layer = ndimage.gaussian_filter(layer, 0.6 * max(scale, 0.5))[40 : 40 + h, 40 : 40 + w]
+        return np.clip(_blend_screen(img, layer / max(layer.max(), 1e-6), opacity), 0, 1).astype(np.float32)
+
+    shapes = np.random.default_rng(0)
+    for k in range(12):
+        h, w = (int(v) for v in shapes.integers(4, 160, 2))
+        scale = [1.0, 0.5, 0.19][k % 3]
+        img = shapes.random((h, w, 3)).astype(np.float32)
+        assert np.array_equal(derain(img, np.random.default_rng(k), scale=scale),
+                              reference(img, np.random.default_rng(k), scale)), (h, w, scale)
+
+
+def test_zoo5_warm_loads_the_photographs_a_forked_worker_inherits():
+    import multiprocessing
+
+    source.cache_clear()
+    ds = Zoo5Train(patch=16, length=4, side=48).warm()
+    loaded = source.cache_info().misses
+    assert source.cache_info().currsize >= len(SPLITS["train"])
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_loads_of_one_item, (ds,)) == 0  # the worker's items load no photograph
+    ds[0]
+    assert source.cache_info().misses == loaded
+
+
+def _loads_of_one_item(ds):
+    before = source.cache_info().misses
+    ds[1]
+    return source.cache_info().misses - before

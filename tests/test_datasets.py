@@ -278,6 +278,32 @@ def test_a_wrong_root_and_wrong_specs_say_what_to_give(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- training draws
+def test_training_draws_crop_the_cached_pixels_as_stored_and_equal_cropping_the_decoded_pair(tmp_path, monkeypatch):
+    """A grey LQ with a larger RGB GT (center-cropped, as RESIDE's): the draw crops the stored pixels from the
+    process's decoded-image cache and converts only the patch, and gives the pixels of the full-image path."""
+    from bridgezoo.data import adapters
+    from bridgezoo.data.adapters import ImagePair, align_gt
+    from bridgezoo.data.io import image_cache, read_image
+    from bridgezoo.data.zoo5 import to_tensor
+
+    lq, gt = F.put(tmp_path / "lq.png", 1, h=20, w=30), F.put(tmp_path / "gt.png", 2, h=24, w=34)
+    iio.imwrite(lq, F.img(1, 20, 30)[..., 0])
+    pair = ImagePair(lq, gt, "a")
+    converted = []
+    convert = adapters.to_rgb01
+    monkeypatch.setattr(adapters, "to_rgb01", lambda arr, path: converted.append(arr.shape) or convert(arr, path))
+    image_cache().clear()
+    ds = TrainingPairs({"dehaze": [pair]}, patch=8, length=4, seed=0, gt_alignment="center-crop")
+    for seed in range(3):
+        item = ds.draw(0, seed)
+        full_lq = read_image(lq)
+        ref_lq, ref_gt = random_crop(full_lq, align_gt(full_lq, read_image(gt), pair, "center-crop"), 8,
+                                     numpy_rng(seed))
+        assert torch.equal(item["lq"], to_tensor(ref_lq)) and torch.equal(item["gt"], to_tensor(ref_gt))
+    assert set(converted) == {(8, 8, 1), (8, 8, 3)}  # only patches were converted, the LQ still grey
+    assert (image_cache().misses, image_cache().hits) == (2, 4)
+
+
 def test_training_crops_change_with_every_draw_and_are_repeatable(tmp_path):
     lq, gt = tmp_path / "lq.png", tmp_path / "gt.png"
     base = F.img(0, 16, 16)

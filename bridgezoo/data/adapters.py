@@ -21,7 +21,8 @@ multi-task benchmark (`universal5`).
 Randomness of training draws: item `i` of a training set is the i-th draw of the run's training stream (the set is
 as long as the run draws, like `zoo5`); the training loop calls `TrainingPairs.draw(i, seed)` with the seed of
 that draw (`bridgezoo.seeding`), the only source of its crop and flip, made by `paired.random_crop`, the one crop
-of every paired dataset.
+of every paired dataset. Like `PairedFolders`, draws and test images come from the process's decoded-image cache
+(`io.read_cached`), and a training draw crops the stored pixels before converting the patch to float.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 import torch
 
-from .io import DataError, is_image, read_image
+from .io import DataError, as_hwc, is_image, read_cached, read_image, to_rgb01
 from ..seeding import derive_seed, numpy_rng
 from .paired import DataWarning, random_crop
 from .zoo5 import to_tensor
@@ -383,7 +384,7 @@ class DatasetAdapter:
             for sc in scans:
                 for p in sc.pairs:
                     try:
-                        load_pair(p, self.alignment_of(sc.spec.name))
+                        load_pair(p, self.alignment_of(sc.spec.name), cached=False)
                     except DataError as exc:
                         sc.errors.append(str(exc))
         return CheckReport(self.name, Path(root), scans)
@@ -528,8 +529,9 @@ def parse_data_spec(spec: str):
 
 # ------------------------------------------------------------------------------------------- loading
 def align_gt(lq: np.ndarray, gt: np.ndarray, pair: ImagePair, alignment: str) -> np.ndarray:
-    """The GT made to match the LQ's size per the dataset's rule, or DataError naming both files."""
-    if lq.shape == gt.shape:
+    """The GT made to match the LQ's height and width per the dataset's rule, or DataError naming both files.
+    H×W×C arrays of any pixel type (the decoded pixels as stored, or converted)."""
+    if lq.shape[:2] == gt.shape[:2]:
         return gt
     (h, w), (gh, gw) = lq.shape[:2], gt.shape[:2]
     if alignment == "center-crop" and gh >= h and gw >= w:
@@ -540,9 +542,19 @@ def align_gt(lq: np.ndarray, gt: np.ndarray, pair: ImagePair, alignment: str) ->
                        if alignment == "center-crop" else ""))
 
 
-def load_pair(pair: ImagePair, alignment: str = "same") -> tuple[np.ndarray, np.ndarray]:
-    """(LQ, GT) float32 H×W×3 in [0, 1], the GT aligned to the LQ."""
-    lq, gt = read_image(pair.lq), read_image(pair.gt)
+def load_pair(pair: ImagePair, alignment: str = "same", cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(LQ, GT) float32 H×W×3 in [0, 1], the GT aligned to the LQ; through the process's decoded-image cache unless
+    `cached=False` (a one-off pass such as `check(deep=True)`)."""
+    if not cached:
+        lq, gt = read_image(pair.lq), read_image(pair.gt)
+        return lq, align_gt(lq, gt, pair, alignment)
+    lq, gt = load_raw_pair(pair, alignment)
+    return to_rgb01(lq, pair.lq)[0], to_rgb01(gt, pair.gt)[0]
+
+
+def load_raw_pair(pair: ImagePair, alignment: str = "same") -> tuple[np.ndarray, np.ndarray]:
+    """(LQ, GT) decoded as stored (H×W×C, read-only, from the process's cache), the GT aligned to the LQ."""
+    lq, gt = as_hwc(read_cached(pair.lq)), as_hwc(read_cached(pair.gt))
     return lq, align_gt(lq, gt, pair, alignment)
 
 
@@ -578,9 +590,10 @@ class TrainingPairs(torch.utils.data.Dataset):
     def draw(self, i: int, seed: int) -> dict:
         """Draw i with the crop and flip drawn from `seed` (the training loop passes one per draw)."""
         task, pair = self.pair_of(i)
-        lq, gt = load_pair(pair, self.alignment[task])
+        lq, gt = load_raw_pair(pair, self.alignment[task])
         lq, gt = random_crop(lq, gt, self.patch, numpy_rng(seed))
-        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": task, "name": f"{task}/{pair.name}#{i}"}
+        return {"lq": to_tensor(to_rgb01(lq, pair.lq)[0]), "gt": to_tensor(to_rgb01(gt, pair.gt)[0]), "task": task,
+                "name": f"{task}/{pair.name}#{i}"}
 
     def __getitem__(self, i):
         return self.draw(i, derive_seed(self.seed, "draw", i))

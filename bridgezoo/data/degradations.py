@@ -28,19 +28,37 @@ def _blend_screen(img, layer, opacity):
     return 1 - (1 - img) * (1 - opacity * layer[..., None])
 
 
+def streak_layer(h: int, w: int, n: int, length: float, base: float, rng: np.random.Generator) -> np.ndarray:
+    """The rain layer before widening and blur: `n` anti-aliased streaks of mean length `length` px at angle `base`
+    (radians from vertical) ± 3°, each of intensity 0.6–1, drawn with the maximum where streaks cross, on a
+    (h + 80)×(w + 80) float32 canvas (40 px margin each side, so streaks enter from outside the image).
+
+    One call of `skimage.draw.line_aa` per streak (its lines have no repeated pixel, so the maxima can be taken
+    over all streaks at once); the random draws are made in the order of the original per-streak loop (a vector
+    draw of k values equals k scalar draws), so the layer is the same, pixel for pixel."""
+    ys, xs = rng.uniform(0, h + 80, n), rng.uniform(0, w + 80, n)
+    lens = length * rng.uniform(0.6, 1.4, n)
+    angles = base + np.deg2rad(rng.uniform(-3, 3, n))
+    y1 = np.clip(ys + lens * np.cos(angles), 0, h + 79).astype(np.intp)
+    x1 = np.clip(xs + lens * np.sin(angles), 0, w + 79).astype(np.intp)
+    lines = [line_aa(r0, c0, r1, c1) for r0, c0, r1, c1 in
+             zip(ys.astype(np.intp).tolist(), xs.astype(np.intp).tolist(), y1.tolist(), x1.tolist())]
+    strength = rng.uniform(0.6, 1.0, n)
+    layer = np.zeros((h + 80, w + 80), np.float32)
+    if n:
+        rr = np.concatenate([ln[0] for ln in lines])
+        cc = np.concatenate([ln[1] for ln in lines])
+        val = np.concatenate([ln[2] * s for ln, s in zip(lines, strength)]).astype(np.float32)
+        np.maximum.at(layer, (rr, cc), val)
+    return layer
+
+
 def derain(img: np.ndarray, rng: np.random.Generator, depth=None, scale: float = 1.0) -> np.ndarray:
     h, w = img.shape[:2]
     n = int(rng.uniform(40, 120) * h * w / 1e4 / scale)  # streaks per area of scene (shorter streaks, more of them)
     base = np.deg2rad(rng.uniform(-25, 25))
     length, width, opacity = rng.uniform(8, 35) * scale, int(rng.integers(1, 3)), rng.uniform(0.6, 0.95)
-    layer = np.zeros((h + 80, w + 80), np.float32)
-    ys, xs = rng.uniform(0, h + 80, n), rng.uniform(0, w + 80, n)
-    lens = length * rng.uniform(0.6, 1.4, n)
-    angles = base + np.deg2rad(rng.uniform(-3, 3, n))
-    for y, x, ln, a in zip(ys, xs, lens, angles):
-        y1, x1 = y + ln * np.cos(a), x + ln * np.sin(a)
-        rr, cc, val = line_aa(int(y), int(x), int(np.clip(y1, 0, h + 79)), int(np.clip(x1, 0, w + 79)))
-        layer[rr, cc] = np.maximum(layer[rr, cc], val * rng.uniform(0.6, 1.0))
+    layer = streak_layer(h, w, n, length, base, rng)
     if width > 1:
         layer = ndimage.grey_dilation(layer, size=(1, width))
     layer = ndimage.gaussian_filter(layer, 0.6 * max(scale, 0.5))[40 : 40 + h, 40 : 40 + w]

@@ -4,6 +4,10 @@ Layouts (folder names case-insensitive): `LQ/` + `GT/`, `input/` + `target/`, `l
 folders, or a multi-task root with one such pair per task folder (e.g. `Deraining/`, `Dehazing/`, … as the
 universal-restoration repositories arrange them), the task recorded per item. Pairs are matched by file stem;
 PNG, JPEG, BMP and TIFF; 8- and 16-bit and float TIFF; any size.
+
+The constructor validates every file (a full decode, once per file version across processes: `scans.ScanRecord`)
+and keeps only paths and sizes, so a dataset pickles small into DataLoader workers. A draw takes its images from the
+process's decoded-image cache (`io.read_cached`), crops the stored pixels and converts only the patch to float.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import numpy as np
 import torch
 
 from ..seeding import derive_seed, numpy_rng
-from .io import DataError, is_image, read_raw, to_rgb01
+from .io import DataError, as_hwc, is_image, read_cached, to_rgb01
+from .scans import ScanRecord
 from .zoo5 import to_tensor
 
 PAIR_NAMES = (("lq", "gt"), ("input", "target"), ("low", "high"))
@@ -69,13 +74,6 @@ def discover(root=None, lq_dir=None, gt_dir=None) -> list[tuple[str, Path, Path]
     return tasks
 
 
-def _image_info(path: Path) -> tuple[tuple[int, int], list[str]]:
-    """((height, width), conversion notes) of a fully decoded image (so truncated files are caught here)."""
-    arr = read_raw(path)
-    _, notes = to_rgb01(arr, path)  # NaN / Inf / value range / channel checks
-    return (arr.shape[0], arr.shape[1]), notes
-
-
 class PairedFolders(torch.utils.data.Dataset):
     """LQ/GT pairs from folders. Validation happens in the constructor and raises `DataError` (or warns) naming
     the files: empty folder, LQ/GT size mismatch, unreadable or truncated file, NaN/Inf in float TIFFs; files
@@ -94,11 +92,14 @@ class PairedFolders(torch.utils.data.Dataset):
         self.pairs: list[Pair] = []
         self.notes: dict[str, list[str]] = {}
         self.conversions: dict[str, list[str]] = {}  # note ("grayscale converted to RGB", …) → files
-        for task, lq, gt in discover(root, lq_dir, gt_dir):
-            self.pairs.extend(self._validate(task, lq, gt, strict))
+        folders = discover(root, lq_dir, gt_dir)
+        with ScanRecord.for_folders([d for _, lq, gt in folders for d in (lq, gt)]) as record:
+            for task, lq, gt in folders:
+                self.pairs.extend(self._validate(task, lq, gt, strict, record))
+        self.scan_decoded = record.decoded  # files this process decoded to validate them (0: all from the record)
         self.length = length or len(self.pairs)
 
-    def _validate(self, task, lq_dir: Path, gt_dir: Path, strict: bool) -> list[Pair]:
+    def _validate(self, task, lq_dir: Path, gt_dir: Path, strict: bool, record: ScanRecord) -> list[Pair]:
         files = {}
         for d in (lq_dir, gt_dir):
             entries = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -127,7 +128,7 @@ class PairedFolders(torch.utils.data.Dataset):
             warnings.warn(msg + "; they are skipped", DataWarning, stacklevel=3)
         pairs = []
         for stem in sorted(set(lq) & set(gt)):
-            (s_lq, n_lq), (s_gt, n_gt) = _image_info(lq[stem]), _image_info(gt[stem])
+            (s_lq, n_lq), (s_gt, n_gt) = record.info(lq[stem]), record.info(gt[stem])
             for path, notes in ((lq[stem], n_lq), (gt[stem], n_gt)):
                 for note in notes:
                     self.conversions.setdefault(note, []).append(str(path))
@@ -161,8 +162,9 @@ class PairedFolders(torch.utils.data.Dataset):
         return {"pairs": len(self.pairs), "per_task": per_task, "conversions": {k: len(v) for k, v in self.conversions.items()},
                 "smaller_than_patch": len(small), "notes": notes}
 
-    def _load(self, path: Path) -> np.ndarray:
-        img, notes = to_rgb01(read_raw(path), path)
+    def _convert(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """A decoded image or a crop of one (as stored) → float32 H×W×3 in [0, 1]; its notes kept in `notes`."""
+        img, notes = to_rgb01(raw, path)
         if notes:
             self.notes[str(path)] = notes
         return img
@@ -175,17 +177,20 @@ class PairedFolders(torch.utils.data.Dataset):
         """Pair i % len(pairs) with a random crop and flip drawn from `seed`: the training loop passes a new seed
         for every draw (its seed, step and position in the batch), so every epoch sees new patches."""
         pair = self.pairs[i % len(self.pairs)]
-        lq, gt = self._load(pair.lq), self._load(pair.gt)
+        lq, gt = as_hwc(read_cached(pair.lq)), as_hwc(read_cached(pair.gt))
         if self.patch:
             lq, gt = random_crop(lq, gt, self.patch, numpy_rng(seed))
-        return {"lq": to_tensor(np.ascontiguousarray(lq)), "gt": to_tensor(np.ascontiguousarray(gt)),
+        return {"lq": to_tensor(self._convert(lq, pair.lq)), "gt": to_tensor(self._convert(gt, pair.gt)),
                 "task": pair.task, "name": f"{pair.task}/{pair.lq.stem}"}
 
 
 def random_crop(lq: np.ndarray, gt: np.ndarray, patch: int, rng: np.random.Generator):
-    """The same random patch×patch crop of an H×W×3 (LQ, GT) pair, flipped horizontally with probability ½; images
+    """The same random patch×patch crop of an H×W×C (LQ, GT) pair, flipped horizontally with probability ½; images
     smaller than the patch are reflect-padded first (symmetric where the image is less than half the patch, as
-    MPRNet's training loader pads). All randomness from `rng`: the one crop of every paired training set."""
+    MPRNet's training loader pads). All randomness from `rng`: the one crop of every paired training set.
+
+    Any pixel type and channel count (LQ and GT may differ): datasets crop the decoded pixels as stored and then
+    convert only the patch (`io.to_rgb01`, per pixel, so the result equals cropping the converted image)."""
     h, w = lq.shape[:2]
     if h < patch or w < patch:
         pad = ((0, max(patch - h, 0)), (0, max(patch - w, 0)), (0, 0))

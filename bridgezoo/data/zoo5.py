@@ -131,6 +131,14 @@ class Zoo5Train(torch.utils.data.Dataset):
     def __len__(self):
         return self.length
 
+    def warm(self) -> "Zoo5Train":
+        """Load this split's photographs at this set's side into the process's `source` cache (about 0.5 s, plus
+        the first imports): called in the main process before DataLoader workers fork, they inherit the photographs
+        instead of each loading them on its first items. Returns self."""
+        for name in self.sources:
+            source(name, self.side)
+        return self
+
     def __getitem__(self, i):
         rng = _rng("zoo5-train", self.seed, self.split, i)
         task = self.tasks[i % len(self.tasks)]
