@@ -576,6 +576,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         except ValueError:  # not the main thread
             pass
     log = open(run_dir / "train.jsonl", "a") if accelerator.is_main_process else None
+    if cfg.num_workers and hasattr(train_set, "warm"):
+        train_set.warm()  # load what every item needs once, before the workers fork and inherit it
     loader = torch.utils.data.DataLoader(
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
                 accelerator.process_index, world),
