@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from .devices import PerDevice, as_float64, cast_like, moved
 from .errors import OptionError
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
 from .options import Option, merged_options, resolve_options
@@ -27,16 +28,25 @@ F64 = torch.float64
 class Preconditioned(torch.nn.Module):
     """model(x_t, μ, t) = c_skip·x_t + c_out·network(c_in·x_t, c_cond·μ, t): a network wrapped in a bridge's input
     and output scalings (DDBM's Karras preconditioning, I2SB's label scale σ_f, ResShift's input normalization).
-    `scalings(t)` → (c_in, c_skip, c_out, c_cond), each broadcastable against NCHW (float64, computed on the CPU
-    from the bridge's tables). The wrapped network is `.network`, so saved weights are the network's own."""
+    `scalings(t)` → (c_in, c_skip, c_out, c_cond), each a number or a tensor broadcastable against NCHW, computed
+    from float64 t on t's device (`devices.as_float64`). The wrapped network is `.network`, so saved weights are the
+    network's own."""
 
     def __init__(self, network: Callable, scalings: Callable):
         super().__init__()
         self.network, self.scalings = network, scalings
 
     def forward(self, x_t, mu, t):
-        c_in, c_skip, c_out, c_cond = (torch.as_tensor(v).to(x_t) for v in self.scalings(t.detach().cpu()))
+        c_in, c_skip, c_out, c_cond = (_scaling(v, x_t) for v in self.scalings(as_float64(t)))
         return c_skip * x_t + c_out * self.network(c_in * x_t, c_cond * mu, t)
+
+
+def _scaling(v, x: torch.Tensor) -> torch.Tensor:
+    """A scaling (a number or a tensor) as a tensor in x's dtype on x's device, with no host→device copy: a number
+    is filled in there (rounded through the default dtype, exactly as `torch.as_tensor(v).to(x)`)."""
+    if isinstance(v, torch.Tensor):
+        return cast_like(v, x)
+    return torch.full((), v, dtype=torch.get_default_dtype(), device=x.device).to(x.dtype)
 
 
 class DegenerateBridgeWarning(UserWarning):
@@ -130,22 +140,23 @@ class Bridge:
         return OBJECTIVE_TABLE[self.objective].channels * channels
 
     def coefficients(self, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(a, b, c) at t, each of shape t.shape + (1, 1, 1) (broadcastable against NCHW), in t's float dtype."""
+        """(a, b, c) at t, each of shape t.shape + (1, 1, 1) (broadcastable against NCHW), in t's float dtype on t's
+        device (computed there in float64)."""
         t = torch.as_tensor(t)
         dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
-        return tuple(self._shape(v, t).to(dtype) for v in self._coefficients(t.to(F64)))
+        return tuple(moved(self._shape(v, t), t.device, dtype) for v in self._coefficients(as_float64(t)))
 
     def coefficient_derivatives(self, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(da/dt, db/dt, dc/dt) at t (autograd through `_coefficients`), shaped like `coefficients`."""
         t = torch.as_tensor(t)
         dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
         with torch.enable_grad():
-            tt = t.detach().to(F64).clone().requires_grad_(True)
+            tt = as_float64(t).clone().requires_grad_(True)
             out = []
             for v in self._coefficients(tt):
                 (g,) = torch.autograd.grad(v.sum(), tt, allow_unused=True, retain_graph=True) if v.requires_grad else (None,)
                 out.append(torch.zeros_like(tt) if g is None else g)
-        return tuple(self._shape(v.detach(), t).to(dtype) for v in out)
+        return tuple(moved(self._shape(v.detach(), t), t.device, dtype) for v in out)
 
     @staticmethod
     def _shape(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -153,9 +164,16 @@ class Bridge:
         return v.reshape(*t.shape, 1, 1, 1) if t.dim() >= 1 else v
 
     def _coef(self, t: torch.Tensor, like: torch.Tensor):
-        """(a, b, c) computed in float64 at t, shaped [B, 1, 1, 1], cast to `like`'s dtype and device."""
-        t = torch.as_tensor(t).detach().cpu()
-        return tuple(self._shape(v, t).to(device=like.device, dtype=like.dtype) for v in self._coefficients(t.to(F64)))
+        """(a, b, c) at t, shaped [B, 1, 1, 1], computed in float64 on `like`'s device (`devices.as_float64`: no
+        host–device round trip) and cast to its dtype."""
+        t = as_float64(t, like.device)
+        return tuple(cast_like(self._shape(v, t), like) for v in self._coefficients(t))
+
+    def host_coefficients(self, t: float, dtype: torch.dtype = F64) -> tuple[float, float, float]:
+        """(a, b, c) at one time t as Python floats, computed on the CPU as `_coef` computes them for data of
+        `dtype` (t rounded to it, the coefficients too): what a sampler decides from (a pinned start, the clean end)
+        is decided on the host, with no device synchronisation."""
+        return tuple(float(v) for v in self.coefficients(torch.full((1,), t, dtype=dtype)))
 
     def pi_field(self, x0: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """π(x0, μ): 0, 1 or x0 − μ (elementwise), shaped like x0."""
@@ -218,15 +236,22 @@ class Bridge:
         T = self.options.get("T")
         return None if T is None else torch.arange(1, T + 1, dtype=F64) / T
 
+    def _train_grid(self, device) -> torch.Tensor | None:
+        """`_train_times()` as float32 on `device`, built once and copied to each device once (None: continuous)."""
+        if "_train_grid_copies" not in self.__dict__:
+            grid = self._train_times()
+            self._train_grid_copies = None if grid is None else PerDevice(grid.to(torch.float32))
+        return None if self._train_grid_copies is None else self._train_grid_copies.on(device)
+
     def sample_t(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """n training times (float32, shape [n]) from the method's training distribution."""
+        """n training times (float32, shape [n], on the generator's device) from the method's training distribution."""
         dev = generator.device if generator is not None else device
-        grid = self._train_times()
+        grid = self._train_grid(dev)
         if grid is None:
             u = torch.rand(n, generator=generator, device=dev)
             return (1.0 - u).clamp_min(1e-5)  # (0, 1]
         idx = torch.randint(0, grid.numel(), (n,), generator=generator, device=dev)
-        return grid.to(dev, torch.float32)[idx]
+        return grid[idx]
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor | None:
         """Per-sample loss weight w(t) (shape [B]), or None for an unweighted loss."""
@@ -238,7 +263,7 @@ class Bridge:
         per = diff.abs() if self.options["loss_type"] == "l1" else diff.square()
         per = per.flatten(1).mean(1)
         w = self.loss_weight(t)
-        return (per * w.to(per)).mean() if w is not None else per.mean()
+        return (per * cast_like(w, per)).mean() if w is not None else per.mean()
 
     def training_loss(self, model, x0, mu, generator=None) -> torch.Tensor:
         """Sample t and noise, build x_t, call `model(x_t, mu, t)`, return `loss`.
@@ -272,9 +297,9 @@ class Bridge:
 
         With π = residual the noise at t = 1 would need x0 − μ, which is unknown: the start is noise-free.
         """
-        a, b, c = self._coef(torch.ones(mu.shape[0], dtype=F64), mu)
+        a, b, c = self._coef(torch.ones(mu.shape[0], dtype=F64, device=mu.device), mu)
         x = (a + b) * mu
-        if self.pi == "one" and bool((c != 0).any()):
+        if self.pi == "one" and self.host_coefficients(1.0, mu.dtype)[2] != 0:
             x = x + c * randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
         return x
 

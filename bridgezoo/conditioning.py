@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .devices import moved
 from .errors import OptionError
 
 
@@ -22,12 +23,14 @@ class TaskConditioned(nn.Module):
 
     `tasks`: the task names in the order of the network's embedding table (saved with the run). One bound label
     serves a batch of any size (tiles of one image); otherwise one label per image. The wrapped network is
-    `.network`."""
+    `.network`. The labels (a host tensor, `task`) reach the data's device once per `bind`, without blocking the
+    host: a sampler calls the model many times with the same labels."""
 
     def __init__(self, network: nn.Module, tasks: Sequence[str]):
         super().__init__()
         self.network, self.tasks = network, list(tasks)
         self.task: torch.Tensor | None = None
+        self._on_device: torch.Tensor | None = None  # `task` on the device it was last used on
 
     def bind(self, names: str | Sequence[str]) -> None:
         names = [names] if isinstance(names, str) else list(names)
@@ -35,11 +38,18 @@ class TaskConditioned(nn.Module):
         if unknown:
             raise OptionError(f"task {unknown[0]!r}: this model was trained on the tasks {', '.join(self.tasks)}")
         self.task = torch.tensor([self.tasks.index(n) for n in names], dtype=torch.long)
+        self._on_device = None
+
+    def labels_on(self, device: torch.device) -> torch.Tensor:
+        """The bound labels on `device`: copied there (non-blocking) on the first call after `bind`, then reused."""
+        if self._on_device is None or self._on_device.device != device:
+            self._on_device = moved(self.task, device)
+        return self._on_device
 
     def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.task is None:
             raise RuntimeError("a task-conditioned model was called before its task was set (bridgezoo.conditioning.set_tasks)")
-        task = self.task.to(x_t.device)
+        task = self.labels_on(x_t.device)
         if task.numel() == 1:
             task = task.expand(x_t.shape[0])
         elif task.numel() != x_t.shape[0]:

@@ -13,12 +13,17 @@ from typing import Callable
 
 import torch
 
+from .devices import cast_like
+
 
 def safe_div(num: torch.Tensor, den: torch.Tensor, fallback) -> torch.Tensor:
-    """num/den where den ≠ 0, `fallback` where den == 0 (no NaN, no Inf, no warning)."""
+    """num/den where den ≠ 0, `fallback` (a number or a tensor) where den == 0 (no NaN, no Inf, no warning; a
+    number is no host→device copy)."""
     zero = den == 0
     out = num / torch.where(zero, torch.ones_like(den), den)
-    return torch.where(zero, torch.as_tensor(fallback, dtype=out.dtype, device=out.device), out)
+    if isinstance(fallback, torch.Tensor):
+        fallback = cast_like(fallback, out)
+    return torch.where(zero, fallback, out)
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,8 @@ class Objective:
 
 
 def _velocity_coefficients(bridge, t, like):
-    da, db, _ = bridge.coefficient_derivatives(t.detach().cpu())
-    return da.to(like), db.to(like)
+    da, db, _ = bridge.coefficient_derivatives(t)
+    return cast_like(da, like), cast_like(db, like)
 
 
 def _noise_target(bridge, x0, mu, x_t, t):

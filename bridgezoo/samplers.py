@@ -14,6 +14,11 @@ Vanden-Eijnden, "Stochastic interpolants", 2023): dx/dt = a'·x̂0 + b'·μ + c'
 dy = x̂0·d(a/c) + μ·d(b/c), whose exact solution over [s, t] with x̂0 held fixed is the DDIM step (DPM-Solver,
 Lu et al. 2022, Eq. (3.4), here in data-prediction form as in DPM-Solver++, Lu et al. 2022, §4).
 Images are NCHW; t and s are tensors of shape [B] (one value across the batch in the loop).
+
+No step makes the host wait for the device: coefficients are computed on the data's device (`Bridge._coef`), and
+what a sampler decides (is this the pinned start, the clean end?) it decides from the grid, which lives on the host:
+`Sampler.interval` gives the step's two times as Python floats and `Bridge.host_coefficients` the coefficients
+there.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Iterator, NamedTuple
 
 import torch
 
+from .devices import as_float64, cast_like
 from .errors import OptionError
 from .objectives import safe_div
 from .options import Option, merged_options, resolve_options
@@ -66,6 +72,7 @@ class Sampler:
     evals_per_step: int = 1
     option_spec: dict[str, Option] = {}
     option_defaults: dict = {}
+    _interval: tuple[float, float] | None = None  # the times of the step `intervals` is taking
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -93,11 +100,28 @@ class Sampler:
 
     def steps(self, bridge, model, x, mu, grid, generator=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x_s, x̂0) for each interval of `grid`; by default one `step` per interval."""
-        for t, s in zip(grid[:-1], grid[1:]):
-            tb = torch.full((mu.shape[0],), float(t), dtype=mu.dtype, device=mu.device)
-            sb = torch.full((mu.shape[0],), float(s), dtype=mu.dtype, device=mu.device)
+        for tb, sb in self.intervals(grid, mu):
             x, x0 = self.step(bridge, model, x, mu, tb, sb, generator)
             yield x, x0
+
+    def intervals(self, grid: torch.Tensor, mu: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The intervals (t, s) of the host grid as tensors of shape [B] in μ's dtype on μ's device (filled in there,
+        no copy). While the consumer steps one, `interval` returns its two times as Python floats, as those tensors
+        hold them (rounded to μ's dtype)."""
+        values = grid.tolist()
+        held = grid.to(mu.dtype).to(F64).tolist()
+        try:
+            for k in range(len(values) - 1):
+                self._interval = (held[k], held[k + 1])
+                yield tuple(torch.full((mu.shape[0],), v, dtype=mu.dtype, device=mu.device) for v in values[k:k + 2])
+        finally:
+            self._interval = None
+
+    def interval(self, t: torch.Tensor, s: torch.Tensor) -> tuple[float, float]:
+        """(t, s) of the step being taken as Python floats, every image of the batch at the same times: those of
+        `intervals` (no device synchronisation), or, for a `step` called outside it, read from the tensors (their
+        largest values; a synchronisation)."""
+        return self._interval if self._interval is not None else (float(t.max()), float(s.max()))
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         """One step from t to s < t: returns (x_s, x̂0 used)."""
@@ -154,7 +178,7 @@ def ddim_update(bridge, x, mu, x0, t, s) -> torch.Tensor:
 def log_snr(bridge, t) -> torch.Tensor:
     """λ_t = log(a_t/c_t) in float64, shape [B, 1, 1, 1]; −∞ where a_t = 0 (a pinned start, or x0 forgotten),
     +∞ where c_t = 0 < a_t (the clean end)."""
-    a, _, c = (bridge._shape(v, torch.as_tensor(t)) for v in bridge._coefficients(torch.as_tensor(t).detach().cpu().to(F64)))
+    a, _, c = (bridge._shape(v, torch.as_tensor(t)) for v in bridge._coefficients(as_float64(t)))
     lam = torch.log(a) - torch.log(c)
     return torch.where(a == 0, -math.inf, torch.where(c == 0, math.inf, lam))
 
@@ -245,13 +269,13 @@ class DBIM(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
-        _, _, c_t = bridge._coef(t, x)
+        boot = self.options["boot"] and bridge.host_coefficients(self.interval(t, s)[0], x.dtype)[2] == 0
+        if self.options["eta"] <= 0 and not boot:
+            return ddim_update(bridge, x, mu, x0, t, s), x0
+        a_t, b_t, c_t = bridge._coef(t, x)
         eta = torch.full_like(c_t, self.options["eta"])
         if self.options["boot"]:
             eta = torch.where(c_t == 0, torch.ones_like(eta), eta)
-        if not bool((eta > 0).any()):
-            return ddim_update(bridge, x, mu, x0, t, s), x0
-        a_t, b_t, _ = bridge._coef(t, x)
         a_s, b_s, c_s = bridge._coef(s, x)
         rho = eta * bridge.posterior_std(x, t, s)
         keep = safe_div((c_s**2 - rho**2).clamp_min(0).sqrt(), c_t, 0.0)
@@ -293,14 +317,16 @@ class EulerMaruyama(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
-        a_t, b_t, c_t = bridge._coef(t, x)
-        a_s, b_s, c_s = bridge._coef(s, x)
-        if bool(((c_t == 0) | (a_t == 0)).any()):
+        t_host, s_host = self.interval(t, s)
+        a_host, _, c_host = bridge.host_coefficients(t_host, x.dtype)
+        if c_host == 0 or a_host == 0:
             z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             return bridge.posterior_mean(x, x0, mu, t, s) + bridge.posterior_std(x, t, s) * bridge.pi_field(x0, mu) * z, x0
-        if bool((c_s == 0).all()):
+        a_t, b_t, c_t = bridge._coef(t, x)
+        a_s, b_s, c_s = bridge._coef(s, x)
+        if bridge.host_coefficients(s_host, x.dtype)[2] == 0:
             return a_s * x0 + b_s * mu, x0
-        da, db, dc = (v.to(x) for v in bridge.coefficient_derivatives(t.detach().cpu()))
+        da, db, dc = (cast_like(v, x) for v in bridge.coefficient_derivatives(t))
         eps = (x - a_t * x0 - b_t * mu) / c_t
         velocity = da * x0 + db * mu + dc * eps
         g2 = (self.options["eta"] ** 2 * 2 * (c_t * dc - c_t**2 * da / a_t)).clamp_min(0)
@@ -314,7 +340,7 @@ def _heun_weight(bridge, t, s, like) -> torch.Tensor:
     (trapezoid ½ as h → 0; 1 from a pinned start, h = ∞)."""
     h = log_snr(bridge, s) - log_snr(bridge, t)
     w = torch.where(torch.isinf(h), torch.ones_like(h), phi2_ratio(h) / torch.where(h == 0, torch.ones_like(h), h))
-    return torch.where(h == 0, torch.full_like(h, 0.5), w).to(like)
+    return cast_like(torch.where(h == 0, torch.full_like(h, 0.5), w), like)
 
 
 class Heun(Sampler):
@@ -337,7 +363,7 @@ class Heun(Sampler):
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0_t = bridge.x0_hat(model, x, mu, t)
         predicted = ddim_update(bridge, x, mu, x0_t, t, s)
-        if bool((bridge._coef(s, x)[2] == 0).all()):
+        if bridge.host_coefficients(self.interval(t, s)[1], x.dtype)[2] == 0:
             return predicted, x0_t
         x0_s = bridge.x0_hat(model, predicted, mu, s)
         w = _heun_weight(bridge, t, s, x)
@@ -361,20 +387,21 @@ class DPMSolverPP2M(Sampler):
     order = 2
 
     def steps(self, bridge, model, x, mu, grid, generator=None):
-        previous = None  # (x̂0, λ) of the last step
-        for t, s in zip(grid[:-1], grid[1:]):
-            tb = torch.full((mu.shape[0],), float(t), dtype=mu.dtype, device=mu.device)
-            sb = torch.full((mu.shape[0],), float(s), dtype=mu.dtype, device=mu.device)
+        # λ on the host grid, as the batch tensors hold the times (rounded to μ's dtype): whether the second-order
+        # correction applies is decided on the host; its weight is computed on the device, as every coefficient
+        lam_host = log_snr(bridge, grid.to(mu.dtype).to(F64)).flatten().tolist()
+        previous = None  # (x̂0, λ, grid index) of the last step
+        for k, (tb, sb) in enumerate(self.intervals(grid, mu)):
             x0 = bridge.x0_hat(model, x, mu, tb)
             lam_t, lam_s = log_snr(bridge, tb), log_snr(bridge, sb)
             x0_used = x0
             if previous is not None:
-                x0_prev, lam_prev = previous
-                if bool(torch.isfinite(torch.cat([lam_prev, lam_t, lam_s])).all()) and bool((lam_t != lam_prev).all()):
+                x0_prev, lam_prev, j = previous
+                if all(map(math.isfinite, (lam_host[j], lam_host[k], lam_host[k + 1]))) and lam_host[k] != lam_host[j]:
                     slope_weight = phi2_ratio(lam_s - lam_t) / (lam_t - lam_prev)
-                    x0_used = x0 + slope_weight.to(x) * (x0 - x0_prev)
+                    x0_used = x0 + cast_like(slope_weight, x) * (x0 - x0_prev)
             x = ddim_update(bridge, x, mu, x0_used, tb, sb)
-            previous = (x0, lam_t)
+            previous = (x0, lam_t, k)
             yield x, x0
 
 

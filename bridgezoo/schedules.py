@@ -3,7 +3,8 @@
 A *clock* is the cumulative schedule s(t) = θ̄_{0:t} = ∫_0^t θ, a non-decreasing function of continuous time
 t ∈ [0, 1] with s(0) = 0. Methods defined on a discrete grid of T steps give s at the knots t_k = k/T; between
 knots s is linear, i.e. θ(t) = ds/dt is piecewise constant, which is the exact continuous-time process whose
-Euler step over one official step reproduces the official update. All tables are built in float64.
+Euler step over one official step reproduces the official update. All tables are built in float64 on the CPU and
+read on t's device (copied there once, `devices.PerDevice`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from .devices import PerDevice
 
 F64 = torch.float64
 
@@ -27,11 +30,13 @@ class Clock:
         self.values = values
         self.n = values.numel() - 1
         self.name = name
+        self._total = float(values[-1])
+        self._copies = PerDevice(values)
 
     @property
     def total(self) -> float:
-        """S = s(1) = θ̄_{0:1}."""
-        return float(self.values[-1])
+        """S = s(1) = θ̄_{0:1} (a Python float, read once: using it costs no device synchronisation)."""
+        return self._total
 
     def _interval(self, tt: torch.Tensor) -> torch.Tensor:
         # The interval that ends at or after tt = t·n; on a knot, the one that ends there (the official step's).
@@ -42,13 +47,15 @@ class Clock:
         """s(t) in float64, same shape as t, for t in [0, 1]; differentiable in t (left derivative on a knot)."""
         tt = torch.as_tensor(t, dtype=F64) * self.n
         idx = self._interval(tt)
-        lo, hi = self.values[idx], self.values[idx + 1]
+        values = self._copies.on(tt.device)
+        lo, hi = values[idx], values[idx + 1]
         return lo + (tt - idx.to(F64)) * (hi - lo)
 
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         """θ(t) = ds/dt (per unit of t); on a knot, the rate of the interval that ends there (official index)."""
         idx = self._interval(torch.as_tensor(t, dtype=F64) * self.n)
-        return (self.values[idx + 1] - self.values[idx]) * self.n
+        values = self._copies.on(idx.device)
+        return (values[idx + 1] - values[idx]) * self.n
 
 
 def iddpm_cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:

@@ -111,7 +111,7 @@ class SkipSampler(Sampler):
     def step(self, bridge, model, x, mu, t, s, generator=None):
         """BBDM's skip-step update with η (L194-199); the step to t = 0 returns x̂0."""
         x0 = bridge.x0_hat(model, x, mu, t)
-        if float(s.max()) == 0.0:
+        if self.interval(t, s)[1] == 0.0:
             return x0, x0
         a_t, m_t, c_t = bridge._coef(t, x)
         a_s, m_s, c_s = bridge._coef(s, x)

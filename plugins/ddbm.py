@@ -23,6 +23,7 @@ import torch
 
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
 from bridgezoo.bridge import F64, Preconditioned
+from bridgezoo.devices import as_float64, cast_like
 from bridgezoo.seeding import randn
 
 
@@ -78,7 +79,7 @@ class DDBM(Bridge):
 
     def loss_weight(self, t):
         """1/c_out², with t floored at sigma_min/sigma_max (where the official training never goes below)."""
-        t = torch.as_tensor(t).detach().cpu().to(F64).clamp_min(self.options["sigma_min"] / self.tmax)
+        t = as_float64(t).clamp_min(self.options["sigma_min"] / self.tmax)
         return 1 / self.preconditioning(t)[2].flatten() ** 2
 
     def _d(self, x, D, mu, tau, stochastic):
@@ -148,9 +149,9 @@ class DDBMVP(DDBM):
 
     def _d(self, x, D, mu, tau, stochastic):
         """d = f·x − g²·(k·∇log q − w·∇log p(x_T | x)), k = ½ (ODE) or 1 (churn) (`get_d_vp`, L298-318)."""
-        tau64 = tau.to(F64)
-        a, b, c = (v.to(x) for v in self._native(tau64, self.tmax))
-        alpha, alpha_T, r, var = (v.to(x) for v in self._vp_schedule(tau64, self.tmax))
+        tau64 = as_float64(tau)
+        a, b, c = (cast_like(v, x) for v in self._native(tau64, self.tmax))
+        alpha, alpha_T, r, var = (cast_like(v, x) for v in self._vp_schedule(tau64, self.tmax))
         f = -0.5 * self.options["beta_d"] * tau - 0.5 * self.options["beta_min"]
         score_q = -(x - (b * mu + a * D)) / c**2
         score_h = ((alpha / alpha_T) * mu - x) / (var * (1 / r - 1))
@@ -193,7 +194,7 @@ class KarrasHeun(Sampler):
         """One Heun step (a churn Euler–Maruyama half-step first when churn > 0); the step into σ = 0 is Euler and
         its result clamped to [-1, 1]."""
         tm = bridge.tmax
-        tau, tau_next = (v.to(F64).reshape(-1, 1, 1, 1).to(x) * tm for v in (t, s))
+        tau, tau_next = (cast_like(v.reshape(-1, 1, 1, 1), x) * tm for v in (t, s))
         r = bridge.options["churn"]
         if r > 0:
             D = bridge.x0_hat(model, x, mu, t)
@@ -206,7 +207,7 @@ class KarrasHeun(Sampler):
         D = bridge.x0_hat(model, x, mu, t_cur)
         d = bridge._d(x, D, mu, tau, False)
         x2 = x + d * (tau_next - tau)
-        if float(s.max()) == 0.0:
+        if self.interval(t, s)[1] == 0.0:
             return x2.clamp(-1, 1), D
         D2 = bridge.x0_hat(model, x2, mu, s)
         return x + 0.5 * (d + bridge._d(x2, D2, mu, tau_next, False)) * (tau_next - tau), D

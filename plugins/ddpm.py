@@ -94,7 +94,7 @@ class Ancestral(Sampler):
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
         mean = bridge.posterior_mean(x, x0, mu, t, s)
-        if float(s.max()) == 0.0:
+        if self.interval(t, s)[1] == 0.0:
             return mean, x0
         if bridge.options["variance"] == "small":
             std = bridge.posterior_std(x, t, s)

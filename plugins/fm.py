@@ -10,6 +10,7 @@ after the time change τ = 1 − Θ_t (BRIDGES.md §9), for any θ schedule.
 
 
 from bridgezoo import Bridge, Option, Sampler, hookimpl
+from bridgezoo.devices import cast_like
 
 
 class FlowMatching(Bridge):
@@ -39,7 +40,7 @@ class Euler(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
-        da, db, _ = (v.to(x) for v in bridge.coefficient_derivatives(t.detach().cpu()))
+        da, db, _ = (cast_like(v, x) for v in bridge.coefficient_derivatives(t))
         return x + (s - t).reshape(-1, 1, 1, 1) * (da * x0 + db * mu), x0
 
 

@@ -38,6 +38,7 @@ import torch
 
 from bridgezoo import Bridge, Option, hookimpl
 from bridgezoo.bridge import F64, Preconditioned
+from bridgezoo.devices import as_float64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import inclusive_clock
 
@@ -88,7 +89,7 @@ class I2SB(Bridge):
 
     def sigma_f(self, t) -> torch.Tensor:
         """σ_f(t) = sqrt(F(t)), float64, shape of t: the official `std_fwd` at t = (n+1)/T."""
-        return self.clock(torch.as_tensor(t).to(F64)).clamp_min(0).sqrt()
+        return self.clock(as_float64(t)).clamp_min(0).sqrt()
 
     def wrap(self, network):
         """For `xt_minus_x0`: σ_f(t)·network, a network trained on (x_t − x0)/σ_f seen as x_t − x0."""
@@ -102,7 +103,7 @@ class I2SB(Bridge):
         training never goes (σ_f(0) = 0)."""
         if self.objective != "xt_minus_x0":
             return None
-        t = torch.as_tensor(t).detach().cpu().to(F64).clamp_min(1 / self.options["T"])
+        t = as_float64(t).clamp_min(1 / self.options["T"])
         power = 2 if self.options["loss_type"] == "l2" else 1
         return 1 / self.sigma_f(t).flatten() ** power
 

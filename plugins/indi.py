@@ -21,6 +21,7 @@ path of flow matching); with noise, none (c(1) = ε_1 > 0, while the generalized
 import torch
 
 from bridgezoo import Bridge, Option, Sampler, SamplerInfo, hookimpl
+from bridgezoo.devices import as_float64, cast_like
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import straight_path_relation
 from bridgezoo.seeding import randn
@@ -75,10 +76,10 @@ class InDISampler(Sampler):
         ratio = (s / t).reshape(-1, 1, 1, 1).to(x)
         x_s = ratio * x + (1 - ratio) * x0
         if not self.info(bridge).deterministic:
-            eps_t, eps_s = (bridge.noise_level(v.detach().cpu().to(torch.float64)) for v in (t, s))
-            extra = (s.detach().cpu().to(torch.float64) * (eps_s**2 - eps_t**2).clamp_min(0).sqrt()).reshape(-1, 1, 1, 1)
+            eps_t, eps_s = (bridge.noise_level(as_float64(v)) for v in (t, s))
+            extra = (as_float64(s) * (eps_s**2 - eps_t**2).clamp_min(0).sqrt()).reshape(-1, 1, 1, 1)
             z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
-            x_s = x_s + extra.to(x) * bridge.pi_field(x0, mu) * z
+            x_s = x_s + cast_like(extra, x) * bridge.pi_field(x0, mu) * z
         return x_s, x0
 
 

@@ -29,6 +29,7 @@ import torch
 
 from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
+from bridgezoo.devices import float64_device
 from bridgezoo.seeding import randn
 from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
 
@@ -58,7 +59,7 @@ class IRSDE(IRSDEClock, SDEBridge):
         return mu - x
 
     def diffusion_sq(self, t):
-        return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam**2, dtype=F64)
+        return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam**2, dtype=F64, device=float64_device(t.device))
 
     def initial_state(self, mu, generator=None):
         """μ + λ·z (official `noise_state`); noise-free for π = zero or residual (π unknown at the start)."""

@@ -131,7 +131,7 @@ class RDDMSampler(Sampler):
         x0 = x - abar_t * res - bbar_t * noise
         if bridge.options["clip_x0"]:
             x0 = x0.clamp(-1, 1)
-        if float(s.max()) == 0.0:
+        if self.interval(t, s)[1] == 0.0:
             return x0, x0  # last step: x̂0 (L956-960)
         eta = bridge.options["eta"]
         var = eta * safe_div((bbar_t**2 - bbar_s**2) * bbar_s**2, bbar_t**2, 0.0)

@@ -32,6 +32,7 @@ import torch
 
 from bridgezoo import Bridge, Option, Sampler, hookimpl
 from bridgezoo.bridge import F64, Preconditioned, safe_div
+from bridgezoo.devices import as_float64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock
 from bridgezoo.seeding import randn
@@ -85,7 +86,7 @@ class ResShift(Bridge):
 
     def input_scale(self, t) -> torch.Tensor:
         """k(t) of the official input normalization, shape [B, 1, 1, 1], float64 (1 for `input_scaling="none"`)."""
-        c = self._coefficients(torch.as_tensor(t).to(F64))[2].reshape(-1, 1, 1, 1)
+        c = self._coefficients(as_float64(t))[2].reshape(-1, 1, 1, 1)
         mode = self.options["input_scaling"]
         return 3 * c + 1 if mode == "pixel" else (c * c + 1).sqrt() if mode == "latent" else torch.ones_like(c)
 
@@ -119,7 +120,7 @@ class ResShiftPosterior(Sampler):
         a_t, b_t, c_t = bridge._coef(t, x)
         a_s, b_s, c_s = bridge._coef(s, x)
         k = safe_div(c_s**2, c_t**2, 0.0)
-        if bridge.pi == "residual" and float(t.min()) == 1.0:
+        if bridge.pi == "residual" and self.interval(t, s)[0] == 1.0:
             k = torch.zeros_like(k)  # a noise-free start: sample the marginal at s
         z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         std = c_s * (1 - k).clamp_min(0).sqrt()

@@ -15,6 +15,7 @@ import torch
 
 from bridgezoo import Option, Sampler, hookimpl
 from bridgezoo.bridge import F64, Bridge, safe_div
+from bridgezoo.devices import as_float64, cast_like, float64_device
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import GeneralizedBridge
 from bridgezoo.schedules import Clock
@@ -106,26 +107,26 @@ class SDEBridge(Bridge):
     def clock_increment(self, t, s) -> torch.Tensor:
         """The SDE's time elapsed between s < t (shape [B, 1, 1, 1], float64): θ̄_{s:t} = clock(t) − clock(s) for a
         bridge with a `clock` (over one official step exactly θ_i, or θ_i·dt for IR-SDE / GOUB), else t − s."""
-        tt, ss = (v.detach().cpu().to(F64) for v in (t, s))
+        tt, ss = (as_float64(v) for v in (t, s))
         clock = getattr(self, "clock", None)
         return (clock(tt) - clock(ss) if clock is not None else tt - ss).reshape(-1, 1, 1, 1)
 
     def score_term(self, x, mu, x0, t):
         """g²(t)·∇log q(x_t | x̂0, μ), without π (it cancels); 0 where c_t = 0."""
         a, b, c = self._coef(t, x)
-        g2 = self.diffusion_sq(t).to(x)
+        g2 = cast_like(self.diffusion_sq(t), x)
         return -g2 * safe_div(x - a * x0 - b * mu, (c * c).expand_as(x), 0.0)
 
     def reverse_mean(self, x, mu, x0, t, s, ode_half: bool = False):
         """One Euler step of the reverse SDE from t to s < t, without noise: x − [f − g²·score]·Δ (½·g² if ode_half)."""
-        dt = self.clock_increment(t, s).to(x)
+        dt = cast_like(self.clock_increment(t, s), x)
         k = 0.5 if ode_half else 1.0
         return x - (self.drift(x, mu, t) - k * self.score_term(x, mu, x0, t)) * dt
 
     def reverse_noise(self, x, mu, x0, t, s, generator):
         """g·√Δ·π̂·z, the noise of one Euler–Maruyama step of the reverse SDE."""
-        dt = self.clock_increment(t, s).to(x)
-        g = (self.diffusion_sq(t).to(x) * dt).sqrt()
+        dt = cast_like(self.clock_increment(t, s), x)
+        g = (cast_like(self.diffusion_sq(t), x) * dt).sqrt()
         z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return g * self.pi_field(x0, mu) * z
 
@@ -146,12 +147,12 @@ class GeneralizedSDEBridge(SDEBridge, GeneralizedBridge):
 
     def drift(self, x, mu, t):
         """coth(θ̄_{t:1})·(μ − x) = OU part + h-term, with h = 0 where θ̄_{t:1} = 0 (GOUB's rule at t = T)."""
-        u = self.clock.total - self.clock(t.detach().cpu().to(F64))
+        u = self.clock.total - self.clock(as_float64(t))
         h = torch.where(u > 0, 2 / torch.expm1(2 * u.clamp_min(1e-300)), torch.zeros_like(u))
-        return (1 + h).reshape(-1, 1, 1, 1).to(x) * (mu - x)
+        return cast_like((1 + h).reshape(-1, 1, 1, 1), x) * (mu - x)
 
     def diffusion_sq(self, t):
-        return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam, dtype=F64)
+        return torch.full((t.shape[0], 1, 1, 1), 2 * self.lam, dtype=F64, device=float64_device(t.device))
 
 
 # ----------------------------------------------------------------------------------------------- samplers

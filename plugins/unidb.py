@@ -29,6 +29,7 @@ import torch
 
 from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
+from bridgezoo.devices import as_float64, cast_like
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import sinh_bridge_coefficients
 from bridgezoo_plugins.goub import GOUB
@@ -65,11 +66,11 @@ class UniDB(GOUB):
 
     def drift(self, x, mu, t):
         """[1 + 2λ²·e^{−2(S−s)}/(γ⁻¹ + σ̄²_{t:T})]·(μ − x) per unit of the clock; the h-term is 0 at s = S."""
-        s, to_end, _ = self._ou_variances(t.detach().cpu().to(F64))
+        s, to_end, _ = self._ou_variances(as_float64(t))
         u = self.clock.total - s
         h = torch.where(u > 0, 2 * self.lam * torch.exp(-2 * u) / (self.gamma_inv + to_end).clamp_min(1e-300),
                         torch.zeros_like(u))
-        return (1 + h).reshape(-1, 1, 1, 1).to(x) * (mu - x)
+        return cast_like((1 + h).reshape(-1, 1, 1, 1), x) * (mu - x)
 
     @property
     def relation(self) -> dict:
