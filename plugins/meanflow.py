@@ -52,6 +52,12 @@ def _frozen_batchnorm_statistics(module: torch.nn.Module):
             m.track_running_stats = keep
 
 
+def _no_autocast(device_type: str):
+    """Autocast switched off on `device_type` inside the block (nothing to switch where it has no autocast)."""
+    available = getattr(torch.amp, "is_autocast_available", lambda d: d in ("cpu", "cuda"))
+    return torch.autocast(device_type, enabled=False) if available(device_type) else contextlib.nullcontext()
+
+
 def _math_attention():
     """A context in which scaled_dot_product_attention uses its math kernel (differentiable in forward mode)."""
     try:
@@ -161,8 +167,7 @@ class MeanFlow(Bridge):
         # BatchNorm, and the target would carry bf16 rounding), through the class's forward so that an
         # instance-level autocast patch (accelerate's on the prepared module) does not switch it back on
         fwd = type(inner).forward.__get__(inner) if isinstance(inner, nn.Module) else inner
-        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner), \
-                torch.autocast(x_t.device.type, enabled=False):
+        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner), _no_autocast(x_t.device.type):
             _, dudt = torch.func.jvp(lambda z, tt: fwd(z, mu.float(), torch.stack([tt, r.float()], dim=1)),
                                      (x_t.float(), t.float()), (v.float(), torch.ones_like(t, dtype=torch.float32)))
         u_tgt = (v - (t - r).reshape(-1, 1, 1, 1) * dudt).detach()
