@@ -33,6 +33,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import bridgezoo as bz
@@ -42,8 +43,9 @@ from bridgezoo.registry import make_sampler, sampler_names
 from bridgezoo.samplers import run_sampler
 from bridgezoo.seeding import generator
 
+PARITY_TOLERANCE = 1e-4  # max |Δ| of a deterministic sampler's output, device against CPU (issue target)
 SIZES = {  # (backbone, side, batch, iterations of the real path, NFE at evaluation)
-    "full": {"backbone": "unet-L", "side": 256, "batch": 16, "iters": 120, "nfe": 10, "steps": 20, "parity_side": 32},
+    "full": {"backbone": "unet-L", "side": 256, "batch": 16, "iters": 80, "nfe": 10, "steps": 15, "parity_side": 32},
     "smoke": {"backbone": "unet-test", "side": 32, "batch": 2, "iters": 4, "nfe": 2, "steps": 2, "parity_side": 16},
 }
 
@@ -135,12 +137,12 @@ def peaks(device, smoke: bool) -> dict:
     return {"tflops": out, "matrix": n}
 
 
-def parity(device, size: dict) -> dict:
-    """Every bridge and sampler on `device` against the CPU from the same weights, TF32 off."""
+def parity(device, size: dict, bridges=None) -> dict:
+    """Every bridge (or `bridges`) and sampler on `device` against the CPU from the same weights, TF32 off."""
     side, n, nfe = size["parity_side"], 2, 4
     rows = []
     with tf32(False):
-        for name in bz.list_bridges():
+        for name in bridges or bz.list_bridges():
             row = {"bridge": name, "samplers": {}}
             try:
                 bridge = bz.get_bridge(name)
@@ -154,6 +156,11 @@ def parity(device, size: dict) -> dict:
                               for m, d in ((cpu_model, torch.device("cpu")), (dev_model, device))]
                 row["loss_cpu"], row["loss_device"] = losses
                 row["loss_rel_diff"] = abs(losses[1] - losses[0]) / max(abs(losses[0]), 1e-12)
+                t = torch.full((n,), 0.5)
+                with torch.no_grad():  # one network call: the rounding floor every sampler step adds to
+                    outs = [m(x0.to(d), mu.to(d), t.to(d)).cpu() for m, d in
+                            ((cpu_model, torch.device("cpu")), (dev_model, device))]
+                row["network_max_abs_diff"] = float((outs[1] - outs[0]).abs().max())
                 for sname in sampler_names(bridge):
                     row["samplers"][sname] = sampler_parity(bridge, sname, cpu_model, dev_model, mu, device, nfe)
             except Exception as exc:  # noqa: BLE001 - a failure is a finding, recorded with its bridge
@@ -179,10 +186,28 @@ def sampler_parity(bridge, sname, cpu_model, dev_model, mu, device, nfe) -> dict
                 gen = torch.Generator(device=dev).manual_seed(2)
                 out[label] = run_sampler(bridge, sampler, model, mu.to(dev), nfe, gen, False).float().cpu()
         diff = float((out["device"] - out["cpu"]).abs().max())
-        return {"deterministic": info.deterministic, "finite": bool(torch.isfinite(out["device"]).all()),
-                "max_abs_diff": diff}
+        row = {"deterministic": info.deterministic, "finite": bool(torch.isfinite(out["device"]).all()),
+               "max_abs_diff": diff}
+        if info.deterministic and diff > PARITY_TOLERANCE:  # rounding amplified, or a real difference? in float64:
+            with torch.no_grad():
+                o64 = [run_sampler(bridge, sampler, copy.deepcopy(m).double(), mu.double().to(d), nfe,
+                                   torch.Generator(device=d).manual_seed(2), False).cpu()
+                       for m, d in ((cpu_model, torch.device("cpu")), (dev_model, device))]
+            row["max_abs_diff_float64"] = float((o64[1] - o64[0]).abs().max())
+        return row
     except Exception as exc:  # noqa: BLE001
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# (label, bf16 autocast, channels_last, torch.compile, TF32 (None: PyTorch's default, matmul off and cuDNN on),
+# cuDNN autotuning (torch.backends.cudnn.benchmark; PyTorch's default is off)): the first is PyTorch's defaults
+MODES = [("fp32 eager", False, False, False, None, False), ("bf16", True, False, False, True, True),
+         ("bf16, no cuDNN autotuning", True, False, False, True, False),
+         ("bf16 + channels_last", True, True, False, True, True), ("bf16 + compile", True, False, True, True, True)]
+DEFAULT_MODES = ["fp32 eager", "bf16", "bf16, no cuDNN autotuning", "bf16 + compile"]
+SYNTHETIC_TWIN = "bf16"  # the mode `bridgezoo run` trains in by default on a GPU: its real path is compared with it
+ZOO5_STRIDE = 5  # the precision comparison's zoo5 subset: every 5th test image
+SECTIONS = ("parity", "training", "real_path", "evaluation")
 
 
 def build_unet(size, device, channels_last=False):
@@ -205,8 +230,8 @@ def training_modes(device, size, peak_bf16, modes, deadline) -> dict:
         shape = (1, 3, side, side)
         macs = count_macs(meta, torch.empty(shape), torch.empty(shape), torch.empty(1))
     rows = {}
-    torch.backends.cudnn.benchmark = True  # as the trainer: one fixed training shape
-    for label, amp, channels_last, compiled, allow_tf32 in modes:
+    for label, amp, channels_last, compiled, allow_tf32, *autotune in modes:
+        torch.backends.cudnn.benchmark = autotune[0] if autotune else True  # as the trainer: one fixed shape
         if time.perf_counter() > deadline:
             rows[label] = {"skipped": "time budget"}
             continue
@@ -285,7 +310,7 @@ def real_path(device, size, data, out_dir, iters, extra=None) -> dict:
             "eval_seconds_per_image": summary.get("seconds_per_image") if summary else None}
 
 
-def evaluation(device, size, model_dir, folder, deadline) -> dict:
+def evaluation(device, size, model_dir, folder, warm_folder, deadline) -> dict:
     """Images/s of the bare sampler and of `evaluate` per precision; the PSNR of one model in each precision."""
     from bridgezoo.data import PairedFolders
     from bridgezoo.evaluate import evaluate
@@ -295,6 +320,21 @@ def evaluation(device, size, model_dir, folder, deadline) -> dict:
     out = {"bare_sampler": {}, "evaluate": {}, "psnr": {}}
     bridge, model, cfg = load_model(Path(model_dir) / "model.safetensors", device=device)
     nfe, batch = size["nfe"], size["batch"]
+    _, zoo_eval = make_datasets(cfg.resolve(device.type == "cuda"))
+    zoo_eval = torch.utils.data.Subset(zoo_eval, range(0, len(zoo_eval), ZOO5_STRIDE))  # both degradations of the
+    out["psnr_images"] = len(zoo_eval)  # first test photograph of every task, and so on: a tenth of the set
+    per_image = {}
+    for prec in ("fp32", "tf32", "bf16"):
+        if time.perf_counter() > deadline:
+            break
+        target = Path(model_dir) / f"zoo5-{prec}"
+        s = evaluate(bridge, model, zoo_eval, target, nfe=nfe, sampler="ddim", device=device, quiet=True,
+                     precision=prec, batch=batch, samples=0)
+        per_image[prec] = pd.read_csv(target / "eval.csv")["psnr"].to_numpy()
+        out["psnr"][prec] = {"psnr": s["overall"]["psnr"], "input_psnr": s["input"]["psnr"]}
+        if prec != "fp32":
+            d = per_image[prec] - per_image["fp32"]
+            out["psnr"][prec] |= {"mean_diff_vs_fp32_db": float(d.mean()), "max_abs_diff_vs_fp32_db": float(np.abs(d).max())}
     _, mu = synthetic_pair(batch, size["side"], device)
     for prec in ("fp32", "tf32", "bf16"):
         with torch.no_grad(), precision_context(prec, device):
@@ -305,6 +345,8 @@ def evaluation(device, size, model_dir, folder, deadline) -> dict:
     for prec in ("fp32", "bf16"):
         if time.perf_counter() > deadline:
             break
+        evaluate(bridge, model, PairedFolders(warm_folder), Path(model_dir) / f"eval-warm-{prec}", nfe=nfe,
+                 sampler="ddim", device=device, quiet=True, precision=prec, batch=batch, samples=0)  # other images
         start = time.perf_counter()
         s = evaluate(bridge, model, evalset, Path(model_dir) / f"eval-{prec}", nfe=nfe, sampler="ddim",
                      device=device, quiet=True, precision=prec, batch=batch, samples=0)
@@ -313,21 +355,6 @@ def evaluation(device, size, model_dir, folder, deadline) -> dict:
                                       "psnr": s["overall"]["psnr"]}
         out["evaluate"][prec]["fraction_of_bare_sampler"] = (
             out["evaluate"][prec]["images_per_s"] / out["bare_sampler"][prec]["images_per_s"])
-    _, zoo_eval = make_datasets(cfg.resolve(device.type == "cuda"))
-    per_image = {}
-    for prec in ("fp32", "tf32", "bf16"):
-        if time.perf_counter() > deadline:
-            break
-        target = Path(model_dir) / f"zoo5-{prec}"
-        s = evaluate(bridge, model, zoo_eval, target, nfe=nfe, sampler="ddim", device=device, quiet=True,
-                     precision=prec, batch=batch, samples=0)
-        import pandas as pd
-
-        per_image[prec] = pd.read_csv(target / "eval.csv")["psnr"].to_numpy()
-        out["psnr"][prec] = {"psnr": s["overall"]["psnr"], "input_psnr": s["input"]["psnr"]}
-        if prec != "fp32":
-            d = per_image[prec] - per_image["fp32"]
-            out["psnr"][prec] |= {"mean_diff_vs_fp32_db": float(d.mean()), "max_abs_diff_vs_fp32_db": float(np.abs(d).max())}
     return out
 
 
@@ -347,13 +374,17 @@ def markdown(result: dict) -> str:
                   f"{par['backbone']} at {par['shape']}, NFE {par['nfe']}. Worst training-loss relative difference "
                   f"{par['worst_loss_rel_diff']:.2e} (target 1e-5); worst deterministic sampler max |Δ| "
                   f"{par['worst_deterministic_max_abs_diff']:.2e} (target 1e-4). Errors: {par['errors'] or 'none'}.", "",
-                  "| bridge | loss rel. Δ | deterministic samplers: max abs Δ | stochastic (device generators): finite |",
-                  "|---|---|---|---|"]
+                  "| bridge | loss rel. Δ | one network call max abs Δ | deterministic samplers: max abs Δ (float64 where over "
+                  "1e-4) | stochastic (device generators): finite |",
+                  "|---|---|---|---|---|"]
         for r in par["rows"]:
-            det = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in r["samplers"].items() if v.get("deterministic"))
+            det = ", ".join(f"{k} {v['max_abs_diff']:.1e}" + (f" (float64 {v['max_abs_diff_float64']:.0e})"
+                                                             if "max_abs_diff_float64" in v else "")
+                            for k, v in r["samplers"].items() if v.get("deterministic"))
             sto = ", ".join(f"{k} {'yes' if v.get('finite') else 'NO'}" for k, v in r["samplers"].items()
                             if "deterministic" in v and not v["deterministic"])
-            lines.append(f"| {r['bridge']} | {r.get('loss_rel_diff', float('nan')):.1e} | {det} | {sto} |")
+            lines.append(f"| {r['bridge']} | {r.get('loss_rel_diff', float('nan')):.1e} | "
+                         f"{r.get('network_max_abs_diff', float('nan')):.1e} | {det} | {sto} |")
         lines.append("")
     if "training" in result:
         tr = result["training"]
@@ -400,6 +431,12 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU in seconds (the test suite)")
     p.add_argument("--budget", type=float, default=290.0, help="seconds; sections that would not fit are skipped")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile mode")
+    p.add_argument("--parity-bridges", nargs="+", default=None, metavar="BRIDGE",
+                   help="the bridges of the parity section (default: every registered one)")
+    p.add_argument("--sections", nargs="+", default=None, choices=SECTIONS,
+                   help="run only these sections (default: all)")
+    p.add_argument("--modes", nargs="+", default=None, choices=[m[0] for m in MODES],
+                   help="training modes to time (default: all but the channels_last one)")
     args = p.parse_args(argv)
     if args.smoke:
         args.no_compile = True  # inductor's first compile takes minutes on a small CPU
@@ -427,13 +464,14 @@ def main(argv=None) -> int:
             print(result["errors"][name], file=sys.stderr, flush=True)
         save()
 
+    wanted = set(args.sections or SECTIONS)
     section("peaks", lambda: peaks(device, args.smoke))
-    section("parity", lambda: parity(device, size))
+    if "parity" in wanted:
+        section("parity", lambda: parity(device, size, args.parity_bridges))
     peak_bf16 = result.get("peaks", {}).get("tflops", {}).get("bf16", float("nan"))
-    # (label, bf16 autocast, channels_last, torch.compile, TF32: None = PyTorch's default, matmul off and cuDNN on)
-    modes = [("fp32 eager", False, False, False, None), ("bf16", True, False, False, True),
-             ("bf16 + channels_last", True, True, False, True)]
-    section("training", lambda: training_modes(device, size, peak_bf16, modes, deadline))
+    modes = [m for m in MODES if m[0] in (args.modes or DEFAULT_MODES) and not m[3]]
+    if "training" in wanted:
+        section("training", lambda: training_modes(device, size, peak_bf16, modes, deadline))
     folder = write_pair_folder(work / "hd" / "train", 8 if args.smoke else 48, *((64, 48) if args.smoke else (1280, 720)))
     test_folder = write_pair_folder(work / "eval", 4 if args.smoke else 64, size["side"], size["side"], seed=1)
     result["real_path"] = {}
@@ -442,25 +480,29 @@ def main(argv=None) -> int:
         if time.perf_counter() > deadline - 60:
             return {"skipped": "time budget"}
         r = real_path(device, size, data, work / f"run-{label}", size["iters"], extra)
-        synthetic = result.get("training", {}).get("rows", {}).get("bf16 + channels_last", {}).get("it_per_s")
+        synthetic = result.get("training", {}).get("rows", {}).get(SYNTHETIC_TWIN, {}).get("it_per_s")
         if device.type == "cpu":
             synthetic = None
         if synthetic:
             r |= {"synthetic_it_per_s": synthetic, "busy": r["it_per_s"] / synthetic}
         return r
 
+    # a briefly trained model for the evaluation section; its in-run evaluation in TF32 (full-size zoo5 in exact
+    # fp32 takes about a minute of the check's five)
     zoo_extra = {"lr": 4e-4, "ema_decay": 0.9, "eval_max_side": None if not args.smoke else 40,
-                 "tasks": None if not args.smoke else ["lowlight"]}
-    section("real_path_zoo5", lambda: real("zoo5", "zoo5", zoo_extra))
-    section("real_path_folder", lambda: real("folder", str(folder.parent)))
+                 "tasks": None if not args.smoke else ["lowlight"], "eval_precision": "tf32"}
+    if "real_path" in wanted:
+        section("real_path_zoo5", lambda: real("zoo5", "zoo5", zoo_extra))
+        section("real_path_folder", lambda: real("folder", str(folder.parent)))
     for key in ("real_path_zoo5", "real_path_folder"):
         if key in result:
             result["real_path"][key.removeprefix("real_path_")] = result.pop(key)
     save()
-    if (work / "run-zoo5" / "model.safetensors").exists():
-        section("evaluation", lambda: evaluation(device, size, work / "run-zoo5", test_folder, deadline))
-    if not args.no_compile and time.perf_counter() < deadline - 90:
-        compiled = [("bf16 + channels_last + compile", True, True, True, True)]
+    if "evaluation" in wanted and (work / "run-zoo5" / "model.safetensors").exists():
+        warm_folder = write_pair_folder(work / "eval-warm", 4 if args.smoke else 16, size["side"], size["side"], seed=2)
+        section("evaluation", lambda: evaluation(device, size, work / "run-zoo5", test_folder, warm_folder, deadline))
+    compiled = [m for m in MODES if m[0] in (args.modes or DEFAULT_MODES) and m[3]]
+    if "training" in wanted and compiled and not args.no_compile and time.perf_counter() < deadline - 90:
         section("training_compile", lambda: training_modes(device, size, peak_bf16, compiled, deadline + 120))
         if "training_compile" in result and "training" in result:
             row = result.pop("training_compile")["rows"]

@@ -511,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training autocast (default auto: bf16 on a GPU that supports it, fp32 on CPU); "
                         "the evaluation's is --eval-precision")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
-                   help="channels_last memory format (default auto: on with a GPU)")
+                   help="channels_last memory format for training (default auto: off; the U-Nets' GroupNorm "
+                        "made it 0.74× as fast on an H200, reports/gpu-h200)")
     p.add_argument("--compile", default="off", choices=("on", "off"),
                    help="torch.compile the network for training (default off; the evaluation runs uncompiled)")
     p.add_argument("--tf32", default="on", choices=("on", "off"),

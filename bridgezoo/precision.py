@@ -62,13 +62,27 @@ def tf32(enabled: bool, conv: bool | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def no_autotuning() -> Iterator[None]:
+    """cuDNN autotuning (`torch.backends.cudnn.benchmark`) off inside the block, restored after: sampling meets
+    many shapes (image sizes, tiles, memory-probe crops) and each would be tuned anew, for seconds on an H200
+    (reports/gpu-h200), while training's one fixed shape is tuned once."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+@contextlib.contextmanager
 def precision_context(precision: str, device) -> Iterator[None]:
-    """Run the block in `precision` ("fp32", "tf32" or "bf16", see the module docstring) on `device`."""
+    """Run the block in `precision` ("fp32", "tf32" or "bf16", see the module docstring) on `device`, without cuDNN
+    autotuning (`no_autotuning`: the block samples)."""
     device_type = torch.device(device).type
     check_precision(precision)
     if precision == "bf16":
-        with torch.autocast(device_type, dtype=torch.bfloat16):
+        with torch.autocast(device_type, dtype=torch.bfloat16), no_autotuning():
             yield
         return
-    with tf32(precision == "tf32"), torch.autocast(device_type, enabled=False):
+    with tf32(precision == "tf32"), torch.autocast(device_type, enabled=False), no_autotuning():
         yield

@@ -76,7 +76,7 @@ class RunConfig:
     bridge_opts: dict = field(default_factory=dict)
     backbone_opts: dict = field(default_factory=dict)
     mixed_precision: str = "auto"  # auto: bf16 autocast for training on a GPU that supports it, fp32 on CPU
-    channels_last: str = "auto"  # auto: on with a GPU, off on CPU (no consistent CPU gain, reports/performance.md)
+    channels_last: str = "auto"  # auto: off (GroupNorm U-Nets run slower in it on an H200 and on CPU; see resolve)
     compile: str = "off"  # torch.compile of the network for training (on/off; the EMA model evaluates uncompiled)
     tf32: str = "on"  # TF32 for the fp32 matmuls and convolutions of training on a GPU (on/off); no effect on CPU
     eval_precision: str = "fp32"  # sampling at evaluation: fp32 (exact, TF32 off), tf32 or bf16 (autocast)
@@ -125,8 +125,8 @@ class RunConfig:
             cfg.mixed_precision = "bf16" if has_gpu and torch.cuda.is_bf16_supported() else "no"
         if cfg.channels_last not in ("auto", "on", "off"):
             raise OptionError(f"--channels-last {cfg.channels_last!r}: choose auto, on or off")
-        if cfg.channels_last == "auto":
-            cfg.channels_last = "on" if has_gpu else "off"
+        if cfg.channels_last == "auto":  # off: the U-Nets' GroupNorm is slower in channels_last (0.74× bf16 on an
+            cfg.channels_last = "off"    # H200, reports/gpu-h200; no consistent CPU gain, reports/performance.md)
         for name, choices in (("compile", ("on", "off")), ("tf32", ("on", "off")),
                               ("eval_precision", PRECISIONS)):
             if getattr(cfg, name) not in choices:
