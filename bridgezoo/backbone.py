@@ -86,14 +86,15 @@ class SinusoidalTimeEmbedding(nn.Module):
 class WSConv2d(nn.Conv2d):
     """Weight-standardized convolution: each output filter normalized to zero mean, unit variance (Qiao et al.).
 
-    The standardization is computed from the fp32 weight with ε = 1e-5 whatever the activations' dtype. (lucidrains'
+    The standardization is computed from the weight in fp32 (fp64 for a float64 network) with ε = 1e-5 whatever the
+    activations' dtype. (lucidrains'
     denoising-diffusion-pytorch, which DiffUIR's U-Net follows, takes ε = 1e-3 when the *input* is not fp32: under
     bf16 autocast that trains a different network from the one evaluated in fp32.)"""
 
     eps = 1e-5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float()
+        w = self.weight if self.weight.dtype in (torch.float32, torch.float64) else self.weight.float()
         var, mean = torch.var_mean(w, dim=(1, 2, 3), unbiased=False, keepdim=True)
         w = ((w - mean) * torch.rsqrt(var + self.eps)).to(self.weight.dtype)
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)

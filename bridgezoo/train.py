@@ -28,7 +28,7 @@ from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
 from .precision import PRECISIONS
 from .preflight import flag
-from .presets import CPU_DEFAULTS, GPU_DEFAULTS, PRESETS  # kept apart (no torch) for `bridgezoo run --help`
+from .presets import COMPILE_MIN_ITERS, CPU_DEFAULTS, GPU_DEFAULTS, PRESETS  # no torch there: `run --help` shows them
 from .tracking import RunTracker
 
 
@@ -77,7 +77,7 @@ class RunConfig:
     backbone_opts: dict = field(default_factory=dict)
     mixed_precision: str = "auto"  # auto: bf16 autocast for training on a GPU that supports it, fp32 on CPU
     channels_last: str = "auto"  # auto: off (GroupNorm U-Nets run slower in it on an H200 and on CPU; see resolve)
-    compile: str = "off"  # torch.compile of the network for training (on/off; the EMA model evaluates uncompiled)
+    compile: str = "auto"  # torch.compile of the network for training (auto: on for GPU runs of COMPILE_MIN_ITERS+)
     tf32: str = "on"  # TF32 for the fp32 matmuls and convolutions of training on a GPU (on/off); no effect on CPU
     eval_precision: str = "fp32"  # sampling at evaluation: fp32 (exact, TF32 off), tf32 or bf16 (autocast)
     eval_batch: int | None = None  # images sampled at once at evaluation (None: GPU_DEFAULTS / CPU_DEFAULTS)
@@ -127,6 +127,8 @@ class RunConfig:
             raise OptionError(f"--channels-last {cfg.channels_last!r}: choose auto, on or off")
         if cfg.channels_last == "auto":  # off: the U-Nets' GroupNorm is slower in channels_last (0.74× bf16 on an
             cfg.channels_last = "off"    # H200, reports/gpu-h200; no consistent CPU gain, reports/performance.md)
+        if cfg.compile == "auto":  # compiling pays for itself after ~1400 iterations of unet-L on an H200
+            cfg.compile = "on" if has_gpu and cfg.iters >= COMPILE_MIN_ITERS else "off"
         for name, choices in (("compile", ("on", "off")), ("tf32", ("on", "off")),
                               ("eval_precision", PRECISIONS)):
             if getattr(cfg, name) not in choices:
@@ -351,13 +353,13 @@ class Batches(torch.utils.data.IterableDataset):
 
 
 def set_training_precision(cfg: RunConfig, device: torch.device) -> None:
-    """The GPU's math for training: TF32 for fp32 matmuls and convolutions (`--tf32`), and cuDNN's autotuner (the
-    training crops have one fixed shape, so the fastest convolution algorithm is chosen once). No effect on CPU."""
+    """The GPU's math for training: TF32 for fp32 matmuls and convolutions (`--tf32`). cuDNN's autotuner
+    (`cudnn.benchmark`) stays off: on an H200 it bought nothing for unet-L (6.20 against 6.19 it/s) and cost 15–25 s
+    at the first step (reports/gpu-h200). No effect on CPU."""
     from .precision import set_tf32
 
     if device.type == "cuda":
         set_tf32(cfg.tf32 == "on")
-        torch.backends.cudnn.benchmark = True
 
 
 def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
@@ -372,6 +374,15 @@ def compile_backbone(model: torch.nn.Module) -> None:
     """torch.compile the backbone in place (`nn.Module.compile`: its state dict and module tree are unchanged, so
     checkpoints, EMA and saved weights are those of the eager network)."""
     backbone_of(model).compile()
+
+
+def eager():
+    """A block in which a compiled network runs eagerly (the probe loss's other batch size and eval mode would
+    otherwise compile a second graph); nothing to do for an eager network or an older torch."""
+    import contextlib
+
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
 def batch_to_device(batch: dict, device: torch.device, channels_last: bool = False):
@@ -591,7 +602,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         net = accelerator.unwrap_model(model)
         net.eval()
         try:
-            with torch.no_grad(), accelerator.autocast():
+            with torch.no_grad(), accelerator.autocast(), eager():
                 set_tasks(net, probe["task"])
                 gens = [generator(cfg.seed, "probe", j, device=device) for j in range(probe["gt"].shape[0])]
                 x0, mu = to_device(probe)

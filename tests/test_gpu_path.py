@@ -122,3 +122,42 @@ def test_data_workers_default_to_the_cores_a_gpu_process_may_use(monkeypatch):
     monkeypatch.delenv("BRIDGEZOO_CPUS")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1024")  # more processes than cores: no workers, not a negative count
     assert default_workers(has_gpu=True) == 0
+
+
+def test_compile_auto_compiles_long_gpu_runs_only():
+    from bridgezoo.presets import COMPILE_MIN_ITERS
+    from bridgezoo.train import RunConfig
+
+    def resolved(has_gpu, iters):
+        return RunConfig(iters=iters, mixed_precision="no").resolve(has_gpu).compile
+
+    assert resolved(True, COMPILE_MIN_ITERS) == "on" and resolved(True, COMPILE_MIN_ITERS - 1) == "off"
+    assert resolved(False, 10**6) == "off"  # inductor's first compile takes minutes on a small CPU
+    assert RunConfig(iters=10, compile="on").resolve(False).compile == "on"  # asked for: done
+
+
+def test_a_compiled_network_runs_eagerly_inside_eager():
+    """The probe loss (another batch size, eval mode) must not compile a second graph of the training network."""
+    import torch._dynamo
+
+    from bridgezoo.train import eager
+
+    torch._dynamo.reset()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.SiLU())
+    x = torch.rand(2, 3, 8, 8)
+    reference = net(x)
+    net.compile()
+    with eager():
+        out = net(x)
+    assert torch.equal(out, reference)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0  # nothing was compiled
+
+
+def test_wsconv_keeps_float64_for_a_float64_network():
+    torch.manual_seed(0)
+    conv = WSConv2d(8, 8, 3, padding=1).double()
+    x = torch.randn(1, 8, 6, 6, dtype=torch.float64)
+    w = conv.weight
+    standardized = (w - w.mean(dim=(1, 2, 3), keepdim=True)) / (w.var(dim=(1, 2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    expected = torch.nn.functional.conv2d(x, standardized, conv.bias, padding=1)
+    assert (conv(x) - expected).abs().max().item() < 1e-12
