@@ -359,6 +359,12 @@ def evaluation(device, size, model_dir, folder, warm_folder, deadline) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- report
+def timed_rows(rows: dict, cells) -> list[str]:
+    """Markdown rows `| label | cells(r)... |` for measured rows, `| label | why not |` for failed or skipped ones."""
+    return [f"| {label} | " + (" | ".join(cells(r)) if "it_per_s" in r else str(r.get("error") or r.get("skipped")))
+            + " |" for label, r in rows.items()]
+
+
 def markdown(result: dict) -> str:
     env = result["environment"]
     lines = [f"# bridgezoo GPU check: {env.get('gpu', env['device'])}", "",
@@ -391,23 +397,15 @@ def markdown(result: dict) -> str:
         lines += [f"## Training step: {tr['backbone']} at {tr['side']}², batch {tr['batch']} "
                   f"({tr['gmacs_per_image']:.1f} GMACs per image per forward)", "",
                   "| mode | it/s | × fp32 eager | MFU (bf16 peak) | peak memory GiB | first step s |", "|---|---|---|---|---|---|"]
-        for label, r in tr["rows"].items():
-            if "it_per_s" in r:
-                lines.append(f"| {label} | {r['it_per_s']:.2f} | {r.get('speedup_vs_fp32_eager', float('nan')):.2f} | "
-                             f"{100 * r['mfu_bf16_peak']:.1f}% | {r['peak_memory_gib'] or 0:.1f} | {r['first_step_s']:.1f} |")
-            else:
-                lines.append(f"| {label} | {r.get('error') or r.get('skipped')} | | | | |")
-        lines.append("")
+        lines += timed_rows(tr["rows"], lambda r: [
+            f"{r['it_per_s']:.2f}", f"{r.get('speedup_vs_fp32_eager', float('nan')):.2f}", f"{100 * r['mfu_bf16_peak']:.1f}%",
+            f"{r['peak_memory_gib'] or 0:.1f}", f"{r['first_step_s']:.1f}"]) + [""]
     if result.get("real_path"):
         lines += ["## The real `bridgezoo run` path against the same step on synthetic on-device data", "",
                   "| data | workers | it/s | synthetic it/s | busy |", "|---|---|---|---|---|"]
-        for label, r in result["real_path"].items():
-            if "it_per_s" in r:
-                lines.append(f"| {label} | {r['workers']} | {r['it_per_s']:.2f} | {r.get('synthetic_it_per_s', float('nan')):.2f} | "
-                             f"{100 * r.get('busy', float('nan')):.0f}% |")
-            else:
-                lines.append(f"| {label} | {r.get('error') or r.get('skipped')} | | | |")
-        lines.append("")
+        lines += timed_rows(result["real_path"], lambda r: [
+            str(r["workers"]), f"{r['it_per_s']:.2f}", f"{r.get('synthetic_it_per_s', float('nan')):.2f}",
+            f"{100 * r.get('busy', float('nan')):.0f}%"]) + [""]
     if "evaluation" in result:
         ev = result["evaluation"]
         lines += ["## Evaluation", "", "| precision | bare sampler images/s | evaluate images/s | evaluate / bare | zoo5 PSNR | mean Δ vs fp32 dB | max abs Δ dB |",
