@@ -86,3 +86,11 @@ def precision_context(precision: str, device) -> Iterator[None]:
         return
     with tf32(precision == "tf32"), torch.autocast(device_type, enabled=False), no_autotuning():
         yield
+
+
+def eager():
+    """A block in which a `torch.compile`d network runs eagerly: for calls that would otherwise compile a second
+    graph or meet a transform the compiled graph does not support (the trainer's probe loss at another batch size
+    and in eval mode; MeanFlow's forward-mode JVP). Nothing to do for an eager network or an older torch."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance else contextlib.nullcontext()

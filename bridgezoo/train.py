@@ -26,7 +26,7 @@ from .conditioning import set_tasks
 from .errors import BridgezooError, OptionError
 from .evaluate import atomic_write_text, evaluate
 from .seeding import derive_seed, generator
-from .precision import PRECISIONS
+from .precision import PRECISIONS, eager
 from .preflight import flag
 from .presets import COMPILE_MIN_ITERS, CPU_DEFAULTS, GPU_DEFAULTS, PRESETS  # no torch there: `run --help` shows them
 from .tracking import RunTracker
@@ -374,15 +374,6 @@ def compile_backbone(model: torch.nn.Module) -> None:
     """torch.compile the backbone in place (`nn.Module.compile`: its state dict and module tree are unchanged, so
     checkpoints, EMA and saved weights are those of the eager network)."""
     backbone_of(model).compile()
-
-
-def eager():
-    """A block in which a compiled network runs eagerly (the probe loss's other batch size and eval mode would
-    otherwise compile a second graph); nothing to do for an eager network or an older torch."""
-    import contextlib
-
-    set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance else contextlib.nullcontext()
 
 
 def batch_to_device(batch: dict, device: torch.device, channels_last: bool = False):

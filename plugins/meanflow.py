@@ -33,6 +33,7 @@ from torch import nn
 from bridgezoo import Bridge, Option, Sampler, hookimpl
 from bridgezoo.generalized import straight_path_relation
 from bridgezoo.objectives import OBJECTIVES
+from bridgezoo.precision import eager
 
 PAPER = "Mean Flows for One-step Generative Modeling (MeanFlow), Geng et al., 2025 (arXiv 2505.13447)"
 
@@ -165,9 +166,11 @@ class MeanFlow(Bridge):
         # inside torch.func is an error, and the real forward below updates them once); and the JVP runs in fp32
         # with autocast off (under bf16 autocast forward-mode AD meets bf16 weights with fp32 tangents at the first
         # BatchNorm, and the target would carry bf16 rounding), through the class's forward so that an
-        # instance-level autocast patch (accelerate's on the prepared module) does not switch it back on
+        # instance-level autocast patch (accelerate's on the prepared module) does not switch it back on; a compiled
+        # network runs eagerly there (`--compile`: forward-mode AD through a compiled graph is not supported)
         fwd = type(inner).forward.__get__(inner) if isinstance(inner, nn.Module) else inner
-        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner), _no_autocast(x_t.device.type):
+        with _math_attention(), torch.no_grad(), _frozen_batchnorm_statistics(inner), _no_autocast(x_t.device.type), \
+                eager():
             _, dudt = torch.func.jvp(lambda z, tt: fwd(z, mu.float(), torch.stack([tt, r.float()], dim=1)),
                                      (x_t.float(), t.float()), (v.float(), torch.ones_like(t, dtype=torch.float32)))
         u_tgt = (v - (t - r).reshape(-1, 1, 1, 1) * dudt).detach()
