@@ -22,6 +22,7 @@ from .conditioning import set_tasks
 from .memory import NotEnoughMemory, available_bytes, peak_bytes
 from .metrics import LPIPS, all_metrics
 from .precision import check_precision, precision_context
+from .presets import CPU_DEFAULTS, GPU_DEFAULTS
 from .seeding import generator as seeded_generator
 
 
@@ -247,7 +248,7 @@ def input_metrics(lq: torch.Tensor, gt: torch.Tensor, crop_border: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-GPU_EVAL_BATCH, GPU_METRIC_THREADS = 8, 4  # defaults off the CPU (a CPU evaluates one image at a time, inline)
+GPU_METRIC_THREADS = 4  # metric threads off the CPU (a CPU scores inline, one image at a time)
 
 
 def same_size_batches(dataset, indices, batch: int, prefetch: bool = False):
@@ -299,7 +300,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     Items are split over processes when `accelerator` has several; the rows are gathered, so the metrics are
     those of one process. Without an accelerator the evaluation runs on `device` (the model's, e.g. a GPU; default
     CPU). Each image's sampler noise comes from its own generator, `seeding.generator(seed, "eval", index)`, so
-    up to `batch` consecutive same-size images are sampled at once (default 1 on a CPU, GPU_EVAL_BATCH elsewhere)
+    up to `batch` consecutive same-size images are sampled at once (default: `presets.CPU_DEFAULTS` / `GPU_DEFAULTS`)
     with the results they would get alone. `tile`: as in `restore` (None: chosen from the free memory, which also
     caps the batch). `precision`: "fp32" (exact), "tf32" or "bf16" (`bridgezoo.precision`). Metrics and sample
     PNGs are computed by `metric_threads` threads while the next batch samples (default 0 on a CPU: inline;
@@ -314,7 +315,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     device = accelerator.device if accelerator else torch.device(device or "cpu")
     on_cpu = device.type == "cpu"
-    batch = batch or (1 if on_cpu else GPU_EVAL_BATCH)
+    batch = batch or (CPU_DEFAULTS if on_cpu else GPU_DEFAULTS)["eval_batch"]
     metric_threads = (0 if on_cpu else GPU_METRIC_THREADS) if metric_threads is None else metric_threads
     lpips = LPIPS(device=device)
     planner = TilePlanner(bridge, model, sampler, overlap) if tile is None else None
