@@ -15,10 +15,10 @@ Read from Algolzw/image-restoration-sde at 2598d73, `codes/config/deraining/mode
   `backbone.SinusoidalTimeEmbedding`) → Linear(width, 8·width) → SimpleGate → Linear(4·width, 4·width).
 - LayerNorm (module_util L70-79): over channels, gain only, no bias (`backbone.ChannelLayerNorm`; it keeps ε = 1e-5
   under autocast, where the official code takes 1e-3 for non-fp32 inputs).
-- Network (L87-190): input cat(x_t − μ, μ) (L153-154) → 3×3 conv to `width` (L103); per encoder level its blocks
+- Network (L87-188): input cat(x_t − μ, μ) (L153-154) → 3×3 conv to `width` (L103); per encoder level its blocks
   then a 2×2 stride-2 conv doubling the channels (L122); middle blocks; per decoder level a bias-free 1×1 conv
-  doubling channels → PixelShuffle(2) (L132-136), plus the encoder's features (L172), then its blocks; a 3×3 conv
-  to the image channels (L105); padded to a multiple of 2^levels (L145, L183-188) and cropped back (L178).
+  doubling channels → PixelShuffle(2) (L132-136), plus the encoder's features (L174), then its blocks; a 3×3 conv
+  to the image channels (L105); padded to a multiple of 2^levels (L145, L183-188) and cropped back (L179).
   No output residual.
 
 Options (published values in refusion.yml, the 14 ConditionalNAFNet option files under codes/config/*/options/:
