@@ -53,7 +53,8 @@ def backbone_card(factory, channels: int = 3, size: int = 256, **options) -> dic
         t = torch.empty(1) if k == 1 else torch.empty(1, k)
         macs = count_macs(model, x, x, t)
     return {"params": count_params(model), "params_thop": count_params_thop_compatible(model),
-            "gmacs": macs / 1e9, "input": f"cat(x_t, mu): {2 * channels} channels, any H×W; t in [0, 1]"}
+            "gmacs": macs / 1e9,
+            "input": f"{getattr(model, 'input_form', 'cat(x_t, mu)')}: {2 * channels} channels, any H×W; t in [0, 1]"}
 
 
 # ----------------------------------------------------------------------------- padding
@@ -203,11 +204,12 @@ def time_mlp(dim: int) -> nn.Sequential:
     return nn.Sequential(SinusoidalTimeEmbedding(dim), nn.Linear(dim, dim * 4), nn.GELU(), nn.Linear(dim * 4, dim * 4))
 
 
-def extra_time_mlps(dim: int, time_inputs: int) -> nn.ModuleList:
-    """The time MLPs of columns 1..K−1 of a K-time backbone (empty for K = 1, so one-time state dicts are unchanged)."""
+def extra_time_mlps(dim: int, time_inputs: int, build=time_mlp) -> nn.ModuleList:
+    """The time MLPs of columns 1..K−1 of a K-time backbone (empty for K = 1, so one-time state dicts are unchanged);
+    `build(dim)` makes one (default the U-Net's `time_mlp`)."""
     if time_inputs < 1:
         raise ValueError(f"time_inputs must be >= 1, got {time_inputs}")
-    return nn.ModuleList(time_mlp(dim) for _ in range(time_inputs - 1))
+    return nn.ModuleList(build(dim) for _ in range(time_inputs - 1))
 
 
 class TaskEmbedding(nn.Module):

@@ -209,7 +209,7 @@ def build(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[str] |
         network = get_backbone(cfg.backbone, **options, num_tasks=len(tasks))
     except TypeError as exc:
         raise OptionError(f"--task-conditioned: backbone {cfg.backbone!r} takes no num_tasks option, so it cannot be "
-                          f"told the task ({exc}); use unet-* or timm-unet/*") from None
+                          f"told the task ({exc}); use unet-*, timm-unet/* or nafnet-*") from None
     return bridge, bridge.wrap(TaskConditioned(network, tasks))
 
 
