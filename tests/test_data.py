@@ -163,6 +163,7 @@ def test_a_plain_pair_is_one_task_named_after_its_data_folder_not_its_split(tmp_
         write(tmp_path / "mydata" / split / "GT" / "a.png", rgb(seed=1))
     for split in ("train", "Test", "val"):
         assert [p.task for p in PairedFolders(tmp_path / "mydata" / split).pairs] == ["mydata"]
+    assert {p.task for p in PairedFolders(tmp_path / "mydata").pairs} == {"mydata"}  # its splits, not 3 tasks
     assert PairedFolders(tmp_path / "mydata" / "train", task="rain").describe("train")["per_task"] == {"rain": 1}
     write(tmp_path / "multi" / "train" / "Deraining" / "input" / "a.png", rgb())
     write(tmp_path / "multi" / "train" / "Deraining" / "target" / "a.png", rgb(seed=1))

@@ -81,7 +81,7 @@ def discover(root=None, lq_dir=None, gt_dir=None, task: str | None = None) -> li
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         found = _find_pair_dirs(sub)
         if found:
-            tasks.append((sub.name, *found))
+            tasks.append((plain_task_name(sub), *found))  # a task folder's name; split folders are the root's
     if not tasks:
         names = ", ".join(f"{a.upper()}/ + {b.upper()}/" for a, b in PAIR_NAMES)
         raise DataError(f"{root}: no paired folders found; expected {names} (case-insensitive), or one such pair "
