@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -214,13 +215,45 @@ def build(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[str] |
 
 
 def dataset_tasks(dataset) -> list[str]:
-    """The task names of a training dataset, in a fixed order (the embedding rows of a task-conditioned network)."""
+    """The task names of a dataset, in a fixed order (a training set's are the embedding rows of a task-conditioned
+    network)."""
     tasks = getattr(dataset, "tasks", None)
     if callable(tasks):
         tasks = tasks()
     if tasks is None:
         tasks = sorted({p.task for p in getattr(dataset, "pairs", [])} or {dataset[0]["task"]})
     return list(tasks)
+
+
+# the README's measured first command (RDBM as its authors released it, with a residual output, told the task):
+# what a run that made its inputs worse is pointed to (tests/test_readme.py keeps the two equal)
+FIRST_COMMAND = ("bridgezoo run --bridge rdbm --pi one --bridge-opt lam=1e-4 --bridge-opt objective=x0 "
+                 "--backbone unet-T --backbone-opt residual_output=true --task-conditioned")
+
+
+def low_gain_hint(summary: dict, data: str = "zoo5") -> list[str]:
+    """The closing lines of a run whose EMA model is worse than its inputs (`summary["gain_psnr"]` < 0, in dB):
+    what to try instead (the README's first command, on `data`; longer training; the committed zoo report). []
+    when the model gained (or the summary has no gain)."""
+    gain = summary.get("gain_psnr")
+    if gain is None or not gain < 0:
+        return []
+    command = FIRST_COMMAND + ("" if data == "zoo5" else f" --data {shlex.quote(data)}")
+    return [f"the EMA model is worse than its inputs ({gain:+.2f} dB PSNR); at a small budget try the README's "
+            f"measured first command (RDBM as its authors released it):",
+            f"  {command}",
+            "or train longer (--iters); reports/zoo-cpu/READING.md names the bridges that learn at the CPU budget"]
+
+
+def check_eval_tasks(train_tasks: list[str], eval_tasks: list[str]) -> None:
+    """A task-conditioned model can only be told the tasks it was trained on: an evaluation set with another task
+    is an `OptionError` naming both lists, raised before training (not after, when the weights are written)."""
+    unknown = [t for t in eval_tasks if t not in train_tasks]
+    if unknown:
+        raise OptionError(f"--task-conditioned: the evaluation data has the task(s) {', '.join(unknown)}, which the "
+                          f"training data lacks (training tasks: {', '.join(train_tasks)}; evaluation tasks: "
+                          f"{', '.join(eval_tasks)}); give each evaluation task folder the name of a training task "
+                          "folder, or train without --task-conditioned")
 
 
 def providers(cfg: RunConfig) -> dict:
@@ -250,6 +283,7 @@ def make_datasets(cfg: RunConfig):
     """(training dataset, evaluation dataset or None); validates user folders before anything runs."""
     from .data import PairedFolders, Zoo5Eval, Zoo5Train
     from .data.adapters import parse_data_spec
+    from .data.paired import plain_task_name
 
     draws = cfg.iters * cfg.batch * cfg.grad_accum  # one item per draw of the training stream
     spec = None if cfg.data == "zoo5" else parse_data_spec(cfg.data)
@@ -273,7 +307,8 @@ def make_datasets(cfg: RunConfig):
     train_root = root / "train" if (root / "train").is_dir() else root
     train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed)
     eval_root = Path(cfg.eval_data) if cfg.eval_data else (root / "test" if (root / "test").is_dir() else None)
-    evalset = PairedFolders(eval_root, seed=cfg.seed) if eval_root else None
+    # a plain evaluation pair is the training data's one task (`mydata`), whatever its own folder is called
+    evalset = PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root)) if eval_root else None
     return train, evalset
 
 
@@ -524,6 +559,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     set_seed(cfg.seed)
     train_set, eval_set = make_datasets(cfg)
     tasks = ((saved.get("task_names") if saved else None) or dataset_tasks(train_set)) if cfg.task_conditioned else None
+    if tasks and eval_set is not None:
+        check_eval_tasks(tasks, dataset_tasks(eval_set))
     bridge, model = build(cfg, saved.get("bridge_options") if saved else None, tasks)
     say(f"bridgezoo run: bridge {cfg.bridge}, backbone {cfg.backbone} ({'GPU' if has_gpu else 'no GPU'}: "
         f"preset {cfg.preset}), {cfg.iters} iterations of batch {cfg.batch} at {cfg.patch}², data {cfg.data}, "
@@ -685,4 +722,6 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             say(f"  {name} ({r['images']} images, {r['convention']}): PSNR {r['psnr']:.2f} dB "
                 f"(input {r['input_psnr']:.2f} dB), SSIM {r['ssim']:.4f}")
         say(f"results in {run_dir}: summary.json, eval.csv, samples/, model.safetensors")
+        for line in low_gain_hint(summary, cfg.data):
+            say(line)
     return summary

@@ -157,6 +157,20 @@ def test_explicit_folders_and_multitask_layout(tmp_path):
     assert len(ds2) == 1
 
 
+def test_a_plain_pair_is_one_task_named_after_its_data_folder_not_its_split(tmp_path):
+    for split in ("train", "Test", "val"):
+        write(tmp_path / "mydata" / split / "LQ" / "a.png", rgb())
+        write(tmp_path / "mydata" / split / "GT" / "a.png", rgb(seed=1))
+    for split in ("train", "Test", "val"):
+        assert [p.task for p in PairedFolders(tmp_path / "mydata" / split).pairs] == ["mydata"]
+    assert {p.task for p in PairedFolders(tmp_path / "mydata").pairs} == {"mydata"}  # its splits, not 3 tasks
+    assert PairedFolders(tmp_path / "mydata" / "train", task="rain").describe("train")["per_task"] == {"rain": 1}
+    write(tmp_path / "multi" / "train" / "Deraining" / "input" / "a.png", rgb())
+    write(tmp_path / "multi" / "train" / "Deraining" / "target" / "a.png", rgb(seed=1))
+    multi = PairedFolders(tmp_path / "multi" / "train", task="ignored")  # a multi-task root keeps its folders' names
+    assert [p.task for p in multi.pairs] == ["Deraining"]
+
+
 def test_16_bit_gray_and_rgba_are_converted(tmp_path):
     v16 = np.linspace(0, 65535, 20 * 24 * 3).round().astype(np.uint16).reshape(20, 24, 3)
     write(tmp_path / "LQ" / "a.png", v16)

@@ -19,11 +19,14 @@ def test_readme_api_example_runs_and_recovers_the_oracle(capsys):
 
 
 def test_readme_starts_with_the_two_commands():
+    from bridgezoo.train import FIRST_COMMAND
+
     lines = README.read_text().splitlines()
     start = lines.index("```bash")
     commands = lines[start + 1 : lines.index("```", start)]
     assert len(commands) == 2
     assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/bridgezoo run")
+    assert commands[0].endswith(".venv/bin/" + FIRST_COMMAND)  # what a run worse than its inputs points to
     assert commands[1].endswith(".venv/bin/python -m pytest -q -n 2")
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install -q -e ".[test]"' in ci and "python -m pytest -q -n 2" in ci

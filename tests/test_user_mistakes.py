@@ -166,3 +166,69 @@ lamda = 0.1
     real = cli("bench", grid, "--quiet")
     assert real.returncode == 2 and "2 run(s) have bad options, nothing was run" in real.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------- own folders' task names
+def _own_folders(root, train_tasks, test_tasks, side=40):
+    """`root/train` and `root/test` of real PNG pairs: a plain LQ/GT pair where a task is None, else one
+    `TASK/{LQ,GT}` folder per task."""
+    from dataset_fixtures import make_pair
+
+    for split, tasks, n in (("train", train_tasks, 3), ("test", test_tasks, 2)):
+        for k, task in enumerate(tasks):
+            where = root / split if task is None else root / split / task
+            for i in range(n):
+                make_pair(where / "LQ" / f"{i}.png", where / "GT" / f"{i}.png", 10 * k + i, h=side, w=side)
+    return root
+
+
+def test_own_train_and_test_folders_are_one_task_named_after_the_data_folder(tmp_path):
+    data, out = _own_folders(tmp_path / "mydata", [None], [None]), tmp_path / "run"
+    res = cli("run", "--data", data, "--bridge", "fm", "--backbone", "unet-test", "--iters", "20", "--patch", "32",
+              "--task-conditioned", "--batch", "2", "--nfe", "2", "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert config["task_names"] == ["mydata"]
+    assert config["data_info"]["train"]["per_task"] == {"mydata": 3}
+    assert config["data_info"]["eval"]["per_task"] == {"mydata": 2}
+    assert list(summary["per_task"]) == ["mydata"]
+
+
+def test_a_conditioned_run_whose_test_folder_has_an_unknown_task_fails_before_writing(tmp_path):
+    data, out = _own_folders(tmp_path / "mydata", ["Deraining"], ["Deraining", "Dehazing"]), tmp_path / "run"
+    res = cli("run", "--data", data, "--bridge", "fm", "--backbone", "unet-test", "--iters", "20", "--patch", "32",
+              "--task-conditioned", "--out", out)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "training tasks: Deraining;" in res.stderr and "evaluation tasks: Dehazing, Deraining" in res.stderr
+    assert not out.exists() and "bridgezoo run:" not in res.stdout  # nothing trained, nothing written
+
+
+# ------------------------------------------------------------------------------------- a model that lost
+def test_a_run_worse_than_its_inputs_says_what_to_try(tmp_path):
+    from bridgezoo.train import FIRST_COMMAND
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for i in range(2):  # inputs 1 level off their targets (48 dB): 2 steps of training cannot match them
+            gt = rng.integers(1, 255, (24, 24, 3), dtype=np.uint8)
+            for sub, img in (("LQ", gt + rng.choice(np.array([-1, 1], np.int16), gt.shape).astype(np.uint8)),
+                             ("GT", gt)):
+                (tmp_path / "d" / split / sub).mkdir(parents=True, exist_ok=True)
+                iio.imwrite(tmp_path / "d" / split / sub / f"{i}.png", img)
+    res = cli("run", "--out", tmp_path / "run", "--data", tmp_path / "d", "--iters", "2", *FAST[:6], "--nfe", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    gain = json.loads((tmp_path / "run" / "summary.json").read_text())["gain_psnr"]
+    assert gain < 0
+    closing = res.stdout[res.stdout.index("results in"):]
+    assert "worse than its inputs" in closing and FIRST_COMMAND in closing and "reports/zoo-cpu" in closing
+    assert len(closing.strip().splitlines()) == 4  # the results line and the 3-line hint
+
+
+def test_the_low_gain_hint_is_only_for_a_loss_and_names_own_data():
+    from bridgezoo.train import FIRST_COMMAND, low_gain_hint
+
+    assert low_gain_hint({"gain_psnr": 0.4}) == [] and low_gain_hint({}) == [] and low_gain_hint({"gain_psnr": 0.0}) == []
+    lines = low_gain_hint({"gain_psnr": -0.47})
+    assert len(lines) == 3 and "(-0.47 dB PSNR)" in lines[0] and lines[1].strip() == FIRST_COMMAND
+    assert low_gain_hint({"gain_psnr": -1.0}, "my data")[1].strip() == f"{FIRST_COMMAND} --data 'my data'"

@@ -618,6 +618,7 @@ class EvaluationPairs(torch.utils.data.Dataset):
                 idx = np.unique(np.linspace(0, len(pairs) - 1, limit).round().astype(int))
                 pairs = [pairs[k] for k in idx]
             self.items += [(spec, p) for p in pairs]
+        self.tasks = list(dict.fromkeys(spec.task for spec, _ in self.items))  # the tasks present, in order
         self.alignment = gt_alignment
 
     def __len__(self):

@@ -2,7 +2,9 @@
 
 Layouts (folder names case-insensitive): `LQ/` + `GT/`, `input/` + `target/`, `low/` + `high/` (LOL), two explicit
 folders, or a multi-task root with one such pair per task folder (e.g. `Deraining/`, `Dehazing/`, … as the
-universal-restoration repositories arrange them), the task recorded per item. Pairs are matched by file stem;
+universal-restoration repositories arrange them), the task recorded per item. A plain pair is one task, named after
+its data root (`plain_task_name`): `mydata/train/` and `mydata/test/` are both the task `mydata`, never `train`
+and `test`; each task folder of a multi-task root is a task of that folder's name. Pairs are matched by file stem;
 PNG, JPEG, BMP and TIFF; 8- and 16-bit and float TIFF; any size.
 
 The constructor validates every file (a full decode, once per file version across processes: `scans.ScanRecord`)
@@ -25,6 +27,7 @@ from .scans import ScanRecord
 from .zoo5 import to_tensor
 
 PAIR_NAMES = (("lq", "gt"), ("input", "target"), ("low", "high"))
+SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "eval")  # any case
 
 
 class DataWarning(UserWarning):
@@ -47,26 +50,38 @@ def _find_pair_dirs(root: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def discover(root=None, lq_dir=None, gt_dir=None) -> list[tuple[str, Path, Path]]:
-    """[(task, lq_dir, gt_dir)] for a root (single or multi-task layout) or two explicit folders."""
+def plain_task_name(root) -> str:
+    """The one task of a plain LQ/GT pair under `root`: the data root's folder name. A split folder (`train/`,
+    `test/`, `val/`, … in any case: `SPLIT_NAMES`) is not a task, so it takes its parent's name; `mydata/train` and
+    `mydata/test` are both `mydata`. "custom" where no name is left (the file-system root)."""
+    path = Path(root).resolve()
+    if path.name.lower() in SPLIT_NAMES:
+        path = path.parent
+    return path.name or "custom"
+
+
+def discover(root=None, lq_dir=None, gt_dir=None, task: str | None = None) -> list[tuple[str, Path, Path]]:
+    """[(task, lq_dir, gt_dir)] for a root (single or multi-task layout) or two explicit folders. `task` names a
+    plain pair (default: `plain_task_name(root)`, or "custom" for two explicit folders); the task folders of a
+    multi-task root keep their own names."""
     if lq_dir is not None or gt_dir is not None:
         if lq_dir is None or gt_dir is None:
             raise DataError("give both the LQ folder and the GT folder")
         for d in (lq_dir, gt_dir):
             if not Path(d).is_dir():
                 raise DataError(f"{d}: not a folder")
-        return [("custom", Path(lq_dir), Path(gt_dir))]
+        return [(task or "custom", Path(lq_dir), Path(gt_dir))]
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     direct = _find_pair_dirs(root)
     if direct:
-        return [(root.name or "custom", *direct)]
+        return [(task or plain_task_name(root), *direct)]
     tasks = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         found = _find_pair_dirs(sub)
         if found:
-            tasks.append((sub.name, *found))
+            tasks.append((plain_task_name(sub), *found))  # a task folder's name; split folders are the root's
     if not tasks:
         names = ", ".join(f"{a.upper()}/ + {b.upper()}/" for a, b in PAIR_NAMES)
         raise DataError(f"{root}: no paired folders found; expected {names} (case-insensitive), or one such pair "
@@ -81,10 +96,12 @@ class PairedFolders(torch.utils.data.Dataset):
 
     patch: random square training crops of this size (None: full images); images smaller than the patch are
     reflect-padded (`small="pad"`) or rejected (`small="reject"`). Items: {"lq", "gt"} 3×H×W in [-1, 1], "task", "name".
+    task: the task name of a plain pair (default: its data root's name, `plain_task_name`); a multi-task root's
+    tasks are its task folders' names.
     """
 
     def __init__(self, root=None, lq_dir=None, gt_dir=None, patch: int | None = None, strict: bool = False,
-                 small: str = "pad", seed: int = 0, length: int | None = None):
+                 small: str = "pad", seed: int = 0, length: int | None = None, task: str | None = None):
         if small not in ("pad", "reject"):
             raise DataError(f"small={small!r}: choose 'pad' or 'reject'")
         self.patch, self.seed, self.small = patch, seed, small
@@ -92,7 +109,7 @@ class PairedFolders(torch.utils.data.Dataset):
         self.pairs: list[Pair] = []
         self.notes: dict[str, list[str]] = {}
         self.conversions: dict[str, list[str]] = {}  # note ("grayscale converted to RGB", …) → files
-        folders = discover(root, lq_dir, gt_dir)
+        folders = discover(root, lq_dir, gt_dir, task)
         with ScanRecord.for_folders([d for _, lq, gt in folders for d in (lq, gt)]) as record:
             for task, lq, gt in folders:
                 self.pairs.extend(self._validate(task, lq, gt, strict, record))
