@@ -43,6 +43,7 @@ from bridgezoo.registry import make_sampler, sampler_names
 from bridgezoo.samplers import run_sampler
 from bridgezoo.seeding import generator
 
+SMOKE_PARITY_BRIDGES = ("ddpm", "meanflow", "rdbm")  # --smoke: one of each kind of path (noise, JVP, bridge)
 PARITY_TOLERANCE = 1e-4  # max |Δ| of a deterministic sampler's output, device against CPU (issue target)
 SIZES = {  # (backbone, side, batch, iterations of the real path, NFE at evaluation)
     "full": {"backbone": "unet-L", "side": 256, "batch": 16, "iters": 80, "nfe": 10, "steps": 15, "parity_side": 32},
@@ -438,6 +439,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.no_compile = True  # inductor's first compile takes minutes on a small CPU
+        args.parity_bridges = args.parity_bridges or list(SMOKE_PARITY_BRIDGES)
     start = time.perf_counter()
     deadline = start + args.budget
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")

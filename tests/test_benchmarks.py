@@ -173,9 +173,7 @@ def test_gpu_check_smoke_runs_every_section_on_cpu_and_writes_its_report(tmp_pat
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     data = json.loads((out / "gpu_check.json").read_text())
     assert data["errors"] == {}
-    from bridgezoo import list_bridges
-
-    assert [r["bridge"] for r in data["parity"]["rows"]] == list_bridges()
+    assert [r["bridge"] for r in data["parity"]["rows"]] == ["ddpm", "meanflow", "rdbm"]  # smoke: three of them
     assert data["parity"]["worst_loss_rel_diff"] == 0 and data["parity"]["worst_deterministic_max_abs_diff"] == 0
     assert all(s.get("finite", False) for r in data["parity"]["rows"] for s in r["samplers"].values())
     assert {"fp32 eager", "bf16", "bf16, no cuDNN autotuning"} <= set(data["training"]["rows"])
