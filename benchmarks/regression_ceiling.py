@@ -8,7 +8,8 @@ for the main job at this budget, not a competitor.
 
     python benchmarks/regression_ceiling.py --out reports/regression-ceiling-cpu     # ~7 min on 2 CPU cores
 
-Writes OUT/summary.json, OUT/eval.csv, OUT/samples/ (as a run does) and OUT/README.md (command, machine, numbers).
+Writes OUT/summary.json, OUT/eval.csv, OUT/samples/ (as a run does), OUT/README.md (command, machine, numbers) and
+OUT/ceiling.json (the options, the command and the times; read by benchmarks/backbones.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main(argv=None):
         f"{sum(losses[-50:]) / len(losses[-50:]):.4f}.\n\n"
         f"PSNR {o['psnr']:.2f} dB vs input {i['psnr']:.2f} dB (gain {summary['gain_psnr']:+.2f} dB); "
         f"SSIM {o['ssim']:.4f} vs {i['ssim']:.4f}.\n\n| task | PSNR (dB) |\n|---|---|\n{tasks}\n")
+    (out / "ceiling.json").write_text(json.dumps({**vars(args), "command": command, "train_s": train_s,
+                                                  "total_s": total_s, "threads": torch.get_num_threads()}, indent=1))
     print(json.dumps({"psnr": o["psnr"], "input_psnr": i["psnr"], "gain": summary["gain_psnr"],
                       "train_minutes": train_s / 60, "per_task": {t: v["psnr"] for t, v in summary["per_task"].items()}}))
 
