@@ -34,7 +34,9 @@ by default: x̂0 = clip(μ − F(μ + (1 + d)·z, μ, 1)).
 
 Differences kept on purpose: the official network's time input is (1 − S_{0.75}(t))·1000 (S2 `get_t_sche`,
 `model_predictions`); here every backbone sees t, as for every bridge. The official networks are NAFNet-style
-(S: stage 1 width 16, stage 2 width 16; M: 16 / 24; L: 32 / 48); here both stages use the run's backbone.
+(README "Model Zoo": stage 1 width 16 with blocks [1, 1, 1, 10], 16 [1, 1, 1, 28], 32 [1, 1, 1, 16] for S, M, L;
+stage 2 width 16, 24, 48 with [1, 1, 1, 28]: the `nafnet-udbm-S/M/L` backbones); here stage 1 uses the run's
+backbone unless `aux_backbone` names one (`nafnet-udbm-S` is the official M's stage-1 network).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class UDBM(Bridge):
         "endpoint": Option(0.2, "share of noise_scale left at t = 1: c(1) = noise_scale·endpoint"),
         "d_fixed": Option(0.5, "the uncertainty before stage 1 and for path=fixed (official get_t_sche)"),
         "aux_iters": Option(0, "stage-1 (auxiliary network) iterations; 0: the run's --iters (official: 600k each)"),
+        "aux_backbone": Option("", "stage-1 network: a registered backbone (e.g. nafnet-udbm-S, width 16 with "
+                                   "[1, 1, 1, 28]: the official M's); empty: the run's --backbone and options"),
     }
     option_defaults = {"objective": "residual", "loss_type": "l1"}
 
@@ -120,7 +124,8 @@ class UDBM(Bridge):
     def auxiliary(self) -> Auxiliary | None:
         if self.pi != "uncertainty" and self.options["path"] != "uncertainty":
             return None
-        return Auxiliary(loss=self.auxiliary_loss, iters=self.options["aux_iters"] or None)
+        return Auxiliary(loss=self.auxiliary_loss, iters=self.options["aux_iters"] or None,
+                         backbone=self.options["aux_backbone"] or None)
 
     def _aux_time(self, mu: torch.Tensor) -> torch.Tensor:
         """The one time the auxiliary network sees: official index 1 ↔ t = 1/(T − 1)."""
