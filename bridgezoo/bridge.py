@@ -36,7 +36,8 @@ class Auxiliary:
     `loss(network, x0, mu, generator)` → scalar, with `generator` as in `Bridge.training_loss` (one per sample);
     `iters`: stage-1 optimizer steps (None: the run's --iters); `backbone`: the registered backbone to build it
     from (None: the run's --backbone with its --backbone-opt), with `out_channels` output channels for 3-channel
-    images. Its optimizer, learning-rate schedule, batch, gradient clipping and mixed precision are the run's."""
+    images. Its optimizer, learning-rate schedule, batch, gradient clipping and mixed precision are the run's; the
+    trained weights (not an EMA) are what the bridge gets."""
 
     loss: Callable
     iters: int | None = None

@@ -10,7 +10,8 @@ cat(x_input, x_input) and regresses x_res = x_input − x_start with L1; train_s
 T = 1000). Stage 2 freezes it and reads a pixel-wise uncertainty d = |clamp(A(μ), −2, 2)|/2 ∈ [0, 1] (S2 `p_losses`
 and `sample_uncertainty_aware_bridge`, the same two lines). Here A is the run's backbone called as A(μ, μ, t₁),
 t₁ = 1/(T − 1), and stage 1 is the core's auxiliary stage (`bridgezoo.Auxiliary`): trained first by `bridgezoo
-run`, saved as `auxiliary.safetensors`, frozen.
+run`, saved as `auxiliary.safetensors`, frozen. Stage 2 uses the trained weights, not their EMA (S2
+`Trainer.__init__` loads the stage-1 checkpoint's `model` entry), as the core does.
 
 The bridge (S2 `_calculate_schedule`, `q_sample`), official index k ∈ 0..T−1 ↔ t = k/(T − 1):
 - path: x_t = (1 − S_p(t))·x0 + S_p(t)·μ with the S-curve S_p(t) = t^p/(t^p + (1 − t)^p + 1e-9) and the exponent
