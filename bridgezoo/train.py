@@ -562,6 +562,14 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
     log = open(run_dir / "auxiliary.jsonl", "a") if acc.is_main_process else None
     bar = tqdm(total=iters, initial=start, desc="stage 1", disable=cfg.quiet or not acc.is_main_process)
     step = start
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # a non-finite loss, looked at before logging or saving
+
+    def check_finite() -> None:
+        if bool(acc.gather(bad.reshape(1)).any()):
+            raise TrainingError(f"stage 1 (auxiliary network): non-finite loss by step {step}; stopped without saving "
+                                "(the last state in auxiliary_state/ is intact); try a lower --lr or "
+                                "--mixed-precision no")
+
     try:
         model.train()
         for micro, batch, draws in loader:
@@ -571,9 +579,7 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
             with acc.accumulate(model):
                 with acc.autocast():
                     loss = spec.loss(model, x0, mu, gens)
-                if not torch.isfinite(loss.detach()):
-                    raise TrainingError(f"stage 1 (auxiliary network): non-finite loss at step {step}; try a lower "
-                                        "--lr or --mixed-precision no")
+                bad = bad | ~torch.isfinite(loss.detach())
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.grad_clip:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -584,6 +590,9 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
                 continue
             step += 1
             bar.update(1)
+            saving = step % cfg.save_every == 0 or step == iters or bool(stop_requested)
+            if saving or step % cfg.log_every == 0:
+                check_finite()
             if log and (step % cfg.log_every == 0 or step == iters):
                 log.write(json.dumps({"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}) + "\n")
                 log.flush()

@@ -28,6 +28,7 @@ class AuxSine(bz.Bridge):
     option_defaults = {"objective": "x0", "pi": "one"}
     crash_at = {"aux": None, "main": None}  # crash on this call of the stage's training loss (counted from 1)
     calls = {"aux": 0, "main": 0}
+    nan_at = None  # the stage-1 call whose loss is NaN
 
     def _coefficients(self, t):
         a = torch.cos(math.pi * t / 2) ** 2
@@ -46,7 +47,8 @@ class AuxSine(bz.Bridge):
     def auxiliary_loss(self, network, x0, mu, generator):
         self._count("aux")
         half = torch.full((mu.shape[0],), 0.5, dtype=mu.dtype, device=mu.device)
-        return (network(mu, mu, half) - x0).abs().mean()
+        loss = (network(mu, mu, half) - x0).abs().mean()
+        return loss * float("nan") if AuxSine.calls["aux"] == AuxSine.nan_at else loss
 
     def training_loss(self, model, x0, mu, generator=None):
         self._count("main")
@@ -70,6 +72,7 @@ def data(tmp_path):
     registry().add_plugin(_Plugin())
     AuxSine.calls.update(aux=0, main=0)
     AuxSine.crash_at.update(aux=None, main=None)
+    AuxSine.nan_at = None
     return root
 
 
@@ -119,3 +122,11 @@ def test_pi_uncertainty_names_the_missing_auxiliary_network():
     with pytest.raises(bz.OptionError, match="auxiliary network, which this bridge does not declare"):
         bz.get_bridge("rdbm", pi="uncertainty")
     assert bz.get_bridge("rdbm").auxiliary() is None
+
+
+def test_a_non_finite_stage_1_loss_stops_before_saving_the_auxiliary_network(data, tmp_path):
+    AuxSine.nan_at = 3
+    with pytest.raises(bz.BridgezooError, match="stage 1 .*non-finite loss"):
+        _run(data, tmp_path / "run")
+    assert not (tmp_path / "run" / "auxiliary.safetensors").exists() and AuxSine.calls["main"] == 0
+    assert json.loads((tmp_path / "run" / "auxiliary_state" / "step.json").read_text())["step"] == 2
