@@ -742,10 +742,12 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             handlers[sig] = signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
         except ValueError:  # not the main thread
             pass
-    if start and bridge.auxiliary() is not None and not (run_dir / "auxiliary.safetensors").exists():
-        raise TrainingError(f"--resume {run_dir}: the run is at step {start} of stage 2 but its trained auxiliary "
-                            "network (auxiliary.safetensors) is missing; start a new run with --out")
-    try:
+    if cfg.num_workers and hasattr(train_set, "warm"):
+        train_set.warm()  # load what every item needs once, before the workers fork and inherit it
+    try:  # stage 1 of a two-stage bridge (its auxiliary network), or nothing
+        if start and bridge.auxiliary() is not None and not (run_dir / "auxiliary.safetensors").exists():
+            raise TrainingError(f"--resume {run_dir}: the run is at step {start} of stage 2 but its trained "
+                                "auxiliary network (auxiliary.safetensors) is missing; start a new run with --out")
         with torch.random.fork_rng(devices=[]):  # stage 1 leaves the global RNG as stage 2 would find it anyway
             auxiliary = train_auxiliary(cfg, bridge, train_set, run_dir, stop_requested, say)
     except BaseException:
@@ -753,8 +755,6 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             signal.signal(sig, h)
         raise
     log = open(run_dir / "train.jsonl", "a") if accelerator.is_main_process else None
-    if cfg.num_workers and hasattr(train_set, "warm"):
-        train_set.warm()  # load what every item needs once, before the workers fork and inherit it
     loader = torch.utils.data.DataLoader(
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
                 accelerator.process_index, world),
