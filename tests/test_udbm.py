@@ -184,3 +184,25 @@ def test_run_trains_both_stages_and_evaluates_on_zoo5(tmp_path):
     assert (out / "auxiliary.safetensors").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] > 0 and summary["nfe"] == 1
+
+
+def test_sigint_in_stage_1_saves_its_state_and_exits_cleanly(tmp_path):
+    """(Exact resume from that state: tests/test_auxiliary.py.)"""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["--bridge", "udbm", "--backbone", "unet-test", "--iters", "2", "--bridge-opt", "aux_iters=400",
+            "--batch", "2", "--patch", "16", "--eval-max-side", "24", "--tasks", "lowlight", "--log-every", "1",
+            "--save-every", "1000", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "bridgezoo.cli", "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    start = time.time()
+    while not (out / "auxiliary.jsonl").exists() or len((out / "auxiliary.jsonl").read_text().splitlines()) < 2:
+        assert time.time() - start < 300 and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err
+    step = json.loads((out / "auxiliary_state" / "step.json").read_text())["step"]
+    assert 2 <= step < 400 and not (out / "auxiliary.safetensors").exists()
