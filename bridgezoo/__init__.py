@@ -18,7 +18,7 @@ from .hookspecs import hookimpl
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Bridge": "bridge", "PI_MODES": "bridge", "DegenerateBridgeWarning": "bridge",
+    "Bridge": "bridge", "PI_MODES": "bridge", "DegenerateBridgeWarning": "bridge", "Auxiliary": "bridge",
     "Option": "options", "OBJECTIVES": "objectives", "OBJECTIVE_TABLE": "objectives",
     "Sampler": "samplers", "SamplerInfo": "samplers", "Trajectory": "samplers",
     "GeneralizedBridge": "generalized",

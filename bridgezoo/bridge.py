@@ -10,6 +10,7 @@ Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -22,7 +23,26 @@ from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F40
 from .seeding import randn
 
 PI_MODES = ("zero", "one", "residual")
+AUXILIARY_PI_MODES = ("uncertainty",)  # π fields computed by a bridge's auxiliary network (see `Auxiliary`)
 F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class Auxiliary:
+    """An auxiliary network a bridge declares (`Bridge.auxiliary`): `bridgezoo run` trains it first (stage 1) with
+    `loss`, saves it in the run directory (`auxiliary.safetensors`, and inside `model.safetensors`), freezes it and
+    hands it to the bridge (`Bridge.attach_auxiliary`) before training the bridge's own network (stage 2).
+
+    `loss(network, x0, mu, generator)` → scalar, with `generator` as in `Bridge.training_loss` (one per sample);
+    `iters`: stage-1 optimizer steps (None: the run's --iters); `backbone`: the registered backbone to build it
+    from (None: the run's --backbone with its --backbone-opt), with `out_channels` output channels for 3-channel
+    images. Its optimizer, learning-rate schedule, batch, gradient clipping and mixed precision are the run's; the
+    trained weights (not an EMA) are what the bridge gets."""
+
+    loss: Callable
+    iters: int | None = None
+    backbone: str | None = None
+    out_channels: int = 3
 
 
 class Preconditioned(torch.nn.Module):
@@ -63,7 +83,9 @@ class Bridge:
     `undefined` (option values the method does not define, each with the reason: {option: {value: why}}; choosing
     one raises OptionError with that reason, and the contract tests check that instead of the case), `time_inputs`
     (how many times the network takes: 1, t of shape [B]; 2 for a two-time model such as MeanFlow, t of shape
-    [B, 2]; the runner builds the backbone with `backbone_options`).
+    [B, 2]; the runner builds the backbone with `backbone_options`), `unsupported_samplers` (shared samplers that
+    do not apply to the method, each with the reason; asking for one raises OptionError with it). A bridge that
+    needs a trained auxiliary network (UDBM's uncertainty estimator) returns it from `auxiliary()`.
     """
 
     name: str = ""
@@ -75,6 +97,7 @@ class Bridge:
     markov: bool = True
     undefined: dict[str, dict[Any, str]] = {}
     time_inputs: int = 1
+    unsupported_samplers: dict[str, str] = {}
     option_spec: dict[str, Option] = {
         "pi": Option("one", "noise modulation π: zero (no noise), one (classic), residual (x0 − μ)", PI_MODES),
         "objective": Option("x0", "what the network predicts", OBJECTIVES),
@@ -89,6 +112,10 @@ class Bridge:
 
     def __init__(self, **options):
         label = self.name or type(self).__name__
+        if options.get("pi") in AUXILIARY_PI_MODES and options["pi"] not in (type(self)._options["pi"].choices or ()):
+            raise OptionError(f"bridge {label!r}: pi={options['pi']!r} is a field computed by an auxiliary network, "
+                              f"which this bridge does not declare (udbm does); choose pi from "
+                              f"{', '.join(type(self)._options['pi'].choices)}")
         self.options: dict[str, Any] = resolve_options(options, type(self)._options, f"bridge {label!r}")
         for key, reasons in type(self).undefined.items():
             if self.options.get(key) in reasons:
@@ -112,6 +139,17 @@ class Bridge:
         `time_inputs` where the network takes more than one time (a backbone protocol option, DESIGN.md §2)."""
         extra = {"time_inputs": self.time_inputs} if self.time_inputs != 1 else {}
         return {"out_channels": self.out_channels(channels), **extra}
+
+    # ------------------------------------------------------------------ auxiliary network (two-stage methods)
+    def auxiliary(self) -> Auxiliary | None:
+        """The auxiliary network these options need trained first (stage 1), or None (every one-stage method)."""
+        return None
+
+    def attach_auxiliary(self, network: torch.nn.Module) -> None:
+        """Take the trained auxiliary network, frozen (eval mode, no gradients); the runner and `load_model` call
+        this before the bridge is trained or sampled."""
+        network.eval().requires_grad_(False)
+        self.auxiliary_network = network
 
     # ------------------------------------------------------------------ to implement
     def setup(self) -> None:

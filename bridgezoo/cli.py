@@ -504,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
                    "(default ddim, shared by all bridges; see `bridgezoo list`)")
-    p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
+    p.add_argument("--pi", default=None, choices=("zero", "one", "residual", "uncertainty"),
+                   help="noise modulation π (uncertainty: the field of a bridge's auxiliary network, udbm)")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),

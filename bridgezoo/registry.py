@@ -318,7 +318,7 @@ def sampler_names(bridge) -> tuple[str, ...]:
     """The samplers of a bridge: its `official_samplers` in order, then every other one that applies to it."""
     names = list(type(bridge).official_samplers)
     for entry in registry().samplers_for(bridge):
-        if entry.name not in names:
+        if entry.name not in names and entry.name not in type(bridge).unsupported_samplers:
             names.append(entry.name)
     return tuple(names)
 
@@ -330,6 +330,9 @@ def make_sampler(bridge, spec: str):
 
     name, options = parse_sampler_spec(spec)
     label = bridge.name or type(bridge).__name__
+    if name in type(bridge).unsupported_samplers:
+        raise OptionError(f"bridge {label!r}: sampler {name!r} does not apply to it: "
+                          f"{type(bridge).unsupported_samplers[name]}. Valid samplers: {', '.join(sampler_names(bridge))}.")
     entries = registry().samplers_for(bridge)
     entry = next((e for e in entries if name == e.name or name in e.aliases), None)
     if entry is None:

@@ -38,7 +38,7 @@ METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 PER_IMAGE_COLUMNS = (*METRICS, *(f"input_{m}" for m in METRICS))  # what per_image_per_run.csv keeps of eval.csv
 METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler", "precision")
 TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)
-PI_ORDER = ("zero", "one", "residual")
+PI_ORDER = ("zero", "one", "residual", "uncertainty")
 # what `render_report` reads (results_per_run.csv is required; the others are used where present)
 DATA_FILES = ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv", "training_curves.csv",
               "runs_left_out.csv", "settings.json", "report.json")
@@ -653,7 +653,7 @@ def pi_tables(results: pd.DataFrame, order=None, per_image: pd.DataFrame | PerIm
     first = [c for p in PI_ORDER for c in (p, f"{p}_ci", f"{p}_lo", f"{p}_hi") if c in heat.columns]
     heat = heat[["method", *first, *[c for c in heat.columns if c not in first and c != "method"]]]
     diffs = []
-    for a, b in (("residual", "one"), ("residual", "zero"), ("one", "zero")):
+    for a, b in (("residual", "one"), ("residual", "zero"), ("one", "zero"), ("uncertainty", "one")):
         for row in dict.fromkeys(results["row"]):
             if (row, a) not in cells or (row, b) not in cells:
                 continue

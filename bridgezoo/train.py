@@ -418,9 +418,10 @@ def batch_to_device(batch: dict, device: torch.device, channels_last: bool = Fal
     return tuple(batch[k].to(device, non_blocking=True).contiguous(memory_format=fmt) for k in ("gt", "lq"))
 
 
-def _save_state(accelerator, run: Path, step: int) -> None:
-    """Accelerate state (model, optimizer, scheduler, EMA, RNG) + step, replaced atomically as a directory."""
-    state, tmp, old = run / "state", run / "state.tmp", run / "state.old"
+def _save_state(accelerator, run: Path, step: int, name: str = "state") -> None:
+    """Accelerate state (model, optimizer, scheduler, EMA, RNG) + step, replaced atomically as the directory
+    `name` (the auxiliary network's stage keeps its own, `auxiliary_state`)."""
+    state, tmp, old = run / name, run / f"{name}.tmp", run / f"{name}.old"
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
@@ -435,18 +436,24 @@ def _save_state(accelerator, run: Path, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def _state_dir(run: Path) -> Path | None:
-    for name in ("state", "state.old"):  # state.old survives a kill between the two renames
-        if (run / name / "step.json").exists():
-            return run / name
+def _state_dir(run: Path, name: str = "state") -> Path | None:
+    for folder in (name, f"{name}.old"):  # NAME.old survives a kill between the two renames
+        if (run / folder / "step.json").exists():
+            return run / folder
     return None
 
 
-def save_weights(path: Path, model: torch.nn.Module, cfg: dict) -> None:
-    """EMA weights as safetensors with the full resolved config in the metadata; atomic."""
+AUXILIARY_PREFIX = "__auxiliary__."  # the auxiliary network's tensors inside model.safetensors
+
+
+def save_weights(path: Path, model: torch.nn.Module, cfg: dict, auxiliary: torch.nn.Module | None = None) -> None:
+    """EMA weights as safetensors with the full resolved config in the metadata; atomic. A bridge's trained
+    auxiliary network is stored beside them (keys prefixed `AUXILIARY_PREFIX`), so the file alone restores."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if auxiliary is not None:
+        tensors |= {AUXILIARY_PREFIX + k: v.detach().cpu().contiguous() for k, v in auxiliary.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": "bridgezoo-1", "config": json.dumps(cfg)})
     os.replace(tmp, path)
@@ -486,8 +493,129 @@ def load_model(weights: str | Path, device: str | torch.device | None = "auto"):
                 f"(pip install '{prov['distribution']}=={prov['version']}') to use this model."
                 if prov else " The model does not record which distribution provided it.")
         raise OptionError(f"{path}: {exc}{hint}") from None
-    model.load_state_dict(load_file(str(path)))
+    tensors = load_file(str(path))
+    aux = {k[len(AUXILIARY_PREFIX):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(AUXILIARY_PREFIX)]}
+    spec = bridge.auxiliary()
+    if spec is not None:
+        if not aux:
+            raise OptionError(f"{path}: bridge {cfg.bridge!r} needs its trained auxiliary network, which this file "
+                              "lacks")
+        network = build_auxiliary(cfg, spec)
+        network.load_state_dict(aux)
+        bridge.attach_auxiliary(network.to(resolve_device(device)))
+    model.load_state_dict(tensors)
     return bridge, model.to(resolve_device(device)).eval(), cfg
+
+
+def build_auxiliary(cfg: RunConfig, spec) -> torch.nn.Module:
+    """A bridge's auxiliary network (`bridge.Auxiliary`), untrained: the spec's backbone or the run's."""
+    from .registry import get_backbone
+
+    options = {"out_channels": spec.out_channels} | (cfg.backbone_opts if spec.backbone is None else {})
+    return get_backbone(spec.backbone or cfg.backbone, **options)
+
+
+def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_requested: list, say) -> torch.nn.Module | None:
+    """Stage 1 of a two-stage bridge: train the auxiliary network its options declare (`bridge.auxiliary()`), save
+    it as `auxiliary.safetensors` and attach it, frozen, to the bridge; None for a one-stage bridge.
+
+    A run that already has `auxiliary.safetensors` loads it. Otherwise the network is trained like the bridge's
+    (the run's optimizer, schedule, batch, clipping, precision) on its own stream of batches and noise, seeded by
+    (seed, "auxiliary", draw), from initial weights seeded by (seed, "auxiliary"); its state is saved in
+    `auxiliary_state/` every --save-every steps and on interruption, so a resumed stage 1 continues exactly, and
+    the bridge's network (built before, from the run's seed) starts stage 2 the same either way."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    spec = bridge.auxiliary()
+    if spec is None:
+        return None
+    final = run_dir / "auxiliary.safetensors"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cfg.seed, "auxiliary"))
+        network = build_auxiliary(cfg, spec)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
+                      gradient_accumulation_steps=cfg.grad_accum,
+                      dataloader_config=DataLoaderConfiguration(split_batches=True))
+    device = acc.device
+    if final.exists():
+        network.load_state_dict(load_file(str(final)))
+        bridge.attach_auxiliary(network.to(device))
+        return network
+    iters = spec.iters or cfg.iters
+    seed = derive_seed(cfg.seed, "auxiliary")
+    network = network.to(device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(min(cfg.warmup, iters), iters))
+    model, optimizer, scheduler = acc.prepare(network, optimizer, scheduler)
+    start, state = 0, _state_dir(run_dir, "auxiliary_state")
+    if state is not None:
+        acc.load_state(str(state))
+        start = json.loads((state / "step.json").read_text())["step"]
+        say(f"resuming the auxiliary network (stage 1) at step {start}")
+    else:
+        say(f"stage 1: training the auxiliary network for {iters} iterations")
+    loader = torch.utils.data.DataLoader(
+        Batches(train_set, cfg.batch, start * cfg.grad_accum, iters * cfg.grad_accum, seed, acc.process_index,
+                acc.num_processes), batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    log = open(run_dir / "auxiliary.jsonl", "a") if acc.is_main_process else None
+    bar = tqdm(total=iters, initial=start, desc="stage 1", disable=cfg.quiet or not acc.is_main_process)
+    step = start
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # a non-finite loss, looked at before logging or saving
+
+    def check_finite() -> None:
+        if bool(acc.gather(bad.reshape(1)).any()):
+            raise TrainingError(f"stage 1 (auxiliary network): non-finite loss by step {step}; stopped without saving "
+                                "(the last state in auxiliary_state/ is intact); try a lower --lr or "
+                                "--mixed-precision no")
+
+    try:
+        model.train()
+        for micro, batch, draws in loader:
+            step = micro // cfg.grad_accum
+            gens = [generator(seed, "noise", d, device=device) for d in draws]
+            x0, mu = batch_to_device(batch, device)
+            with acc.accumulate(model):
+                with acc.autocast():
+                    loss = spec.loss(model, x0, mu, gens)
+                bad = bad | ~torch.isfinite(loss.detach())
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.grad_clip:
+                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if (micro + 1) % cfg.grad_accum:
+                continue
+            step += 1
+            bar.update(1)
+            saving = step % cfg.save_every == 0 or step == iters or bool(stop_requested)
+            if saving or step % cfg.log_every == 0:
+                check_finite()
+            if log and (step % cfg.log_every == 0 or step == iters):
+                log.write(json.dumps({"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]}) + "\n")
+                log.flush()
+            if step % cfg.save_every == 0 or stop_requested:
+                _save_state(acc, run_dir, step, "auxiliary_state")
+            if stop_requested:
+                say(f"\ninterrupted in stage 1 at step {step}: state saved in {run_dir / 'auxiliary_state'}; "
+                    "continue with --resume")
+                raise KeyboardInterrupt
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    network = acc.unwrap_model(model)
+    if acc.is_main_process:
+        tmp = final.with_name(f".{final.name}.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(tmp))
+        os.replace(tmp, final)
+        for folder in ("auxiliary_state", "auxiliary_state.old"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
+    acc.wait_for_everyone()
+    bridge.attach_auxiliary(network)
+    return network
 
 
 def evaluate_run(cfg: RunConfig, bridge, model, eval_set, out_dir, nfe: int | None = None, sampler: str | None = None,
@@ -614,9 +742,19 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             handlers[sig] = signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
         except ValueError:  # not the main thread
             pass
-    log = open(run_dir / "train.jsonl", "a") if accelerator.is_main_process else None
     if cfg.num_workers and hasattr(train_set, "warm"):
         train_set.warm()  # load what every item needs once, before the workers fork and inherit it
+    try:  # stage 1 of a two-stage bridge (its auxiliary network), or nothing
+        if start and bridge.auxiliary() is not None and not (run_dir / "auxiliary.safetensors").exists():
+            raise TrainingError(f"--resume {run_dir}: the run is at step {start} of stage 2 but its trained "
+                                "auxiliary network (auxiliary.safetensors) is missing; start a new run with --out")
+        with torch.random.fork_rng(devices=[]):  # stage 1 leaves the global RNG as stage 2 would find it anyway
+            auxiliary = train_auxiliary(cfg, bridge, train_set, run_dir, stop_requested, say)
+    except BaseException:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+        raise
+    log = open(run_dir / "train.jsonl", "a") if accelerator.is_main_process else None
     loader = torch.utils.data.DataLoader(
         Batches(train_set, cfg.batch, start * cfg.grad_accum, cfg.iters * cfg.grad_accum, cfg.seed,
                 accelerator.process_index, world),
@@ -705,7 +843,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             signal.signal(sig, h)
     ema_model = ema.module.eval()
     if accelerator.is_main_process:
-        save_weights(run_dir / "model.safetensors", ema_model, config)
+        save_weights(run_dir / "model.safetensors", ema_model, config, auxiliary)
     if eval_set is None:
         tracker.finish()
         say("no evaluation data (give --eval-data or a test/ folder); weights saved")

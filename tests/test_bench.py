@@ -199,7 +199,7 @@ def test_the_committed_grids_expand_to_what_they_promise():
     import bridgezoo as bz
 
     all_bridges = set(bz.list_bridges())
-    assert len(all_bridges) >= 14
+    assert len(all_bridges) >= 15
     for scale in ("cpu", "gpu"):
         zoo = load_grid(root / f"zoo_{scale}.toml")
         assert {r.config["bridge"] for r in zoo.runs} == all_bridges
@@ -209,6 +209,7 @@ def test_the_committed_grids_expand_to_what_they_promise():
         combos = {(r.config["bridge"], r.config["pi"]) for r in pi.runs}
         for bridge in ("rdbm", "goub", "bbdm", "ddbm-ve", "irsde", "rddm"):
             assert {(bridge, p) for p in ("zero", "one", "residual")} <= combos
+        assert {("udbm", p) for p in ("zero", "one", "residual", "uncertainty")} <= combos  # its own π too
         assert len({r.config["seed"] for r in pi.runs}) >= (3 if scale == "gpu" else 1)
         ablated = {r.config["bridge"] for r in pi.runs}  # the zoo runs of the ablated bridges are reused by it
         assert {r.name for r in zoo.runs if r.config["bridge"] in ablated} <= {r.name for r in pi.runs}
