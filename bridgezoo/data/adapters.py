@@ -39,6 +39,7 @@ import torch
 
 from .io import DataError, as_hwc, is_image, read_cached, read_image, to_rgb01
 from ..seeding import derive_seed, numpy_rng
+from .composition import pattern_counts
 from .paired import DataWarning, random_crop
 from .zoo5 import to_tensor
 
@@ -428,15 +429,18 @@ class DatasetAdapter:
                           "using the pairs found", DataWarning, stacklevel=3)
         return found
 
-    def training_set(self, root, patch: int, length: int, seed: int = 0, tasks=None) -> "TrainingPairs":
-        """Random patch×patch crops of every training pair, `length` draws, task-balanced (`TrainingPairs`)."""
+    def training_set(self, root, patch: int, length: int, seed: int = 0, tasks=None,
+                     batch_pattern=None) -> "TrainingPairs":
+        """Random patch×patch crops of every training pair, `length` draws, task-balanced or in a fixed per-batch
+        composition (`TrainingPairs`)."""
         scans = self._usable(root, "train", tasks)
         by_task: dict[str, list[ImagePair]] = {}
         align = {}
         for sc in scans:
             by_task.setdefault(sc.spec.task, []).extend(sc.pairs)
             align[sc.spec.task] = self.alignment_of(sc.spec.name)
-        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=align)
+        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=align,
+                             batch_pattern=batch_pattern)
 
     def evaluation_set(self, root, sets=None, limit: int | None = None, tasks=None) -> "EvaluationPairs":
         """The full test images of `sets` (default: the dataset's own test sets), at most `limit` per set."""
@@ -561,28 +565,40 @@ def load_raw_pair(pair: ImagePair, alignment: str = "same") -> tuple[np.ndarray,
 class TrainingPairs(torch.utils.data.Dataset):
     """Training patches from (LQ, GT) pairs grouped by task; item i is draw i of the training stream.
 
-    Draw i has task i mod n_tasks (task-balanced, as `zoo5`); within its task it takes the next pair of a
-    permutation of that task's pairs drawn anew every pass (seeded by (seed, task, pass)), so every pair is seen
-    once per pass; its crop and flip come from the seed of its draw (`draw`). Items: {"lq", "gt"} 3×P×P in [-1, 1],
-    "task", "name".
+    Draw i has task i mod n_tasks (task-balanced, as `zoo5`), or with `batch_pattern` (one task per position of a
+    batch, `bridgezoo.data.composition`) task batch_pattern[i mod len(batch_pattern)]; within its task it takes the
+    next pair of a permutation of that task's pairs drawn anew every pass (seeded by (seed, task, pass)), so every
+    pair is seen once per pass; its crop and flip come from the seed of its draw (`draw`). Items: {"lq", "gt"}
+    3×P×P in [-1, 1], "task", "name".
     """
 
     def __init__(self, pairs_by_task: dict[str, list[ImagePair]], patch: int, length: int, seed: int = 0,
-                 gt_alignment: str | dict[str, str] = "same"):
+                 gt_alignment: str | dict[str, str] = "same", batch_pattern=None):
         self.tasks = [t for t in pairs_by_task if pairs_by_task[t]]
         if not self.tasks:
             raise DataError("no training pairs")
         self.pairs = {t: list(pairs_by_task[t]) for t in self.tasks}
         self.patch, self.length, self.seed = patch, length, seed
         self.alignment = gt_alignment if isinstance(gt_alignment, dict) else {t: gt_alignment for t in self.tasks}
+        self.batch_pattern = tuple(batch_pattern) if batch_pattern else None
+        if self.batch_pattern:
+            lacking = sorted(set(self.batch_pattern) - set(self.tasks))
+            if lacking:
+                raise DataError(f"--task-batch: no training pairs for {', '.join(lacking)}")
+            self._rank, self._per_batch = pattern_counts(self.batch_pattern)
 
     def __len__(self):
         return self.length
 
     def pair_of(self, i: int) -> tuple[str, ImagePair]:
-        task = self.tasks[i % len(self.tasks)]
+        if self.batch_pattern:  # the k-th draw of its task: whole batches before i, then earlier positions in i's
+            n, j = divmod(i, len(self.batch_pattern))
+            task = self.batch_pattern[j]
+            k = n * self._per_batch[task] + self._rank[j]
+        else:
+            task = self.tasks[i % len(self.tasks)]
+            k = i // len(self.tasks)
         pairs = self.pairs[task]
-        k = i // len(self.tasks)
         epoch, j = divmod(k, len(pairs))
         order = numpy_rng(self.seed, "pass", task, epoch).permutation(len(pairs))
         return task, pairs[int(order[j])]

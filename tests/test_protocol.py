@@ -1,0 +1,124 @@
+"""The universal-restoration protocol of DiffUIR / UDBM (issue 30): per-task batch composition (`--task-batch`), the
+CDD-11 composite-degradation adapter, the unpaired real-world test sets with a no-reference metric, and
+`bridgezoo data list / check` over them. Tiny datasets on disk in their authors' layouts (tests/dataset_fixtures.py)."""
+
+import json
+import subprocess
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import bridgezoo as bz
+from bridgezoo.data.composition import PRESETS, batch_pattern, parse_task_batch
+from bridgezoo.errors import OptionError
+
+sys.path.insert(0, str(Path(__file__).parent))
+import dataset_fixtures as F  # noqa: E402
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def quietly(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **kw)
+
+
+TINY = ["--iters", "1", "--patch", "8", "--backbone", "unet-test", "--nfe", "1", "--preset", "cpu-small",
+        "--log-every", "1", "--quiet", "--eval-limit", "1"]
+
+
+# ----------------------------------------------------------------------------------------------- --task-batch
+def test_task_batch_parses_the_papers_presets_and_their_task_names():
+    udbm = parse_task_batch("fog=8,light=2,rain=4,snow=4,blur=2")
+    assert udbm == PRESETS["udbm"] == (("dehaze", 8), ("lowlight", 2), ("derain", 4), ("desnow", 4), ("deblur", 2))
+    assert parse_task_batch("DiffUIR") == (("dehaze", 4), ("lowlight", 1), ("derain", 2), ("desnow", 2), ("deblur", 1))
+    assert parse_task_batch("dehaze=1, light_only=3") == (("dehaze", 1), ("lowlight", 3))
+    assert batch_pattern(PRESETS["diffuir"], 20) == ("dehaze",) * 8 + ("lowlight",) * 2 + ("derain",) * 4 \
+        + ("desnow",) * 4 + ("deblur",) * 2
+    for bad, says in (("fog=0", "count of 'fog' must be a positive integer"),
+                      ("fog=2.5", "count of 'fog' must be a positive integer"),
+                      ("fog=-1", "positive integer"), ("fog8", "'fog8' is not TASK=COUNT"),
+                      ("udmb", "Did you mean"), ("fog=1,dehaze=2", "'dehaze' is given twice"), ("", "is empty")):
+        with pytest.raises(OptionError, match="--task-batch") as err:
+            parse_task_batch(bad)
+        assert says in str(err.value), (bad, str(err.value))
+    with pytest.raises(OptionError, match="--batch 7 must be a multiple of the --task-batch total 10"):
+        batch_pattern(PRESETS["diffuir"], 7)
+
+
+def batches_of(dataset, batch, steps):
+    from bridgezoo.train import Batches
+
+    return [b for _, b, _ in Batches(dataset, batch, 0, steps, seed=3)]
+
+
+def test_universal5_batches_hold_exactly_the_given_counts_and_every_pair_is_seen(tmp_path):
+    root = F.universal5(tmp_path)
+    ad = bz.get_dataset("universal5")
+    pattern = batch_pattern(parse_task_batch("fog=2,light=1,rain=3,snow=1,blur=1"), 8)
+    train = quietly(ad.training_set, root, patch=8, length=8 * 6, seed=1, batch_pattern=pattern)
+    batches = batches_of(train, 8, 6)
+    for b in batches:  # every batch, not just the run: the papers' per-task loaders
+        assert b["task"] == ["dehaze"] * 2 + ["lowlight"] + ["derain"] * 3 + ["desnow", "deblur"]
+        assert b["lq"].shape == (8, 3, 8, 8)
+    # within a task, pairs still go round a permutation per pass: each pass over the deraining pairs sees all
+    n = len(train.pairs["derain"])
+    names = [train.pair_of(i)[1].name for i in range(8 * 6) if train.pair_of(i)[0] == "derain"]
+    assert len(names) == 18 and all(sorted(names[k : k + n]) == sorted(train.pairs["derain"][j].name for j in range(n))
+                                    for k in range(0, 18 - n + 1, n))
+    # without a composition (the default), a batch's mix varies though the run is balanced
+    plain = quietly(ad.training_set, root, patch=8, length=10 * 20, seed=1)
+    mixes = {tuple(sorted(Counter(b["task"]).items())) for b in batches_of(plain, 10, 20)}
+    assert len(mixes) > 1
+
+
+def test_zoo5_takes_the_same_composition():
+    from bridgezoo.data import Zoo5Train
+
+    pattern = batch_pattern(PRESETS["diffuir"], 10)
+    train = Zoo5Train(patch=8, length=20, seed=0, side=32, batch_pattern=pattern)
+    for b in batches_of(train, 10, 2):
+        assert b["task"] == list(pattern)
+
+
+def test_run_records_the_composition_and_rejects_bad_ones_naming_the_option(tmp_path):
+    from bridgezoo.train import RunConfig, make_datasets
+
+    cfg = RunConfig(task_batch="udbm").resolve(False)
+    assert cfg.batch == 20 and cfg.task_batch == "dehaze=8,lowlight=2,derain=4,desnow=4,deblur=2"
+    assert RunConfig(task_batch="diffuir", batch=20).resolve(False).batch == 20
+    with pytest.raises(OptionError, match="--batch 12 must be a multiple of the --task-batch total 10"):
+        RunConfig(task_batch="diffuir", batch=12).resolve(False)
+    with pytest.raises(OptionError, match=r"--task-batch: zoo5 has no task 'haze'.*Did you mean.*'dehaze'"):
+        make_datasets(RunConfig(task_batch="haze=1,light=1,rain=1,snow=1,blur=1").resolve(False))
+    with pytest.raises(OptionError, match="--task-batch gives no count for desnow, deblur"):
+        make_datasets(RunConfig(task_batch="fog=1,light=1,rain=1").resolve(False))
+    train, _ = make_datasets(RunConfig(task_batch="fog=1,light=1,rain=1", tasks=["dehaze", "lowlight", "derain"],
+                                       iters=1).resolve(False))
+    assert train.batch_pattern == ("dehaze", "lowlight", "derain")
+    folder = tmp_path / "pairs"
+    F.make_pair(folder / "LQ/a.png", folder / "GT/a.png", 1)
+    with pytest.raises(OptionError, match="--task-batch applies to zoo5 and to registered datasets"):
+        make_datasets(RunConfig(data=str(folder), task_batch="udbm").resolve(False))
+
+
+def test_run_with_task_batch_on_universal5_trains_and_says_bad_tasks_as_a_usage_error(tmp_path):
+    from bridgezoo.train import RunConfig, run
+
+    root = F.universal5(tmp_path / "Restoration")
+    out = tmp_path / "u5"
+    quietly(run, RunConfig(data=f"universal5:{root}", out=str(out), tasks=["lowlight", "deblur"],
+                           task_batch="light=1,blur=2", iters=1, patch=8, backbone="unet-test", nfe=1,
+                           preset="cpu-small", eval_limit=1, quiet=True))
+    config = json.loads((out / "config.json").read_text())
+    assert config["task_batch"] == "lowlight=1,deblur=2" and config["batch"] == 3
+    bad = cli("run", "--data", f"universal5:{root}", "--out", tmp_path / "never", "--task-batch", "fog=2,smog=1", *TINY)
+    assert bad.returncode == 2 and "--task-batch: universal5 has no task 'smog'" in bad.stderr
+    assert "fog (dehaze)" in bad.stderr and not (tmp_path / "never").exists()
