@@ -122,3 +122,42 @@ def test_run_with_task_batch_on_universal5_trains_and_says_bad_tasks_as_a_usage_
     bad = cli("run", "--data", f"universal5:{root}", "--out", tmp_path / "never", "--task-batch", "fog=2,smog=1", *TINY)
     assert bad.returncode == 2 and "--task-batch: universal5 has no task 'smog'" in bad.stderr
     assert "fog (dehaze)" in bad.stderr and not (tmp_path / "never").exists()
+
+
+# ----------------------------------------------------------------------------------------------- cdd11
+def test_cdd11_pairs_every_degraded_folder_with_the_shared_clear_folder(tmp_path):
+    import imageio.v3 as iio
+
+    root = F.cdd11(tmp_path / "CDD-11")
+    ad = bz.get_dataset("cdd11")
+    assert ad.tasks() == list(F.CDD11)
+    report = ad.check(root, deep=True)
+    assert report.ok, report.lines()
+    assert {sc.spec.name: len(sc.pairs) for sc in report.scans} == {
+        **{f"CDD-11-train-{d}": 2 for d in F.CDD11}, **{f"CDD-11-{d}": 2 for d in F.CDD11}}
+    ev = ad.evaluation_set(root)
+    assert len(ev) == 22 and [ev[i]["test_set"] for i in (0, 2, 21)] == ["CDD-11-low", "CDD-11-haze", "CDD-11-low_haze_snow"]
+    lhs = next(sc for sc in report.scans if sc.spec.name == "CDD-11-low_haze_snow")
+    assert [(p.lq.parent.name, p.gt.parent.name, p.lq.name == p.gt.name) for p in lhs.pairs] == [("low_haze_snow", "clear", True)] * 2
+    item = ev[21]  # the pixels of the files: degraded from its folder, ground truth from clear/
+    assert (F.img(1000 + 100 + 20 * 10 + 1) == ((item["lq"].permute(1, 2, 0).numpy() + 1) / 2 * 255).round()).all()
+    assert (iio.imread(root / "test/clear/000002.png") == ((item["gt"].permute(1, 2, 0).numpy() + 1) / 2 * 255).round()).all()
+    train = ad.training_set(root, patch=8, length=22, seed=0)
+    assert [train[i]["task"] for i in range(11)] == list(F.CDD11)
+    # UDBM's test-only cd11/ layout: test splits found, the optional training splits missing as notes, not errors
+    udbm = ad.check(F.cdd11(tmp_path / "udbm", layout="udbm"))
+    assert udbm.ok and sum(not sc.missing for sc in udbm.scans) == 11
+    # a degraded image without its clear image is named
+    (root / "test/haze/000003.png").write_bytes((root / "test/haze/000001.png").read_bytes())
+    bad = ad.check(root)
+    assert not bad.ok and any("CDD-11-haze" in e and "test/haze/000003.png" in e for e in bad.errors())
+
+
+def test_cdd11_is_listed_and_checked_on_the_command_line(tmp_path):
+    root = F.cdd11(tmp_path / "CDD-11", layout="udbm")
+    res = cli("data", "check", f"cdd11:{root}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "CDD-11-low_haze_rain test: 2 pairs  [cd11/low_haze_rain + cd11/clear (UDBM cd11)]" in res.stdout
+    rows = json.loads(cli("data", "list", "--json").stdout)
+    cdd = [r for r in rows if r["dataset"] == "cdd11"]
+    assert len(cdd) == 22 and {r["metric"] for r in cdd} == {"rgb"} and "OneRestore" in cdd[0]["layouts"]
