@@ -146,7 +146,7 @@ def cmd_data_list(args) -> int:
         last = r["dataset"]
         table.add_row(r["dataset"] if first else "", r["task"], r["split"],
                       r["role"] + ("" if r["required"] else " (optional)"),
-                      "?" if r["expected"] is None else str(r["expected"]), "Y" if r["metric"] == "y" else "RGB",
+                      "?" if r["expected"] is None else str(r["expected"]), {"y": "Y", "rgb": "RGB"}.get(r["metric"], "no GT: NIQE"),
                       ("yes" if r["evaluated"] else "on request") if r["role"] == "test" else "", r["source"])
     console = Console(width=max(Console().width, 160))
     console.print(table)

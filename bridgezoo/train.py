@@ -745,6 +745,11 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
             f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
         for name, r in summary.get("per_test_set", {}).items():
+            if r["metric"] == "nr":  # no ground truth: no PSNR; the no-reference score or why there is none
+                score = (f"NIQE {r['niqe']:.3f} (input {r['input_niqe']:.3f})" if r["niqe"] is not None
+                         else summary.get("niqe_status", "no NIQE"))
+                say(f"  {name} ({r['images']} images, no ground truth; restored/{name}/): {score}")
+                continue
             say(f"  {name} ({r['images']} images, {r['convention']}): PSNR {r['psnr']:.2f} dB "
                 f"(input {r['input_psnr']:.2f} dB), SSIM {r['ssim']:.4f}")
         say(f"results in {run_dir}: summary.json, eval.csv, samples/, model.safetensors")

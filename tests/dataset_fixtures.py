@@ -151,3 +151,13 @@ def cdd11(root: Path, layout: str = "onerestore", names=("000001", "000002")) ->
             for j, d in enumerate(CDD11):
                 put(root / folder / d / f"{name}.png", 1000 + 100 * s + 20 * j + k)
     return root
+
+
+def realworld(root: Path, side: int = SIDE) -> Path:
+    """UDBM's real-world sets without ground truth beside a universal5 root: `real_dark/real_dark/{MEF,DICE,NPE}`,
+    `real_rain/real_rain/Practical`, `Snow100K/realistic` (UDBM-ICML26 README), two images each."""
+    for s, folder in enumerate(("real_dark/real_dark/MEF", "real_dark/real_dark/DICE", "real_dark/real_dark/NPE",
+                                "real_rain/real_rain/Practical", "Snow100K/realistic")):
+        for k in range(2):
+            put(root / folder / f"img{k}.png", 5000 + 10 * s + k, side, side)
+    return root

