@@ -741,7 +741,9 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     tracker.finish()
     if summary:
         o, i = summary["overall"], summary["input"]
-        say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
+        no_gt = sum(r["images"] for r in summary.get("per_test_set", {}).values() if r["metric"] == "nr")
+        scored = f"the {len(eval_set) - no_gt} with ground truth of {len(eval_set)}" if no_gt else f"{len(eval_set)}"
+        say(f"EMA model on {scored} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
             f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
         for name, r in summary.get("per_test_set", {}).items():

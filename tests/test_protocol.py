@@ -230,3 +230,21 @@ def test_data_list_and_check_cover_the_real_world_sets(tmp_path):
     assert {n: (by[n]["metric"], by[n]["evaluated"]) for n in REAL} == {n: ("nr", False) for n in REAL}
     res = cli("data", "check", f"real-dark:{root / 'real_dark'}")
     assert res.returncode == 0 and "NPE test (optional): 2 images (no ground truth)" in res.stdout, res.stdout + res.stderr
+
+
+def test_report_figures_skip_samples_without_ground_truth(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from bridgezoo.report import fig_qualitative
+
+    samples = tmp_path / "run/samples"
+    for stem, tags in (("MEF_img0", ("lq", "output")), ("LOL-eval15_1", ("lq", "output", "gt"))):
+        for k, tag in enumerate(tags):
+            F.put(samples / f"{stem}_{tag}.png", k)
+    results = pd.DataFrame([{"method": "fm", "seed": 0, "eval_dir": str(tmp_path / "run")}])
+    (tmp_path / "fig/figures").mkdir(parents=True)
+    assert fig_qualitative(results, tmp_path / "fig")  # the unpaired sample has no GT column to show: left out
+    assert (tmp_path / "fig/figures/qualitative.png").exists()
