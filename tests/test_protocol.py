@@ -109,7 +109,7 @@ def test_run_records_the_composition_and_rejects_bad_ones_naming_the_option(tmp_
         make_datasets(RunConfig(data=str(folder), task_batch="udbm").resolve(False))
 
 
-def test_run_with_task_batch_on_universal5_trains_and_says_bad_tasks_as_a_usage_error(tmp_path):
+def test_run_with_task_batch_on_universal5_trains_and_records_it(tmp_path):
     from bridgezoo.train import RunConfig, run
 
     root = F.universal5(tmp_path / "Restoration")
@@ -119,6 +119,10 @@ def test_run_with_task_batch_on_universal5_trains_and_says_bad_tasks_as_a_usage_
                            preset="cpu-small", eval_limit=1, quiet=True))
     config = json.loads((out / "config.json").read_text())
     assert config["task_batch"] == "lowlight=1,deblur=2" and config["batch"] == 3
+
+
+def test_a_bad_task_batch_is_a_usage_error_naming_the_option(tmp_path):
+    root = F.universal5(tmp_path / "Restoration")
     bad = cli("run", "--data", f"universal5:{root}", "--out", tmp_path / "never", "--task-batch", "fog=2,smog=1", *TINY)
     assert bad.returncode == 2 and "--task-batch: universal5 has no task 'smog'" in bad.stderr
     assert "fog (dehaze)" in bad.stderr and not (tmp_path / "never").exists()
@@ -153,14 +157,11 @@ def test_cdd11_pairs_every_degraded_folder_with_the_shared_clear_folder(tmp_path
     assert not bad.ok and any("CDD-11-haze" in e and "test/haze/000003.png" in e for e in bad.errors())
 
 
-def test_cdd11_is_listed_and_checked_on_the_command_line(tmp_path):
+def test_cdd11_is_checked_on_the_command_line(tmp_path):
     root = F.cdd11(tmp_path / "CDD-11", layout="udbm")
     res = cli("data", "check", f"cdd11:{root}")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "CDD-11-low_haze_rain test: 2 pairs  [cd11/low_haze_rain + cd11/clear (UDBM cd11)]" in res.stdout
-    rows = json.loads(cli("data", "list", "--json").stdout)
-    cdd = [r for r in rows if r["dataset"] == "cdd11"]
-    assert len(cdd) == 22 and {r["metric"] for r in cdd} == {"rgb"} and "OneRestore" in cdd[0]["layouts"]
 
 
 # ----------------------------------------------------------------------------------------------- real-world, unpaired
@@ -223,13 +224,20 @@ def test_niqe_scores_only_when_a_package_computes_it_here():
         assert niqe(img) is None and niqe.reason.startswith("NIQE unavailable")
 
 
-def test_data_list_and_check_cover_the_real_world_sets(tmp_path):
-    root = F.realworld(tmp_path / "R")
+def test_data_list_covers_cdd11_and_the_real_world_sets():
     rows = json.loads(cli("data", "list", "--json").stdout)
+    cdd = [r for r in rows if r["dataset"] == "cdd11"]
+    assert len(cdd) == 22 and {r["metric"] for r in cdd} == {"rgb"} and "OneRestore" in cdd[0]["layouts"]
     by = {r["split"]: r for r in rows if r["dataset"] in ("real-dark", "real-rain", "snow100k")}
     assert {n: (by[n]["metric"], by[n]["evaluated"]) for n in REAL} == {n: ("nr", False) for n in REAL}
-    res = cli("data", "check", f"real-dark:{root / 'real_dark'}")
-    assert res.returncode == 0 and "NPE test (optional): 2 images (no ground truth)" in res.stdout, res.stdout + res.stderr
+
+
+def test_data_check_counts_the_images_of_an_unpaired_set(tmp_path, capsys):
+    from bridgezoo.cli import main
+
+    root = F.realworld(tmp_path / "R")
+    assert main(["data", "check", f"real-dark:{root / 'real_dark'}"]) == 0
+    assert "NPE test (optional): 2 images (no ground truth)  [real_dark/NPE (UDBM real_dark)]" in capsys.readouterr().out
 
 
 def test_report_figures_skip_samples_without_ground_truth(tmp_path):
