@@ -146,7 +146,7 @@ def cmd_data_list(args) -> int:
         last = r["dataset"]
         table.add_row(r["dataset"] if first else "", r["task"], r["split"],
                       r["role"] + ("" if r["required"] else " (optional)"),
-                      "?" if r["expected"] is None else str(r["expected"]), "Y" if r["metric"] == "y" else "RGB",
+                      "?" if r["expected"] is None else str(r["expected"]), {"y": "Y", "rgb": "RGB"}.get(r["metric"], "no GT: NIQE"),
                       ("yes" if r["evaluated"] else "on request") if r["role"] == "test" else "", r["source"])
     console = Console(width=max(Console().width, 160))
     console.print(table)
@@ -484,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --data NAME:PATH: at most N images per test set, evenly spaced (default: all)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to train and evaluate (zoo5 or a multi-task "
                    "dataset such as universal5; default: all, balanced)")
+    p.add_argument("--task-batch", default=None, metavar="TASK=N,...|PRESET",
+                   help="items of each task in every training batch, e.g. fog=8,light=2,rain=4,snow=4,blur=2 "
+                        "(DiffUIR's task names fog, light, rain, snow, blur or bridgezoo's dehaze, lowlight, derain, "
+                        "desnow, deblur), or a preset: diffuir (4:1:2:2:1, used with --grad-accum 2) or udbm "
+                        "(8:2:4:4:2); for zoo5 and registered datasets with those tasks (universal5). --batch defaults "
+                        "to the total and must be a multiple of it (default: none, each draw's task cycles through "
+                        "the tasks, so every task is drawn equally often over the run and a batch mixes them at random)")
     p.add_argument("--iters", type=int, metavar="N", default=None,
                    help="training iterations, i.e. optimizer steps (default from the preset: "
                         f"{_preset_values('iters')})")

@@ -20,7 +20,7 @@ import torch
 
 from .conditioning import set_tasks
 from .memory import NotEnoughMemory, available_bytes, peak_bytes
-from .metrics import LPIPS, all_metrics
+from .metrics import LPIPS, NIQE, all_metrics
 from .precision import check_precision, precision_context
 from .presets import CPU_DEFAULTS, GPU_DEFAULTS
 from .seeding import generator as seeded_generator
@@ -278,16 +278,27 @@ def same_size_batches(dataset, indices, batch: int, prefetch: bool = False):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _score(item: dict, out: torch.Tensor, crop_border: int, sample_dir: Path | None) -> dict:
-    """Metrics of one restored image (CPU tensors 3×H×W in [-1, 1]) and of its input; its PNGs if `sample_dir`."""
-    row = all_metrics(to01(out), to01(item["gt"]), crop_border)
-    row.update({f"input_{k}": v for k, v in input_metrics(item["lq"], item["gt"], crop_border).items()})
-    if sample_dir is not None:
-        from .data import write_png
+def _score(item: dict, out: torch.Tensor, crop_border: int, sample_dir: Path | None, niqe=None,
+           out_dir: Path | None = None) -> dict:
+    """Metrics of one restored image (CPU tensors 3×H×W in [-1, 1]) and of its input; its PNGs if `sample_dir`.
 
+    An unpaired image (`item["gt"]` None, a test set without ground truth) gets no PSNR/SSIM: its no-reference
+    score (`niqe`, None where unavailable) and its input's, and the restored image is always written to
+    `out_dir/restored/TESTSET/STEM.png` (for such a set the images are the result)."""
+    from .data import write_png
+
+    if item["gt"] is None:
+        row = {"niqe": niqe(to01(out)) if niqe else None, "input_niqe": niqe(to01(item["lq"])) if niqe else None}
+        if out_dir is not None:
+            write_png(out_dir / "restored" / f"{item['name']}.png", to01(out))
+    else:
+        row = all_metrics(to01(out), to01(item["gt"]), crop_border)
+        row.update({f"input_{k}": v for k, v in input_metrics(item["lq"], item["gt"], crop_border).items()})
+    if sample_dir is not None:
         stem = item["name"].replace("/", "_")
         for tag, img in (("lq", item["lq"]), ("output", out), ("gt", item["gt"])):
-            write_png(sample_dir / f"{stem}_{tag}.png", to01(img))
+            if img is not None:
+                write_png(sample_dir / f"{stem}_{tag}.png", to01(img))
     return row
 
 
@@ -318,6 +329,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     batch = batch or (CPU_DEFAULTS if on_cpu else GPU_DEFAULTS)["eval_batch"]
     metric_threads = (0 if on_cpu else GPU_METRIC_THREADS) if metric_threads is None else metric_threads
     lpips = LPIPS(device=device)
+    niqe = NIQE() if getattr(dataset, "unpaired_sets", None) else None  # only where a test set has no ground truth
     planner = TilePlanner(bridge, model, sampler, overlap) if tile is None else None
     plans: dict[tuple, TilePlan] = {}
     say = (lambda m: None) if quiet or rank != 0 else tqdm.write
@@ -359,7 +371,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                            "height": item["lq"].shape[1], "width": item["lq"].shape[2]}
                     if "test_set" in item:
                         row.update(test_set=item["test_set"], metric=item["metric"])
-                    row["lpips"] = lpips(out[j], item["gt"].to(device)) if lpips.available else None
+                    paired = item["gt"] is not None
+                    row["lpips"] = lpips(out[j], item["gt"].to(device)) if lpips.available and paired else None
                     row.update({"nfe": nfe or bridge.default_nfe, "seconds": seconds, "batch": len(part),
                                 "warmup": first})
                     group_name = item.get("test_set", item["task"])
@@ -368,7 +381,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                     if k < samples:
                         per_task_count[group_name] = k + 1
                         sample_dir = out_dir / "samples"
-                    args = (item, out_cpu[j], crop_border, sample_dir)
+                    args = (item, out_cpu[j], crop_border, sample_dir, niqe, out_dir)
                     rows.append((row, pool.submit(_score, *args) if pool else _score(*args)))
                 first = False
                 progress.update(len(part))
@@ -386,11 +399,14 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
         return {}
     settings = {"eval_batch": batch, "precision": precision,
                 "auto_tiles": {f"{s[2]}x{s[1]}": p.tile for s, p in plans.items() if p.tile}}
+    if niqe is not None:
+        settings["niqe_status"] = "ok" if niqe.available else niqe.reason
     return write_results(rows, out_dir, bridge, nfe, sampler, lpips, crop_border, settings)
 
 
 COLUMNS = ("index", "name", "task", "height", "width", "test_set", "metric", "psnr", "ssim", "psnr_y", "ssim_y",
-           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "nfe", "seconds", "batch", "warmup")
+           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "niqe", "input_niqe", "nfe", "seconds",
+           "batch", "warmup")
 
 
 def _merge(row: dict, scored: dict) -> dict:
@@ -404,6 +420,9 @@ def write_results(rows, out_dir: Path, bridge, nfe, sampler, lpips, crop_border,
     import pandas as pd
 
     df = pd.DataFrame(rows)
+    for col in ("psnr", "ssim", "psnr_y", "ssim_y", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y"):
+        if col not in df:  # only test sets without ground truth: no PSNR at all, never one against nothing
+            df[col] = np.nan
     buf = io.StringIO()
     df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
     atomic_write_text(out_dir / "eval.csv", buf.getvalue())
@@ -450,9 +469,16 @@ def per_test_set_summary(df) -> dict:
     set, on RGB for an "rgb" one), its input's, and all four metrics; `overall_test_sets`: the mean over test sets
     of those headline numbers (every set weighs the same, as the papers average a task's test sets)."""
     mean = lambda g, col: float(g[col].replace(np.inf, np.nan).mean())  # noqa: E731
-    per_set = {}
+    per_set, unpaired = {}, {}
     for name, g in df.groupby("test_set", sort=False):
         metric = str(g["metric"].iloc[0])
+        if metric == "nr":  # no ground truth: the no-reference score where one was computed, and no PSNR
+            scored = g["niqe"].notna().sum() if "niqe" in g else 0
+            unpaired[name] = {"task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": "nr",
+                              "convention": "no ground truth: restored images in restored/, NIQE (lower is better)",
+                              "niqe": mean(g, "niqe") if scored else None,
+                              "input_niqe": mean(g, "input_niqe") if scored else None, "niqe_images": int(scored)}
+            continue
         sfx = "_y" if metric == "y" else ""
         per_set[name] = {
             "task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": metric,
@@ -462,7 +488,9 @@ def per_test_set_summary(df) -> dict:
             "all": {m: mean(g, m) for m in ("psnr", "ssim", "psnr_y", "ssim_y")},
         }
     sets = list(per_set.values())
-    overall = {k: float(np.mean([r[k] for r in sets])) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    overall = {k: float(np.mean([r[k] for r in sets])) if sets else None
+               for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
     overall["test_sets"] = len(sets)
-    overall["note"] = "mean over test sets of each set's headline PSNR/SSIM (its own convention, Y or RGB)"
-    return {"per_test_set": per_set, "overall_test_sets": overall}
+    overall["note"] = ("mean over test sets of each set's headline PSNR/SSIM (its own convention, Y or RGB)"
+                       + ("; test sets without ground truth are left out" if unpaired else ""))
+    return {"per_test_set": per_set | unpaired, "overall_test_sets": overall}

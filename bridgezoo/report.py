@@ -1020,7 +1020,8 @@ def fig_qualitative(results: pd.DataFrame, out: Path, order=None, crop: int = 64
     for ev in first["eval_dir"]:
         names = {p.name[: -len("_output.png")] for p in (Path(ev) / "samples").glob("*_output.png")}
         stems = names if stems is None else stems & names
-    stems = sorted(stems or [])
+    ref = Path(first["eval_dir"].iloc[0]) / "samples"
+    stems = sorted(s for s in stems or [] if (ref / f"{s}_gt.png").exists())  # a test set without ground truth: none
     by_task = {}
     for s in stems:
         by_task.setdefault(s.split("_")[0], s)
@@ -1030,7 +1031,6 @@ def fig_qualitative(results: pd.DataFrame, out: Path, order=None, crop: int = 64
     cell = 1.6 if len(cols) <= 10 else 0.9  # about one screen pixel per image pixel when there are many methods
     fig, axes = plt.subplots(len(by_task), len(cols), figsize=(cell * len(cols), (cell + 0.15) * len(by_task)),
                              squeeze=False)
-    ref = Path(first["eval_dir"].iloc[0]) / "samples"
     for i, (task, stem) in enumerate(by_task.items()):
         imgs = [_read01(ref / f"{stem}_lq.png")]
         imgs += [_read01(Path(ev) / "samples" / f"{stem}_output.png") for ev in first["eval_dir"]]
@@ -1064,7 +1064,7 @@ def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 
         return False
     name = "rdbm" if "rdbm" in set(installed["bridge"]) else installed["bridge"].iloc[0]
     ev = Path(installed.loc[installed["bridge"] == name, "eval_dir"].iloc[0]) / "samples"
-    lqs = sorted(ev.glob("*_lq.png"))
+    lqs = sorted(p for p in ev.glob("*_lq.png") if (ev / f"{p.name[: -len('_lq.png')]}_gt.png").exists())
     if not lqs:
         return False
     lq_path = next((p for task in ("dehaze", "lowlight", "desnow") for p in lqs if p.name.startswith(task)), lqs[0])

@@ -65,6 +65,7 @@ class RunConfig:
     eval_sets: list[str] | None = None  # NAME:PATH data: the test sets to evaluate (default: the dataset's own)
     eval_limit: int | None = None  # NAME:PATH data: at most this many images per test set, evenly spaced
     tasks: list[str] | None = None
+    task_batch: str | None = None  # per-task counts in every batch (`bridgezoo.data.composition`); None: balanced stream
     iters: int | None = None
     batch: int | None = None
     patch: int | None = None
@@ -110,6 +111,15 @@ class RunConfig:
         if preset not in PRESETS:
             raise OptionError(f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
         cfg.preset = preset
+        if cfg.task_batch is not None:  # the batch is the composition's total unless given (then a multiple of it)
+            from .data.composition import batch_pattern, format_composition, parse_task_batch, total
+
+            comp = parse_task_batch(cfg.task_batch)
+            cfg.task_batch = format_composition(comp)
+            if cfg.batch is None:
+                cfg.batch = total(comp)
+            elif cfg.batch >= 1:
+                batch_pattern(comp, cfg.batch)
         warmup_from_preset = cfg.warmup is None
         for key, value in PRESETS[preset].items():
             if getattr(cfg, key) is None:
@@ -281,7 +291,7 @@ ZOO5_EVAL_VARIANTS = 2  # two degradations of every zoo5 test photograph per tas
 
 def make_datasets(cfg: RunConfig):
     """(training dataset, evaluation dataset or None); validates user folders before anything runs."""
-    from .data import PairedFolders, Zoo5Eval, Zoo5Train
+    from .data import TASKS, PairedFolders, Zoo5Eval, Zoo5Train
     from .data.adapters import parse_data_spec
     from .data.paired import plain_task_name
 
@@ -290,8 +300,20 @@ def make_datasets(cfg: RunConfig):
     if spec is None and (cfg.eval_sets or cfg.eval_limit):
         raise OptionError("--eval-sets and --eval-limit apply to --data NAME:PATH (a registered dataset), not to "
                           f"--data {cfg.data}")
+    pattern = None
+    if cfg.task_batch is not None:
+        from .data.composition import batch_pattern, check_composition, parse_task_batch
+
+        if cfg.data != "zoo5" and spec is None:
+            raise OptionError(f"--task-batch applies to zoo5 and to registered datasets (--data NAME:PATH, e.g. "
+                              f"universal5:/data/Restoration), not to the folder --data {cfg.data}")
+        comp = parse_task_batch(cfg.task_batch)
+        known = TASKS if cfg.data == "zoo5" else spec[0].tasks()
+        check_composition(comp, known, cfg.tasks, data="zoo5" if cfg.data == "zoo5" else spec[0].name)
+        pattern = batch_pattern(comp, cfg.batch)
     if cfg.data == "zoo5":
-        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed, side=cfg.eval_max_side)
+        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed, side=cfg.eval_max_side,
+                          batch_pattern=pattern)
         evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed,
                            variants=ZOO5_EVAL_VARIANTS)
         return train, evalset
@@ -300,7 +322,8 @@ def make_datasets(cfg: RunConfig):
         if cfg.eval_data:
             raise OptionError(f"--eval-data does not apply to --data {cfg.data}; choose its test sets with "
                               "--eval-sets (see `bridgezoo data list`)")
-        train = adapter.training_set(root, patch=cfg.patch, length=draws, seed=cfg.seed, tasks=cfg.tasks)
+        train = adapter.training_set(root, patch=cfg.patch, length=draws, seed=cfg.seed, tasks=cfg.tasks,
+                                     batch_pattern=pattern)
         evalset = adapter.evaluation_set(root, sets=cfg.eval_sets, limit=cfg.eval_limit, tasks=cfg.tasks)
         return train, evalset
     root = Path(cfg.data)
@@ -380,7 +403,10 @@ class Batches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         for step in range(self.start + wid, self.stop, nw):
-            idx = batch_indices(step, self.batch, len(self.dataset), self.seed)
+            if getattr(self.dataset, "batch_pattern", None):  # a fixed per-task composition: position j of every
+                idx = list(range(step * self.batch, (step + 1) * self.batch))  # batch is the pattern's task j
+            else:
+                idx = batch_indices(step, self.batch, len(self.dataset), self.seed)
             positions = range(self.rank, len(idx), self.world)
             draws = [step * self.batch + j for j in positions]
             items = [draw_item(self.dataset, idx[j], derive_seed(self.seed, "draw", d)) for j, d in zip(positions, draws)]
@@ -853,10 +879,17 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     tracker.finish()
     if summary:
         o, i = summary["overall"], summary["input"]
-        say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
+        no_gt = sum(r["images"] for r in summary.get("per_test_set", {}).values() if r["metric"] == "nr")
+        scored = f"the {len(eval_set) - no_gt} with ground truth of {len(eval_set)}" if no_gt else f"{len(eval_set)}"
+        say(f"EMA model on {scored} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
             f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
         for name, r in summary.get("per_test_set", {}).items():
+            if r["metric"] == "nr":  # no ground truth: no PSNR; the no-reference score or why there is none
+                score = (f"NIQE {r['niqe']:.3f} (input {r['input_niqe']:.3f})" if r["niqe"] is not None
+                         else summary.get("niqe_status", "no NIQE"))
+                say(f"  {name} ({r['images']} images, no ground truth; restored/{name}/): {score}")
+                continue
             say(f"  {name} ({r['images']} images, {r['convention']}): PSNR {r['psnr']:.2f} dB "
                 f"(input {r['input_psnr']:.2f} dB), SSIM {r['ssim']:.4f}")
         say(f"results in {run_dir}: summary.json, eval.csv, samples/, model.safetensors")

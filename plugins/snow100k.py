@@ -14,14 +14,16 @@ Pairing: a synthetic and a gt image with the same file name.
 Counts (DesnowNet, Liu et al., arXiv 1708.04512, Sec. on Snow100K; recalled, not re-verified from a stored copy
 here): 50,000 training images; test Snow100K-S 16,611, Snow100K-M 16,588, Snow100K-L 16,801. -S and -L are the
 test sets of the universal setting (the issue's protocol); -M is optional and evaluated only on request
-(`--eval-sets Snow100K-M`).
+(`--eval-sets Snow100K-M`). `realistic/` (snowy photographs without ground truth; UDBM-ICML26 README
+`Snow100K/realistic`) is the optional unpaired test set `Snow100K-realistic`, scored by a no-reference metric and
+evaluated on request.
 
 Metric convention: PSNR/SSIM on RGB (not re-verified from a stored source here; DiffUIR's own test reports Y).
 """
 
 import bridgezoo
 from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, fill_pairs, find_dir, find_named_dir, missing_scan,
-                                     near_miss, rel, scan_pair_dirs, SplitScan)
+                                     near_miss, rel, scan_image_dirs, scan_pair_dirs, SplitScan)
 
 SOURCE = "DesnowNet (arXiv 1708.04512), counts recalled, not re-verified here"
 
@@ -32,9 +34,14 @@ class Snow100K(DatasetAdapter):
     splits = (SplitSpec("Snow100K-train", "train", "desnow", 50000, "rgb", source=SOURCE),
               SplitSpec("Snow100K-S", "test", "desnow", 16611, "rgb", source=SOURCE),
               SplitSpec("Snow100K-L", "test", "desnow", 16801, "rgb", source=SOURCE),
-              SplitSpec("Snow100K-M", "test", "desnow", 16588, "rgb", required=False, evaluate=False, source=SOURCE))
+              SplitSpec("Snow100K-M", "test", "desnow", 16588, "rgb", required=False, evaluate=False, source=SOURCE),
+              SplitSpec("Snow100K-realistic", "test", "desnow", None, "nr", required=False, evaluate=False,
+                        source="UDBM-ICML26 README (real snow, no ground truth)"))
 
     def scan_split(self, root, spec):
+        if spec.name == "Snow100K-realistic":
+            return scan_image_dirs(spec, root, [("realistic", "Snow100K/realistic (UDBM)"),
+                                                ("test/realistic", "test/realistic")])
         if spec.role == "train":
             candidates = [("all/synthetic", "all/gt", "Snow100K-training archive"),
                           ("Snow100K-training/all/synthetic", "Snow100K-training/all/gt", "Snow100K-training archive"),

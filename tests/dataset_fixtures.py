@@ -135,3 +135,29 @@ def universal5(root: Path) -> Path:
         make_pair(d / "test/GoPro/input" / f"GOPR0384_11_00-00000{i}.png",
                   d / "test/GoPro/target" / f"GOPR0384_11_00-00000{i}.png", 20 + i)
     return root
+
+
+CDD11 = ("low", "haze", "rain", "snow", "low_haze", "low_rain", "low_snow", "haze_rain", "haze_snow", "low_haze_rain",
+         "low_haze_snow")
+
+
+def cdd11(root: Path, layout: str = "onerestore", names=("000001", "000002")) -> Path:
+    """CDD-11: `{train,test}/{clear,<11 degradations>}/NAME.png` (gy65896/OneRestore README), or UDBM's test-only
+    `cd11/{clear,<11>}` ("udbm"); every degraded folder holds the clear folder's file names."""
+    splits = [("train", "train"), ("test", "test")] if layout == "onerestore" else [("test", "cd11")]
+    for s, (_, folder) in enumerate(splits):
+        for k, name in enumerate(names):
+            put(root / folder / "clear" / f"{name}.png", 100 * s + k)
+            for j, d in enumerate(CDD11):
+                put(root / folder / d / f"{name}.png", 1000 + 100 * s + 20 * j + k)
+    return root
+
+
+def realworld(root: Path, side: int = SIDE) -> Path:
+    """UDBM's real-world sets without ground truth beside a universal5 root: `real_dark/real_dark/{MEF,DICE,NPE}`,
+    `real_rain/real_rain/Practical`, `Snow100K/realistic` (UDBM-ICML26 README), two images each."""
+    for s, folder in enumerate(("real_dark/real_dark/MEF", "real_dark/real_dark/DICE", "real_dark/real_dark/NPE",
+                                "real_rain/real_rain/Practical", "Snow100K/realistic")):
+        for k in range(2):
+            put(root / folder / f"img{k}.png", 5000 + 10 * s + k, side, side)
+    return root

@@ -39,10 +39,12 @@ import torch
 
 from .io import DataError, as_hwc, is_image, read_cached, read_image, to_rgb01
 from ..seeding import derive_seed, numpy_rng
+from .composition import pattern_counts
 from .paired import DataWarning, random_crop
 from .zoo5 import to_tensor
 
-METRICS = {"y": "PSNR/SSIM on Y (ITU-R BT.601)", "rgb": "PSNR/SSIM on RGB"}
+METRICS = {"y": "PSNR/SSIM on Y (ITU-R BT.601)", "rgb": "PSNR/SSIM on RGB",
+           "nr": "no ground truth: the restored images and a no-reference metric (NIQE), never a PSNR"}
 MAX_LISTED = 5
 
 
@@ -54,7 +56,8 @@ class SplitSpec:
     name: unique within a benchmark ("Rain100H", "SOTS-outdoor"); role: "train" or "test"; task: the restoration
     task ("derain", "lowlight", "desnow", "dehaze", "deblur"); expected: number of (LQ, GT) pairs of the official
     split, or None where no count is fixed; metric: the convention the literature reports it in, "y" or "rgb"
-    (bridgezoo computes both; this one is the split's headline number); required: a missing optional split is a
+    (bridgezoo computes both; this one is the split's headline number), or "nr" for an unpaired test set (degraded
+    images without ground truth: its pairs have `gt=None`; scored by a no-reference metric); required: a missing optional split is a
     note, not an error; evaluate: an optional test set is evaluated when found only if True (else on request);
     source: where the count and convention come from.
     """
@@ -72,12 +75,18 @@ class SplitSpec:
         if self.role not in ("train", "test"):
             raise ValueError(f"split {self.name!r}: role must be 'train' or 'test', got {self.role!r}")
         if self.metric not in METRICS:
-            raise ValueError(f"split {self.name!r}: metric must be 'y' or 'rgb', got {self.metric!r}")
+            raise ValueError(f"split {self.name!r}: metric must be 'y', 'rgb' or 'nr', got {self.metric!r}")
+        if self.metric == "nr" and self.role != "test":
+            raise ValueError(f"split {self.name!r}: only a test split can be unpaired (metric 'nr')")
+
+    @property
+    def paired(self) -> bool:
+        return self.metric != "nr"
 
 
 class ImagePair(NamedTuple):
     lq: Path
-    gt: Path
+    gt: Path | None  # None: an unpaired test image (a split with metric "nr")
     name: str  # unique within its split, e.g. "GOPR0384_11_00/000001" or "0001_0.8_0.2"
 
 
@@ -108,7 +117,8 @@ class SplitScan:
         if self.missing:
             return f"{head}: not found"
         exp = f" of {s.expected}" if s.expected is not None else ""
-        return f"{head}: {len(self.pairs)}{exp} pairs" + (f"  [{self.where}]" if self.where else "")
+        what = "pairs" if s.paired else "images (no ground truth)"
+        return f"{head}: {len(self.pairs)}{exp} {what}" + (f"  [{self.where}]" if self.where else "")
 
 
 @dataclass
@@ -306,6 +316,24 @@ def scan_pair_dirs(spec: SplitSpec, root: Path, candidates: list[tuple[str, str,
                         hint=near_miss(root, candidates[0][0]) if candidates else "")
 
 
+def scan_image_dirs(spec: SplitSpec, root: Path, candidates: list[tuple[str, str]]) -> SplitScan:
+    """An unpaired test split: the images of the first candidate (folder, layout label) found under `root`, each an
+    `ImagePair` with `gt=None`."""
+    scan = SplitScan(spec)
+    for folder, label in candidates:
+        d = find_dir(root, folder)
+        if d is None:
+            continue
+        scan.where = f"{rel(d, root)} ({label})"
+        files = list_images(d)
+        if not files:
+            scan.errors.append(f"{rel(d, root)}/ holds no images")
+        scan.pairs = [ImagePair(f, None, f.stem) for f in files]
+        return scan
+    return missing_scan(spec, root, [f"{f}/" for f, _ in candidates],
+                        hint=near_miss(root, candidates[0][0]) if candidates else "")
+
+
 def fill_pairs(scan: SplitScan, root: Path, lq_dir: Path, gt_dir: Path, *, recursive=False, lq_key=stem_key,
                gt_key=stem_key, many_to_one=False, per_gt=None, rule="same file name", name=None) -> None:
     """Pair the images of two folders into `scan`, recording every problem with its files."""
@@ -428,15 +456,18 @@ class DatasetAdapter:
                           "using the pairs found", DataWarning, stacklevel=3)
         return found
 
-    def training_set(self, root, patch: int, length: int, seed: int = 0, tasks=None) -> "TrainingPairs":
-        """Random patch×patch crops of every training pair, `length` draws, task-balanced (`TrainingPairs`)."""
+    def training_set(self, root, patch: int, length: int, seed: int = 0, tasks=None,
+                     batch_pattern=None) -> "TrainingPairs":
+        """Random patch×patch crops of every training pair, `length` draws, task-balanced or in a fixed per-batch
+        composition (`TrainingPairs`)."""
         scans = self._usable(root, "train", tasks)
         by_task: dict[str, list[ImagePair]] = {}
         align = {}
         for sc in scans:
             by_task.setdefault(sc.spec.task, []).extend(sc.pairs)
             align[sc.spec.task] = self.alignment_of(sc.spec.name)
-        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=align)
+        return TrainingPairs(by_task, patch=patch, length=length, seed=seed, gt_alignment=align,
+                             batch_pattern=batch_pattern)
 
     def evaluation_set(self, root, sets=None, limit: int | None = None, tasks=None) -> "EvaluationPairs":
         """The full test images of `sets` (default: the dataset's own test sets), at most `limit` per set."""
@@ -545,6 +576,8 @@ def align_gt(lq: np.ndarray, gt: np.ndarray, pair: ImagePair, alignment: str) ->
 def load_pair(pair: ImagePair, alignment: str = "same", cached: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(LQ, GT) float32 H×W×3 in [0, 1], the GT aligned to the LQ; through the process's decoded-image cache unless
     `cached=False` (a one-off pass such as `check(deep=True)`)."""
+    if pair.gt is None:  # an unpaired test image
+        return (read_image(pair.lq) if not cached else to_rgb01(as_hwc(read_cached(pair.lq)), pair.lq)[0]), None
     if not cached:
         lq, gt = read_image(pair.lq), read_image(pair.gt)
         return lq, align_gt(lq, gt, pair, alignment)
@@ -561,28 +594,40 @@ def load_raw_pair(pair: ImagePair, alignment: str = "same") -> tuple[np.ndarray,
 class TrainingPairs(torch.utils.data.Dataset):
     """Training patches from (LQ, GT) pairs grouped by task; item i is draw i of the training stream.
 
-    Draw i has task i mod n_tasks (task-balanced, as `zoo5`); within its task it takes the next pair of a
-    permutation of that task's pairs drawn anew every pass (seeded by (seed, task, pass)), so every pair is seen
-    once per pass; its crop and flip come from the seed of its draw (`draw`). Items: {"lq", "gt"} 3×P×P in [-1, 1],
-    "task", "name".
+    Draw i has task i mod n_tasks (task-balanced, as `zoo5`), or with `batch_pattern` (one task per position of a
+    batch, `bridgezoo.data.composition`) task batch_pattern[i mod len(batch_pattern)]; within its task it takes the
+    next pair of a permutation of that task's pairs drawn anew every pass (seeded by (seed, task, pass)), so every
+    pair is seen once per pass; its crop and flip come from the seed of its draw (`draw`). Items: {"lq", "gt"}
+    3×P×P in [-1, 1], "task", "name".
     """
 
     def __init__(self, pairs_by_task: dict[str, list[ImagePair]], patch: int, length: int, seed: int = 0,
-                 gt_alignment: str | dict[str, str] = "same"):
+                 gt_alignment: str | dict[str, str] = "same", batch_pattern=None):
         self.tasks = [t for t in pairs_by_task if pairs_by_task[t]]
         if not self.tasks:
             raise DataError("no training pairs")
         self.pairs = {t: list(pairs_by_task[t]) for t in self.tasks}
         self.patch, self.length, self.seed = patch, length, seed
         self.alignment = gt_alignment if isinstance(gt_alignment, dict) else {t: gt_alignment for t in self.tasks}
+        self.batch_pattern = tuple(batch_pattern) if batch_pattern else None
+        if self.batch_pattern:
+            lacking = sorted(set(self.batch_pattern) - set(self.tasks))
+            if lacking:
+                raise DataError(f"--task-batch: no training pairs for {', '.join(lacking)}")
+            self._rank, self._per_batch = pattern_counts(self.batch_pattern)
 
     def __len__(self):
         return self.length
 
     def pair_of(self, i: int) -> tuple[str, ImagePair]:
-        task = self.tasks[i % len(self.tasks)]
+        if self.batch_pattern:  # the k-th draw of its task: whole batches before i, then earlier positions in i's
+            n, j = divmod(i, len(self.batch_pattern))
+            task = self.batch_pattern[j]
+            k = n * self._per_batch[task] + self._rank[j]
+        else:
+            task = self.tasks[i % len(self.tasks)]
+            k = i // len(self.tasks)
         pairs = self.pairs[task]
-        k = i // len(self.tasks)
         epoch, j = divmod(k, len(pairs))
         order = numpy_rng(self.seed, "pass", task, epoch).permutation(len(pairs))
         return task, pairs[int(order[j])]
@@ -601,7 +646,8 @@ class TrainingPairs(torch.utils.data.Dataset):
 
 class EvaluationPairs(torch.utils.data.Dataset):
     """Full-size test images of one or more test sets, in order. Items: {"lq", "gt"} 3×H×W in [-1, 1], "task",
-    "name" ("TESTSET/stem"), "test_set", "metric" ("y" or "rgb", the set's convention).
+    "name" ("TESTSET/stem"), "test_set", "metric" ("y" or "rgb", the set's convention; "nr" for an unpaired set,
+    whose items have "gt" None).
 
     limit: at most this many images per test set, evenly spaced over its sorted pairs (a quick look; the paper's
     numbers need every image).
@@ -619,6 +665,7 @@ class EvaluationPairs(torch.utils.data.Dataset):
                 pairs = [pairs[k] for k in idx]
             self.items += [(spec, p) for p in pairs]
         self.tasks = list(dict.fromkeys(spec.task for spec, _ in self.items))  # the tasks present, in order
+        self.unpaired_sets = list(dict.fromkeys(spec.name for spec, _ in self.items if not spec.paired))
         self.alignment = gt_alignment
 
     def __len__(self):
@@ -628,7 +675,8 @@ class EvaluationPairs(torch.utils.data.Dataset):
         spec, pair = self.items[i]
         align = self.alignment[spec.name] if isinstance(self.alignment, dict) else self.alignment
         lq, gt = load_pair(pair, align)
-        return {"lq": to_tensor(lq), "gt": to_tensor(gt), "task": spec.task, "name": f"{spec.name}/{pair.name}",
+        return {"lq": to_tensor(lq), "gt": None if gt is None else to_tensor(gt), "task": spec.task,
+                "name": f"{spec.name}/{pair.name}",
                 "test_set": spec.name, "metric": spec.metric}
 
 

@@ -121,12 +121,15 @@ def check_tasks(tasks) -> list[str]:
 
 class Zoo5Train(torch.utils.data.Dataset):
     """Random training patches: item i is (task i mod n_tasks, a random train image, a random crop, a random
-    degradation), all drawn from a generator seeded by (seed, i). Items: {"lq", "gt"} 3×P×P in [-1, 1], "task", "name"."""
+    degradation), all drawn from a generator seeded by (seed, i). Items: {"lq", "gt"} 3×P×P in [-1, 1], "task", "name".
+    batch_pattern: one task per position of a batch (`bridgezoo.data.composition`); item i then has task
+    batch_pattern[i mod len(batch_pattern)]."""
 
     def __init__(self, tasks=None, patch: int = 64, length: int = 10000, seed: int = 0, split: str = "train",
-                 side: int | None = None):
+                 side: int | None = None, batch_pattern=None):
         self.tasks, self.patch, self.length, self.seed, self.split = check_tasks(tasks), patch, length, seed, split
         self.sources, self.side = SPLITS[split], side or WORK_SIDE
+        self.batch_pattern = tuple(check_tasks(list(batch_pattern))) if batch_pattern else None
 
     def __len__(self):
         return self.length
@@ -141,7 +144,8 @@ class Zoo5Train(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         rng = _rng("zoo5-train", self.seed, self.split, i)
-        task = self.tasks[i % len(self.tasks)]
+        pattern = self.batch_pattern or self.tasks
+        task = pattern[i % len(pattern)]
         name = self.sources[int(rng.integers(len(self.sources)))]
         img, depth = source(name, self.side)
         h, w = img.shape[:2]
