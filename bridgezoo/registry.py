@@ -293,7 +293,7 @@ def get_backbone(name: str, **options):
 
 def provider(kind: str, name: str) -> dict:
     """{"plugin", "distribution", "version"} of the plugin that registered bridge or backbone `name`
-    (`timm-unet/<encoder>` style names: the prefix's plugin)."""
+    (`timm-unet/<encoder>` style names: the prefix's plugin); samplers: `sampler_provider`."""
     reg = registry()
     reg.load()
     if kind == "backbone" and name not in reg.kinds[kind] and name not in reg.aliases[kind] and "/" in name:
@@ -323,12 +323,8 @@ def sampler_names(bridge) -> tuple[str, ...]:
     return tuple(names)
 
 
-def make_sampler(bridge, spec: str):
-    """The sampler `spec` (NAME or NAME:KEY=VALUE,...) for `bridge`, with its options; the bridge's own sampler of
-    that name wins over a shared one. Unknown or inapplicable names raise an error that lists the valid ones."""
-    from .samplers import parse_sampler_spec
-
-    name, options = parse_sampler_spec(spec)
+def _sampler_entry(bridge, name: str) -> Entry:
+    """The entry of sampler `name` for `bridge` (its own sampler of that name before a shared one)."""
     label = bridge.name or type(bridge).__name__
     entries = registry().samplers_for(bridge)
     entry = next((e for e in entries if name == e.name or name in e.aliases), None)
@@ -339,6 +335,24 @@ def make_sampler(bridge, spec: str):
                               f"of that name for it (see `bridgezoo plugins`).")
         raise OptionError(f"bridge {label!r} has no sampler {name!r}.{suggest(name, valid)} "
                           f"Valid samplers: {', '.join(valid)}.")
+    return entry
+
+
+def sampler_provider(bridge, spec: str) -> dict:
+    """{"plugin", "distribution", "version"} of the plugin that registered the sampler `spec` (NAME or
+    NAME:KEY=VALUE,...) used for `bridge`: recorded in a run's config beside its bridge's and backbone's."""
+    from .samplers import parse_sampler_spec
+
+    return _sampler_entry(bridge, parse_sampler_spec(spec)[0]).provider()
+
+
+def make_sampler(bridge, spec: str):
+    """The sampler `spec` (NAME or NAME:KEY=VALUE,...) for `bridge`, with its options; the bridge's own sampler of
+    that name wins over a shared one. Unknown or inapplicable names raise an error that lists the valid ones."""
+    from .samplers import parse_sampler_spec
+
+    name, options = parse_sampler_spec(spec)
+    entry = _sampler_entry(bridge, name)
     sampler = entry.obj(**options)
     sampler.name = entry.name
     return sampler

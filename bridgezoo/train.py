@@ -256,11 +256,12 @@ def check_eval_tasks(train_tasks: list[str], eval_tasks: list[str]) -> None:
                           "folder, or train without --task-conditioned")
 
 
-def providers(cfg: RunConfig) -> dict:
-    """Which distribution (and version) provides the run's bridge and backbone."""
-    from .registry import provider
+def providers(cfg: RunConfig, bridge) -> dict:
+    """Which plugin, distribution and version provide the run's bridge, backbone and evaluation sampler."""
+    from .registry import provider, sampler_provider
 
-    return {"bridge": provider("bridge", cfg.bridge), "backbone": provider("backbone", cfg.backbone)}
+    return {"bridge": provider("bridge", cfg.bridge), "backbone": provider("backbone", cfg.backbone),
+            "sampler": sampler_provider(bridge, cfg.sampler or bridge.samplers[0])}
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
@@ -584,7 +585,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(ema)
     config = saved if saved else dataclasses.asdict(cfg) | {
-        "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg), "data_info": data_info,
+        "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg, bridge), "data_info": data_info,
         "versions": package_versions(), "device": str(accelerator.device), "processes": world,
         "command": " ".join(sys.argv)}
     start = 0
