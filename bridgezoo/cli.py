@@ -23,21 +23,33 @@ def _fmt_relation(rel: dict) -> str:
 def _fmt_options(options: dict) -> str:
     """The resolved options not shown in a column of their own, compact: `key=value` with floats to 4 digits."""
     shown = ("T", "objective", "pi")
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: (f"{v:.4g}" if isinstance(v, float)  # noqa: E731
+                     else json.dumps(list(v), separators=(",", ":")) if isinstance(v, (tuple, list)) else str(v))
     return " ".join(f"{k}={fmt(v)}" for k, v in options.items() if k not in shown)
+
+
+def _backbone_option_legend(backbones) -> str:
+    """What each backbone option means, once per option name (the backbones' declared help)."""
+    helps: dict = {}
+    for b in backbones:
+        for key, text in b["option_help"].items():
+            helps.setdefault(key, text)
+    return "backbone options:\n" + "\n".join(f"  {k}: {t}" for k, t in helps.items())
 
 
 def cmd_list(args) -> int:
     import bridgezoo as bz
 
     from bridgezoo.backbone import backbone_card
-    from bridgezoo.registry import registry
+    from bridgezoo.registry import backbone_option_spec, registry
 
     bridges = [bz.get_bridge(name).describe() for name in bz.list_bridges()]
     backbones = []
     for name in bz.list_backbones():
         entry = registry().entry("backbone", name)
-        row = {"name": name, "summary": entry.summary, "plugin": entry.plugin}
+        spec = backbone_option_spec(name) or {}
+        row = {"name": name, "summary": entry.summary, "plugin": entry.plugin,
+               "options": {k: o.default for k, o in spec.items()}, "option_help": {k: o.help for k, o in spec.items()}}
         example = name + "resnet18" if name.endswith("/") else name
         try:  # counted on the meta device: no weights are allocated, no compute is spent
             row.update(backbone_card(lambda **o: bz.get_backbone(example, **o)), counted_as=example)
@@ -81,14 +93,16 @@ def cmd_list(args) -> int:
     console.print(st)
     if backbones:
         bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
-        for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
+        for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "options (--backbone-opt)", "summary"):
             bt.add_column(col, overflow="fold")
         m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
         for b in backbones:
             name = b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else "")
             gm = "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}"
-            bt.add_row(name, m(b["params"]), m(b["params_thop"]), gm, b["input"], b["summary"])
+            bt.add_row(name, m(b["params"]), m(b["params_thop"]), gm, b["input"], _fmt_options(b["options"]) or "-",
+                       b["summary"])
         console.print(bt)
+        console.print(_backbone_option_legend(backbones), highlight=False)
     return 0
 
 
@@ -443,6 +457,18 @@ def _preset_values(key: str) -> str:
     return ", ".join(f"{name} {'full size' if v.get(key) is None else v.get(key)}" for name, v in PRESETS.items())
 
 
+def _backbone_opt_help() -> str:
+    """--backbone-opt's help: the options every built-in backbone declares (`options.BACKBONE_OPTIONS`, no torch
+    import), and where each backbone's own are listed."""
+    from .options import BACKBONE_OPTIONS
+
+    shared = "; ".join(f"{k}={type(o.default).__name__.upper()} ({o.help}; default {o.default})"
+                       for k, o in BACKBONE_OPTIONS.items())
+    return ("a backbone option, repeatable; the value is read as JSON where it is JSON. Every built-in backbone "
+            f"takes {shared}; each backbone's own options (dim, dim_mults, width, ...) and their defaults: "
+            "`bridgezoo list`. An option the backbone does not declare is an error before anything runs")
+
+
 def _run_epilog() -> str:
     from .presets import describe_presets
 
@@ -506,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default ddim, shared by all bridges; see `bridgezoo list`)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
-    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
+    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help=_backbone_opt_help())
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
                    help="training autocast (default auto: bf16 on a GPU that supports it, fp32 on CPU); "
                         "the evaluation's is --eval-precision")

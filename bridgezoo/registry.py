@@ -279,26 +279,58 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
-def get_backbone(name: str, **options):
-    """A backbone (torch.nn.Module with forward(x_t, mu, t)) by name; `timm-unet/<encoder>` style names
-    are resolved by the longest registered prefix ending in '/'."""
+def _backbone_entry(name: str) -> tuple[Entry, tuple]:
+    """(entry, leading arguments) of backbone `name`: a registered name or alias, or `prefix/REST` resolved by the
+    registered prefix `prefix/` (its factory takes REST first, e.g. timm-unet's encoder)."""
     reg = registry()
     reg.load()
     if name not in reg.kinds["backbone"] and name not in reg.aliases["backbone"] and "/" in name:
         prefix, rest = name.split("/", 1)
         if prefix + "/" in reg.kinds["backbone"]:
-            return reg.kinds["backbone"][prefix + "/"].obj(rest, **options)
-    return reg.entry("backbone", name).obj(**options)
+            return reg.kinds["backbone"][prefix + "/"], (rest,)
+    return reg.entry("backbone", name), ()
+
+
+def backbone_option_spec(name: str) -> dict | None:
+    """The options backbone `name` declares (its factory's `option_spec`: {key: Option}), None if it declares none.
+    The protocol's options (`options.BACKBONE_PROTOCOL`: channels, out_channels, ...) are set by the runner."""
+    return getattr(_backbone_entry(name)[0].obj, "option_spec", None)
+
+
+def check_backbone_options(name: str, options: dict) -> dict:
+    """`options` validated against backbone `name`'s declared options (parsed from strings); an unknown key is an
+    OptionError naming close matches and the valid ones. Undeclared backbones' options pass unchecked."""
+    from .options import BACKBONE_PROTOCOL, check_options
+
+    spec = backbone_option_spec(name)
+    if spec is None:
+        return dict(options)
+    return check_options(options, spec, f"backbone {name!r}", free=BACKBONE_PROTOCOL)
+
+
+def get_backbone(name: str, **options):
+    """A backbone (torch.nn.Module with forward(x_t, mu, t)) by name; `timm-unet/<encoder>` style names
+    are resolved by the longest registered prefix ending in '/'. Options are checked against the backbone's
+    declared `option_spec` (`check_backbone_options`)."""
+    import re
+
+    entry, args = _backbone_entry(name)
+    options = check_backbone_options(name, options)
+    try:
+        return entry.obj(*args, **options)
+    except TypeError as exc:  # a backbone that declares no options, given one its factory does not take
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if bad is None or getattr(entry.obj, "option_spec", None) is not None:
+            raise
+        raise OptionError(f"backbone {name!r} has no option {bad.group(1)!r} (it declares no option_spec)") from None
 
 
 def provider(kind: str, name: str) -> dict:
     """{"plugin", "distribution", "version"} of the plugin that registered bridge or backbone `name`
     (`timm-unet/<encoder>` style names: the prefix's plugin); samplers: `sampler_provider`."""
-    reg = registry()
-    reg.load()
-    if kind == "backbone" and name not in reg.kinds[kind] and name not in reg.aliases[kind] and "/" in name:
-        name = name.split("/", 1)[0] + "/"
-    return reg.entry(kind, name).provider()
+    if kind == "backbone":
+        return _backbone_entry(name)[0].provider()
+    return registry().entry(kind, name).provider()
 
 
 def list_datasets() -> list[str]:

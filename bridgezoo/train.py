@@ -208,7 +208,9 @@ def build(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[str] |
         raise OptionError("--task-conditioned: the data names no tasks")
     try:
         network = get_backbone(cfg.backbone, **options, num_tasks=len(tasks))
-    except TypeError as exc:
+    except (TypeError, OptionError) as exc:
+        if "num_tasks" not in str(exc):
+            raise
         raise OptionError(f"--task-conditioned: backbone {cfg.backbone!r} takes no num_tasks option, so it cannot be "
                           f"told the task ({exc}); use unet-*, timm-unet/* or nafnet-*") from None
     return bridge, bridge.wrap(TaskConditioned(network, tasks))

@@ -58,6 +58,7 @@ def test_run_help_shows_every_preset_value_without_importing_torch():
             shown = "full size" if value is None else str(value)
             assert f"{key} {shown}" in block, (name, key, block)
     help_text = " ".join(res.stdout.split())
+    assert "residual_output=BOOL" in help_text and "time_scale=FLOAT" in help_text  # the declared backbone options
     for option in ("--batch", "--lr", "--iters", "--save-every"):  # each preset-filled option names its values
         key = option[2:].replace("-", "_")
         assert f"cpu-small {PRESETS['cpu-small'][key]}, paper {PRESETS['paper'][key]}" in help_text, option
@@ -98,3 +99,7 @@ def test_list_fits_the_terminal_and_shows_the_options(columns):
     assert "other options" in res.stdout
     for option in ("sigma_max=80", "official_eta=False", "lam=0.03922", "sum_scale=1", "networks=1"):
         assert option in res.stdout, option
+    if columns > 150:  # each backbone's declared options (--backbone-opt) with its defaults, and what they mean
+        for option in ("residual_output=False", "dim_mults=[1,1,2,2]", "enc_blocks=[1,1,1,28]", "pretrained=False",
+                       "residual_output: return prediction + mu"):
+            assert option in res.stdout, option

@@ -34,6 +34,8 @@ def cli(*args, timeout=600):
     (["--ema-decay", "1.5"], "--ema-decay must lie in [0, 1)"),
     (["--crop-border", "-1"], "--crop-border must not be negative"),
     (["--bridge-opt", "T=-4"], "T"),
+    (["--backbone-opt", "residual_outptu=true"], "backbone 'unet-test' has no option 'residual_outptu'. Did you mean "
+                                                 "'residual_output'?"),
 ])
 def test_bad_options_fail_in_seconds_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "run"
