@@ -28,13 +28,20 @@ def _fmt_options(options: dict) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in options.items() if k not in shown)
 
 
-def _backbone_option_legend(backbones) -> str:
-    """What each backbone option means, once per option name (the backbones' declared help)."""
-    helps: dict = {}
+def _backbone_option_legend(backbones, width: int) -> str:
+    """What each backbone option means (the backbones' declared help), once per option; an option whose meaning
+    differs between families names them (`dim (timm-unet/)`), wrapped to `width` columns."""
+    meanings: dict = {}  # key -> {help: families}
     for b in backbones:
+        family = b["name"] if b["name"].endswith("/") else b["name"].split("-")[0]
         for key, text in b["option_help"].items():
-            helps.setdefault(key, text)
-    return "backbone options:\n" + "\n".join(f"  {k}: {t}" for k, t in helps.items())
+            meanings.setdefault(key, {}).setdefault(text, set()).add(family)
+    lines = ["backbone options:"]
+    for key, texts in meanings.items():
+        for text, families in texts.items():
+            label = key + (f" ({', '.join(sorted(families))})" if len(texts) > 1 else "")
+            lines.append(textwrap.fill(f"{label}: {text}", width, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:
@@ -61,49 +68,57 @@ def cmd_list(args) -> int:
         print(json.dumps({"bridges": bridges, "samplers": samplers, "backbones": backbones}, indent=2, default=str))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()  # the terminal's width (COLUMNS when set); rich folds the cells to fit
-    columns = {"paper": lambda b: b["paper"], "T": lambda b: str(b["T"] or "cont."),
-               "NFE": lambda b: str(b["default_nfe"]), "objective": lambda b: b["objective"], "π": lambda b: b["pi"],
-               "samplers (first = official)": lambda b: ", ".join(b["samplers"]),
-               "relation to (θ, λ, π)": lambda b: _fmt_relation(b["relation"]),
-               "other options": lambda b: _fmt_options(b["options"])}
-    if console.width >= 150:  # one row per bridge
-        table = Table(title="bridges", show_lines=True)
-        for col in ("name", *columns):
-            table.add_column(col, overflow="fold")
-        for b in bridges:
-            table.add_row(b["name"], *(cell(b) for cell in columns.values()))
-        console.print(table)
-    else:  # a narrow terminal: one small key | value table per bridge
-        for b in bridges:
-            card = Table(title=f"bridge {b['name']}", show_header=False, title_justify="left", min_width=40)
-            card.add_column(style="bold", no_wrap=True)
-            card.add_column(overflow="fold")
-            for col, cell in columns.items():
-                card.add_row(col.replace(" (first = official)", "\n(first = official)"), cell(b))
-            console.print(card)
-    st = Table(title="samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", show_lines=True)
-    for col in ("name", "for", "order", "deterministic", "evaluations / step", "options", "summary"):
-        st.add_column(col, overflow="fold")
-    for s in samplers:
-        st.add_row(s["name"], s["for"], str(s["order"]), "yes" if s["deterministic"] else "no",
-                   str(s["evals_per_step"]), ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", s["summary"])
-    console.print(st)
+    width = Console().width  # the terminal's; COLUMNS when set; 80 when the output is not a terminal
+    m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
+    sections = [
+        ("bridges (--bridge NAME; --bridge-opt KEY=VALUE sets an option)", [(b["name"], {
+            "paper": b["paper"], "T": str(b["T"] or "cont."), "NFE": str(b["default_nfe"]),
+            "objective": b["objective"], "π": b["pi"], "samplers (first = official)": ", ".join(b["samplers"]),
+            "relation to (θ, λ, π)": _fmt_relation(b["relation"]), "other options": _fmt_options(b["options"]),
+        }) for b in bridges]),
+        ("samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", [(s["name"], {
+            "for": s["for"], "order": str(s["order"]), "deterministic": "yes" if s["deterministic"] else "no",
+            "evaluations / step": str(s["evals_per_step"]),
+            "options": ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", "summary": s["summary"],
+        }) for s in samplers]),
+        ("backbones (--backbone NAME; per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)", [(
+            b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else ""), {
+                "params": m(b["params"]), "params (thop)": m(b["params_thop"]),
+                "GMACs @256²": "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}", "input": b["input"],
+                "options (--backbone-opt)": _fmt_options(b["options"]) or "-", "summary": b["summary"],
+            }) for b in backbones]),
+    ]
+    if width >= 150:  # a wide terminal: one table per section, one row per item
+        from rich.table import Table
+
+        console = Console()
+        for title, rows in sections:
+            table = Table(title=title, show_lines=True)
+            for col in ("name", *rows[0][1]) if rows else ():
+                table.add_column(col, overflow="fold")
+            for name, cells in rows:
+                table.add_row(name, *cells.values())
+            console.print(table)
+    else:  # narrow, or not a terminal (a pipe, a log): plain text, one block of `key  value` lines per item
+        print("\n\n".join(_plain_section(title, rows, width) for title, rows in sections))
     if backbones:
-        bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
-        for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "options (--backbone-opt)", "summary"):
-            bt.add_column(col, overflow="fold")
-        m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
-        for b in backbones:
-            name = b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else "")
-            gm = "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}"
-            bt.add_row(name, m(b["params"]), m(b["params_thop"]), gm, b["input"], _fmt_options(b["options"]) or "-",
-                       b["summary"])
-        console.print(bt)
-        console.print(_backbone_option_legend(backbones), highlight=False)
+        print(_backbone_option_legend(backbones, min(width, 150)))
     return 0
+
+
+def _plain_section(title: str, rows: list, width: int) -> str:
+    """A section of `bridgezoo list` as plain text fitting `width` columns: the title, then per item its name and
+    one `key  value` line per cell, values wrapped under themselves (no box drawing, no columns to squeeze)."""
+    lines = [textwrap.fill(title, width), ""]
+    for name, cells in rows:
+        lines.append(name)
+        pad = 2 + max(map(len, cells)) + 2
+        for key, value in cells.items():
+            wrapped = textwrap.wrap(value, max(20, width - pad), break_on_hyphens=False) or [""]
+            lines.append(f"  {key:<{pad - 4}}  {wrapped[0]}")
+            lines += [" " * pad + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def cmd_plugins(args) -> int:
@@ -301,6 +316,7 @@ def cmd_restore(args) -> int:
     from bridgezoo.data import DataError, read_image, write_png
     from bridgezoo.evaluate import restore, to01
     from bridgezoo.memory import NotEnoughMemory, out_of_memory
+    from bridgezoo.progress import tqdm_disable
     from bridgezoo.train import load_model, resolve_device
 
     if args.nfe is not None and args.nfe < 1:
@@ -328,7 +344,7 @@ def cmd_restore(args) -> int:
     sampler = args.sampler or cfg.sampler
     bridge.get_sampler(sampler)  # an unknown sampler or option fails before anything is read or written
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
-    for f, o, img in tqdm(images, desc="restore", disable=args.quiet):
+    for f, o, img in tqdm(images, desc="restore", disable=tqdm_disable(args.quiet)):
         lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
         say = None if args.quiet else (lambda line, f=f: tqdm.write(f"{f}: {line}"))
         try:  # --tile absent: whole images where they fit in the free memory, else tiles (said in one line)

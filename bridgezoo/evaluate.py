@@ -310,6 +310,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     """
     from tqdm.auto import tqdm
 
+    from .progress import tqdm_disable
+
     check_precision(precision)
     out_dir = Path(out_dir)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -324,7 +326,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     rows, per_task_count, first = [], {}, True
     indices = list(range(rank, len(dataset), world))
     pool = ThreadPoolExecutor(metric_threads) if metric_threads else None
-    progress = tqdm(total=len(indices), desc="evaluate", disable=quiet or rank != 0, leave=False)
+    progress = tqdm(total=len(indices), desc="evaluate", disable=tqdm_disable(quiet or rank != 0), leave=False)
     try:
         for group in same_size_batches(dataset, indices, batch, prefetch=pool is not None):
             lq_all = torch.stack([item["lq"] for _, item in group])

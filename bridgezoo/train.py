@@ -533,6 +533,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     from timm.utils import ModelEmaV3
     from tqdm.auto import tqdm
 
+    from .progress import tqdm_disable
+
     from .preflight import check_config, resume_conflicts, saved_config
 
     has_gpu = torch.cuda.is_available()
@@ -656,7 +658,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                            if good else " is the start (nothing was saved yet)")
                 + "; try a lower --lr or --mixed-precision no")
 
-    bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=cfg.quiet or not accelerator.is_main_process)
+    bar = tqdm(total=cfg.iters, initial=start, desc="train",
+               disable=tqdm_disable(cfg.quiet or not accelerator.is_main_process))
     t0, last, step = time.perf_counter(), start, start
     try:
         model.train()

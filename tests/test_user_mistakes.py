@@ -234,3 +234,21 @@ def test_the_low_gain_hint_is_only_for_a_loss_and_names_own_data():
     lines = low_gain_hint({"gain_psnr": -0.47})
     assert len(lines) == 3 and "(-0.47 dB PSNR)" in lines[0] and lines[1].strip() == FIRST_COMMAND
     assert low_gain_hint({"gain_psnr": -1.0}, "my data")[1].strip() == f"{FIRST_COMMAND} --data 'my data'"
+
+
+def test_own_folders_run_into_a_log_file_reads_cleanly(tmp_path):
+    """A newcomer's run on their own folders with its output piped to a log (issue 28): no progress-bar frames."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for sub in ("LQ", "GT"):
+            (tmp_path / "mydata" / split / sub).mkdir(parents=True)
+        for i in range(2):
+            gt = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            iio.imwrite(tmp_path / "mydata" / split / "GT" / f"img{i}.png", gt)
+            iio.imwrite(tmp_path / "mydata" / split / "LQ" / f"img{i}.png", gt // 2)
+    out = tmp_path / "run"
+    res = cli("run", "--data", tmp_path / "mydata", "--out", out, "--bridge", "fm", "--iters", "2", *FAST[:-3])
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "\r" not in log and "it/s]" not in log, log[-2000:]  # tqdm draws frames with \r; none into a pipe
+    assert "EMA model on 2" in res.stdout
