@@ -115,7 +115,8 @@ def _default_pi(bridge: str) -> str:
 # is the benchmark's resolution, which the training crops come from too)
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
                           "tile", "tile_overlap", "crop_border", "eval_split", "eval_data",
-                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch"})
+                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch",
+                          "strict_pairs"})
 
 
 def training_settings(config: dict) -> dict:

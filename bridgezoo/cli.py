@@ -546,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
                    "(default ddim, shared by all bridges; see `bridgezoo list`)")
-    p.add_argument("--pi", default=None, choices=("zero", "one", "residual"), help="noise modulation π")
+    p.add_argument("--pi", default=None, choices=("zero", "one", "residual"),
+                   help="noise modulation π: zero (flow matching), one (classic bridges) or residual (RDBM: x0 − mu) "
+                        "(default: the bridge's own, the π column of `bridgezoo list`)")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help=_backbone_opt_help())
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
@@ -602,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"GPU, capped by the cores; {CPU_DEFAULTS['num_workers']} on CPU, where workers take cores "
                         "from training)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--strict-pairs", action="store_true",
+                   help="own folders (--data PATH, --eval-data): a file without a partner is an error before "
+                        "anything runs (default: skipped with a warning and counted in config.json's data_info)")
     p.add_argument("--log-with", default=None, metavar="TRACKER",
                    help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "
                         "pip install 'bridgezoo[tracking]'): losses, lr, throughput, evaluation, samples, config")
@@ -709,7 +714,24 @@ def _explicit(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     return quiet.parse_args(argv)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None):
+    """bridgezoo's own warnings (`errors.BridgezooWarning`: data, plugins) as one `bridgezoo: warning:` line on
+    stderr, without Python's source line; every other warning as Python prints it."""
+    from .errors import BridgezooWarning
+
+    if issubclass(category, BridgezooWarning):
+        print(f"bridgezoo: warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import functools
+    import warnings
+
+    if not getattr(warnings.showwarning, "bridgezoo", False):
+        warnings.showwarning = functools.partial(_show_warning, _default=warnings.showwarning)
+        warnings.showwarning.bridgezoo = True
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "resume", False):

@@ -19,7 +19,8 @@ from .errors import BridgezooError, OptionError
 F64 = torch.float64
 
 # Options a resumed run may change: they do not touch the trained weights or the evaluation's numbers.
-RESUME_FREE = frozenset({"out", "quiet", "num_workers", "log_every", "save_every", "log_with", "compile", "eval_batch"})
+RESUME_FREE = frozenset({"out", "quiet", "num_workers", "log_every", "save_every", "log_with", "compile", "eval_batch",
+                         "strict_pairs"})
 # CLI spellings of RunConfig fields where they differ from --field-name.
 FLAGS = {"num_workers": "--workers", "bridge_opts": "--bridge-opt", "backbone_opts": "--backbone-opt"}
 

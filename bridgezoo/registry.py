@@ -19,14 +19,14 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import OptionError, PluginError, UnknownNameError, suggest
+from .errors import BridgezooWarning, OptionError, PluginError, UnknownNameError, suggest
 
 GROUP = "bridgezoo"
 HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset",
          "register_samplers": "sampler"}
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(BridgezooWarning):
     """A plugin failed to load or registered a clashing name; the others still work."""
 
 
@@ -235,7 +235,7 @@ class Registry:
         name = self.aliases[kind].get(name, name)
         if name not in self.kinds[kind]:
             failed = [p.name for p in self.plugins if p.errors]
-            raise UnknownNameError(kind, name, list(self.kinds[kind]) + list(self.aliases[kind]), failed)
+            raise UnknownNameError(kind, name, list(self.kinds[kind]), failed, aliases=self.aliases[kind])
         return self.kinds[kind][name]
 
 

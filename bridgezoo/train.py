@@ -100,6 +100,7 @@ class RunConfig:
     num_workers: int | None = None  # data-loading processes (None: `default_workers`)
     quiet: bool = False
     task_conditioned: bool = False  # the network is told each image's task (bridgezoo.conditioning); blind by default
+    strict_pairs: bool = False  # own folders: a file without a partner is an error (default: skipped, warned, counted)
     log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
 
     def resolve(self, has_gpu: bool) -> "RunConfig":
@@ -308,10 +309,11 @@ def make_datasets(cfg: RunConfig):
         return train, evalset
     root = Path(cfg.data)
     train_root = root / "train" if (root / "train").is_dir() else root
-    train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed)
+    train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed, strict=cfg.strict_pairs)
     eval_root = Path(cfg.eval_data) if cfg.eval_data else (root / "test" if (root / "test").is_dir() else None)
     # a plain evaluation pair is the training data's one task (`mydata`), whatever its own folder is called
-    evalset = PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root)) if eval_root else None
+    evalset = (PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root), strict=cfg.strict_pairs)
+               if eval_root else None)
     return train, evalset
 
 

@@ -59,6 +59,8 @@ def test_run_help_shows_every_preset_value_without_importing_torch():
             assert f"{key} {shown}" in block, (name, key, block)
     help_text = " ".join(res.stdout.split())
     assert "residual_output=BOOL" in help_text and "time_scale=FLOAT" in help_text  # the declared backbone options
+    assert "(default: the bridge's own, the π column of `bridgezoo list`)" in help_text  # --pi
+    assert "--strict-pairs" in help_text
     for option in ("--batch", "--lr", "--iters", "--save-every"):  # each preset-filled option names its values
         key = option[2:].replace("-", "_")
         assert f"cpu-small {PRESETS['cpu-small'][key]}, paper {PRESETS['paper'][key]}" in help_text, option

@@ -145,6 +145,19 @@ def test_alias_resolves():
     assert bz.get_bridge("flow-matching").name == "fm"
 
 
+def test_unknown_names_suggest_and_list_only_the_names_list_shows():
+    """Aliases (sr3, flow-matching, ...) are accepted but never listed: an error suggests the name they stand for."""
+    import pytest
+
+    for typo, meant in (("sr", "ddpm"), ("flow-matchin", "fm"), ("ir-sd", "irsde")):
+        with pytest.raises(bz.UnknownNameError) as info:
+            bz.get_bridge(typo)
+        message = str(info.value)
+        assert f"Did you mean '{meant}'?" in message, message
+        for alias in ("sr3", "flow-matching", "conditional-diffusion", "ir-sde", "mean-flow"):
+            assert alias not in message, (alias, message)
+
+
 # ----------------------------------------------------------------------------- the CLI, as a real subprocess
 def run_cli(*args, env_extra=None, pythonpath=None):
     env = dict(os.environ, **(env_extra or {}))

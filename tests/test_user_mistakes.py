@@ -237,7 +237,9 @@ def test_the_low_gain_hint_is_only_for_a_loss_and_names_own_data():
 
 
 def test_own_folders_run_into_a_log_file_reads_cleanly(tmp_path):
-    """A newcomer's run on their own folders with its output piped to a log (issue 28): no progress-bar frames."""
+    """A newcomer's run on their own folders with its output piped to a log (issue 28): no progress-bar frames, the
+    data warning in one line without Python's source line, the skipped file counted in config.json; and
+    --strict-pairs makes that file an error before anything is written."""
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
         for sub in ("LQ", "GT"):
@@ -246,9 +248,18 @@ def test_own_folders_run_into_a_log_file_reads_cleanly(tmp_path):
             gt = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
             iio.imwrite(tmp_path / "mydata" / split / "GT" / f"img{i}.png", gt)
             iio.imwrite(tmp_path / "mydata" / split / "LQ" / f"img{i}.png", gt // 2)
+    iio.imwrite(tmp_path / "mydata" / "train" / "LQ" / "extra.png", gt)  # no partner in GT/
     out = tmp_path / "run"
+    strict = cli("run", "--data", tmp_path / "mydata", "--out", out, "--strict-pairs", *FAST[:-3])
+    assert strict.returncode == 2 and "without a partner" in strict.stderr and "extra.png" in strict.stderr
+    assert "Traceback" not in strict.stderr and not out.exists()
     res = cli("run", "--data", tmp_path / "mydata", "--out", out, "--bridge", "fm", "--iters", "2", *FAST[:-3])
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert "\r" not in log and "it/s]" not in log, log[-2000:]  # tqdm draws frames with \r; none into a pipe
     assert "EMA model on 2" in res.stdout
+    warning = [line for line in res.stderr.splitlines() if "without a partner" in line]
+    assert len(warning) == 1 and warning[0].startswith("bridgezoo: warning: 1 file(s) without a partner"), res.stderr
+    assert ".py:" not in res.stderr and "warnings.warn" not in res.stderr and "PairedFolders(" not in res.stderr
+    data_info = json.loads((out / "config.json").read_text())["data_info"]
+    assert data_info["train"]["unpaired"] == 1 and data_info["eval"]["unpaired"] == 0
