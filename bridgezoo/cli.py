@@ -306,7 +306,22 @@ def restore_targets(inputs, out) -> list[tuple]:
     return [(f, Path(out) / n.with_name(n.name + ".png")) for (f, _, _), n in zip(found, names)]
 
 
+STAMP_KEY = "bridgezoo-restore"  # the PNG text chunk that marks an output of `bridgezoo restore`
+
+
+def restore_stamp(source, weights_sha256: str, **settings) -> str:
+    """What an output of `restore` records about how it was made (JSON, in its PNG text chunk STAMP_KEY): the input
+    file (resolved path and size), the weights (SHA-256 of the file) and every setting that changes the pixels.
+    `--skip-existing` skips an existing output only when its stamp equals the one it would write."""
+    from pathlib import Path
+
+    source = Path(source).resolve()
+    return json.dumps({"input": str(source), "input_bytes": source.stat().st_size, "weights_sha256": weights_sha256,
+                       **settings}, sort_keys=True)
+
+
 def cmd_restore(args) -> int:
+    import hashlib
     from pathlib import Path
 
     import torch
@@ -314,6 +329,7 @@ def cmd_restore(args) -> int:
 
     from bridgezoo.conditioning import set_tasks, task_names
     from bridgezoo.data import DataError, read_image, write_png
+    from bridgezoo.data.io import png_text
     from bridgezoo.evaluate import restore, to01
     from bridgezoo.memory import NotEnoughMemory, out_of_memory
     from bridgezoo.progress import tqdm_disable
@@ -328,11 +344,33 @@ def cmd_restore(args) -> int:
     device = resolve_device(args.device)
     targets = restore_targets(args.inputs, args.out)
     existing = [str(o) for _, o in targets if o.exists()]
-    if existing and not args.overwrite:
+    if existing and not (args.overwrite or args.skip_existing):
         raise DataError(f"{len(existing)} output file(s) exist already, e.g. {', '.join(existing[:3])}; "
-                        "choose another --out or pass --overwrite")
+                        "choose another --out, pass --skip-existing to resume an interrupted restore, or "
+                        "--overwrite")
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights, device=device)
+    sampler = args.sampler or cfg.sampler
+    steps = args.nfe or cfg.nfe
+    with open(weights, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    stamps = {o: restore_stamp(f, digest, sampler=sampler, nfe=steps, seed=args.seed, task=args.task,
+                               precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
+              for f, o in targets}
+    skipped = 0
+    if existing and args.skip_existing:  # resume: skip what this same restore wrote, refuse anything else
+        theirs = {o: png_text(o).get(STAMP_KEY) for _, o in targets if o.exists()}
+        foreign = [str(o) for o, s in theirs.items() if s is None]
+        other = [str(o) for o, s in theirs.items() if s is not None and s != stamps[o]]
+        if foreign or other:
+            raise DataError("--skip-existing skips only outputs this same restore wrote; "
+                            + "; ".join(f"{len(files)} {why}, e.g. {', '.join(files[:3])}" for files, why in (
+                                (foreign, "output file(s) were not written by `bridgezoo restore`"),
+                                (other, "were written by a restore of other inputs, weights or settings"))
+                                if files)
+                            + ". Choose another --out, or pass --overwrite to replace them")
+        skipped = len(theirs)
+        targets = [(f, o) for f, o in targets if o not in theirs]
     known = task_names(model)
     if known and args.task is None:
         raise DataError(f"{weights}: the model is task-conditioned; say the inputs' task with --task "
@@ -341,14 +379,13 @@ def cmd_restore(args) -> int:
         if not known:
             raise DataError(f"--task {args.task}: {weights} is a blind model (trained without --task-conditioned)")
         set_tasks(model, args.task)  # an unknown task is an error naming the model's tasks
-    sampler = args.sampler or cfg.sampler
     bridge.get_sampler(sampler)  # an unknown sampler or option fails before anything is read or written
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
     for f, o, img in tqdm(images, desc="restore", disable=tqdm_disable(args.quiet)):
         lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
         say = None if args.quiet else (lambda line, f=f: tqdm.write(f"{f}: {line}"))
         try:  # --tile absent: whole images where they fit in the free memory, else tiles (said in one line)
-            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=sampler, tile=args.tile,
+            res = restore(bridge, model, lq, nfe=steps, sampler=sampler, tile=args.tile,
                           overlap=args.tile_overlap, seed=args.seed, precision=args.precision, say=say)
         except (MemoryError, RuntimeError) as exc:
             if isinstance(exc, NotEnoughMemory) or not out_of_memory(exc):
@@ -356,9 +393,10 @@ def cmd_restore(args) -> int:
             raise NotEnoughMemory(f"{f}: {device} ran out of memory restoring a {img.shape[1]}×{img.shape[0]} "
                                   f"image{f' in {args.tile}-pixel tiles' if args.tile else ''}; give a smaller "
                                   "--tile SIZE (or restore on another --device)") from exc
-        write_png(o, to01(res))
+        write_png(o, to01(res), text={STAMP_KEY: stamps[o]})
     if not args.quiet:
-        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}")
+        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}"
+              + (f"; skipped {skipped} this restore had written already (--skip-existing)" if skipped else ""))
     return 0
 
 
@@ -644,8 +682,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the sampling arithmetic: fp32 (default, exact: TF32 off on a GPU), tf32, or bf16 autocast")
     p.add_argument("--device", default="auto",
                    help="where to run: auto (the GPU if there is one, default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace output files that exist already (default: refuse before restoring anything)")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--overwrite", action="store_true",
+                      help="replace output files that exist already (default: refuse before restoring anything)")
+    keep.add_argument("--skip-existing", action="store_true",
+                      help="resume an interrupted restore: skip the outputs this same restore (same inputs, weights "
+                           "and settings, recorded in each PNG) wrote already; any other existing output is still "
+                           "refused")
     p.add_argument("--task", default=None,
                    help="the task of the inputs, for a model trained with --task-conditioned (e.g. derain)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")

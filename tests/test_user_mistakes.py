@@ -263,3 +263,24 @@ def test_own_folders_run_into_a_log_file_reads_cleanly(tmp_path):
     assert ".py:" not in res.stderr and "warnings.warn" not in res.stderr and "PairedFolders(" not in res.stderr
     data_info = json.loads((out / "config.json").read_text())["data_info"]
     assert data_info["train"]["unpaired"] == 1 and data_info["eval"]["unpaired"] == 0
+
+
+def test_restore_skip_existing_resumes_its_own_outputs_and_refuses_others(model_run, tmp_path):
+    for name, value in (("a", 40), ("b", 120), ("c", 200)):
+        _image(tmp_path / "in" / f"{name}.png", value)
+    out = tmp_path / "out"
+    first = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2", "--quiet")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (out / "b.png").unlink()  # interrupted before b
+    kept = (out / "a.png").read_bytes(), (out / "c.png").read_bytes()
+    resumed = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2", "--skip-existing")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "restored 1 image(s)" in resumed.stdout and "skipped 2" in resumed.stdout
+    assert ((out / "a.png").read_bytes(), (out / "c.png").read_bytes()) == kept and (out / "b.png").exists()
+    _image(out / "a.png", 7)  # a file restore did not write; and b, c were made at 2 steps, not 3
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    refused = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "3", "--skip-existing")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "1 output file(s) were not written by `bridgezoo restore`, e.g." in refused.stderr and "a.png" in refused.stderr
+    assert "2 were written by a restore of other inputs, weights or settings" in refused.stderr, refused.stderr
+    assert {p: p.read_bytes() for p in out.iterdir()} == before
