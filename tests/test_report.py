@@ -584,3 +584,30 @@ def test_intervals_over_seeds_and_images_resolve_half_a_db_when_paired(tmp_path)
     assert "| rdbm     | residual − one | " in (out / "pi_differences.md").read_text()
     assert re.search(r"\| rdbm +\| residual − one \| [0-9.]+ \[[0-9.]+, [0-9.]+\] +\| 3 +\| 120 ",
                      (out / "pi_differences.md").read_text())
+
+
+def test_the_page_has_no_horizontal_scrollbar_at_1280_and_1400_px(chromium, tmp_path):
+    """Wide content (many columns, runs whose settings differ, a long reason a run was left out, a wide markdown
+    table in READING.md, long paths) scrolls inside its own box: the page itself never scrolls sideways."""
+    root = tmp_path / "runs"
+    long_opts = {f"option_{k}": "x" * 30 for k in range(8)}
+    for seed, (bridge, pi) in enumerate([("rdbm", "residual"), ("goub", "one"), ("fm", "zero"), ("ddbm-ve", "one")]):
+        make_run(root, bridge, pi, seed, 18.0 + seed, bridge_opts=long_opts | {"k": seed},
+                 data="/a/very/long/path/to/the/user/data/" + "deep/" * 30)
+    (root / "failed").mkdir()
+    (root / "failed" / "config.json").write_text(json.dumps({"bridge": "rdbm"}))
+    (root / "failed" / "error.txt").write_text("RuntimeError: " + "a long reason why the run failed " * 40)
+    out = tmp_path / "rep"
+    out.mkdir()
+    wide = "| " + " | ".join(f"column {k}" for k in range(40)) + " |\n" + "|---" * 40 + "|\n"
+    (out / "READING.md").write_text("# Reading\n\n" + wide + "| " + " | ".join("1234567" for _ in range(40)) + " |\n"
+                                    + "\nA path: /" + "averylongfoldername" * 12 + "\n")
+    build_report([root], out, command="bridgezoo report RUNS --out rep")
+    for width in (1280, 1400):
+        chromium.send("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1, mobile=False)
+        chromium.open((out / "index.html").resolve().as_uri())
+        page = chromium.js("({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,"
+                           " inner: innerWidth, wide: document.querySelector('#summary').scrollWidth})")
+        assert page["inner"] == width and page["wide"] > width  # the summary table is wider than the window ...
+        assert page["scroll"] <= page["client"], (width, page)  # ... yet the page does not scroll sideways
+    assert chromium.errors() == []
