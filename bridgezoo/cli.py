@@ -73,7 +73,7 @@ def cmd_list(args) -> int:
     m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
     sections = [
         ("bridges (--bridge NAME; --bridge-opt KEY=VALUE sets an option)", [(b["name"], {
-            "paper": b["paper"], "T": str(b["T"] or "cont."), "NFE": str(b["default_nfe"]),
+            "paper": b["paper"], "T": str(b["T"] or "cont."), "steps": str(b["default_nfe"]),
             "objective": b["objective"], "π": b["pi"], "samplers (first = official)": ", ".join(b["samplers"]),
             "relation to (θ, λ, π)": _fmt_relation(b["relation"]), "other options": _fmt_options(b["options"]),
         }) for b in bridges]),
@@ -335,8 +335,8 @@ def cmd_restore(args) -> int:
     from bridgezoo.progress import tqdm_disable
     from bridgezoo.train import load_model, resolve_device
 
-    if args.nfe is not None and args.nfe < 1:
-        raise DataError(f"--nfe must be at least 1, got {args.nfe}")
+    if args.steps is not None and args.steps < 1:
+        raise DataError(f"--steps must be at least 1, got {args.steps}")
     if args.tile is not None and args.tile < 0:
         raise DataError(f"--tile must be a size in pixels, or 0 for whole images; got {args.tile}")
     if args.tile and not 0 <= args.tile_overlap < args.tile:
@@ -351,7 +351,7 @@ def cmd_restore(args) -> int:
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights, device=device)
     sampler = args.sampler or cfg.sampler
-    steps = args.nfe or cfg.nfe
+    steps = args.steps or cfg.nfe
     with open(weights, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()
     stamps = {o: restore_stamp(f, digest, sampler=sampler, nfe=steps, seed=args.seed, task=args.task,
@@ -523,6 +523,24 @@ def _backbone_opt_help() -> str:
             "`bridgezoo list`. An option the backbone does not declare is an error before anything runs")
 
 
+class _DeprecatedNfe(argparse.Action):
+    """--steps, also spelled --nfe (deprecated: "NFE" means network evaluations elsewhere, steps here)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--nfe":
+            print("bridgezoo: warning: --nfe is deprecated: it sets the sampler's steps, not its network "
+                  "evaluations (a Heun step is two); use --steps", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _steps_option(p: argparse.ArgumentParser, what: str) -> None:
+    """--steps K (and its deprecated spelling --nfe): the sampler's steps, i.e. the intervals of its time grid."""
+    p.add_argument("--steps", "--nfe", dest="steps", type=int, metavar="K", default=None, action=_DeprecatedNfe,
+                   help=f"{what}; the network evaluations they cost depend on the sampler (a Heun step is two, "
+                        "`bridgezoo list`) and are counted into eval.csv's evaluations column. --nfe: the "
+                        "deprecated name of --steps")
+
+
 def _run_epilog() -> str:
     from .presets import describe_presets
 
@@ -531,7 +549,7 @@ def _run_epilog() -> str:
                           78) + "\n" + describe_presets(78)
             + "\n\nexamples:\n  bridgezoo run --bridge rdbm --backbone unet-T\n"
               "  bridgezoo run --bridge goub --pi residual --iters 200 --out runs/goub-res\n"
-              "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --nfe 20")
+              "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --steps 20")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -581,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({_preset_values('warmup')}), at most 5%% of --iters)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help=f"EMA decay of the evaluated weights (default from the preset: {_preset_values('ema_decay')})")
-    p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
+    _steps_option(p, "sampler steps at evaluation (default: the bridge's, the steps column of `bridgezoo list`)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
                    "(default ddim, shared by all bridges; see `bridgezoo list`)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual"),
@@ -665,8 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files or folders of images (PNG, JPEG, BMP, TIFF; any size)")
     p.add_argument("--out", required=True, help="folder for the restored images, written as PNG")
-    p.add_argument("--nfe", type=int, default=None,
-                   help="sampler steps (default: the NFE the run was evaluated at, else the bridge's default)")
+    _steps_option(p, "sampler steps (default: the steps the run was evaluated at, else the bridge's default)")
     p.add_argument("--sampler", default=None,
                    help="NAME or NAME:KEY=VALUE,... (default: the run's evaluation sampler); `bridgezoo list` "
                         "shows each bridge's")

@@ -311,6 +311,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     from tqdm.auto import tqdm
 
     from .progress import tqdm_disable
+    from .samplers import count_evaluations
+    from .train import backbone_of
 
     check_precision(precision)
     out_dir = Path(out_dir)
@@ -351,8 +353,9 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                 gens = [seeded_generator(seed, "eval", i, device=device) for i, _ in part]
                 device_sync(device)
                 start = time.perf_counter()
-                out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=size, overlap=overlap,
-                              generator=gens, precision=precision)
+                with count_evaluations(backbone_of(model)) as counted:  # the evaluations made, not assumed
+                    out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=size, overlap=overlap,
+                                  generator=gens, precision=precision)
                 device_sync(device)
                 seconds = (time.perf_counter() - start) / len(part)
                 out_cpu = out.float().cpu()
@@ -362,8 +365,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                     if "test_set" in item:
                         row.update(test_set=item["test_set"], metric=item["metric"])
                     row["lpips"] = lpips(out[j], item["gt"].to(device)) if lpips.available else None
-                    row.update({"nfe": nfe or bridge.default_nfe, "seconds": seconds, "batch": len(part),
-                                "warmup": first})
+                    row.update({"steps": nfe or bridge.default_nfe, "evaluations": counted.per_run,
+                                "seconds": seconds, "batch": len(part), "warmup": first})
                     group_name = item.get("test_set", item["task"])
                     k = per_task_count.get(group_name, 0)
                     sample_dir = None
@@ -392,7 +395,17 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
 
 
 COLUMNS = ("index", "name", "task", "height", "width", "test_set", "metric", "psnr", "ssim", "psnr_y", "ssim_y",
-           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "nfe", "seconds", "batch", "warmup")
+           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "steps", "evaluations", "seconds", "batch",
+           "warmup")
+# eval.csv and summary.json before the sampler's steps and its network evaluations were named apart: "nfe" held the
+# steps (`steps_of` reads either)
+LEGACY_STEPS = "nfe"
+
+
+def steps_of(record) -> int | None:
+    """The sampler steps of a summary.json (dict) or eval.csv row: "steps", or the older files' "nfe"."""
+    value = record.get("steps", record.get(LEGACY_STEPS))
+    return None if value is None else int(value)
 
 
 def _merge(row: dict, scored: dict) -> dict:
@@ -413,7 +426,8 @@ def write_results(rows, out_dir: Path, bridge, nfe, sampler, lpips, crop_border,
     summary = {
         "images": len(df),
         "sampler": sampler or bridge.samplers[0],
-        "nfe": nfe or bridge.default_nfe,
+        "steps": nfe or bridge.default_nfe,  # the sampler's steps (its grid's intervals)
+        "evaluations": float(df["evaluations"].mean()),  # network evaluations per image, counted while sampling
         "crop_border": crop_border,
         "conventions": "8-bit quantized, float64; PSNR/SSIM on RGB and on Y (BT.601); Gaussian SSIM (σ 1.5)",
         "overall": {m: float(df[m].replace(np.inf, np.nan).mean()) for m in metrics},

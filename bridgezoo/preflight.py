@@ -22,7 +22,8 @@ F64 = torch.float64
 RESUME_FREE = frozenset({"out", "quiet", "num_workers", "log_every", "save_every", "log_with", "compile", "eval_batch",
                          "strict_pairs"})
 # CLI spellings of RunConfig fields where they differ from --field-name.
-FLAGS = {"num_workers": "--workers", "bridge_opts": "--bridge-opt", "backbone_opts": "--backbone-opt"}
+FLAGS = {"num_workers": "--workers", "bridge_opts": "--bridge-opt", "backbone_opts": "--backbone-opt",
+         "nfe": "--steps"}  # `nfe`: the sampler's steps (its older name; config.json and grid files keep it)
 
 
 class PluginCheckError(OptionError):
@@ -108,7 +109,7 @@ def check_config(cfg, has_gpu: bool | None = None):
     try:
         bridge.timesteps(cfg.nfe, sampler)
     except Exception as exc:  # noqa: BLE001
-        raise OptionError(f"--nfe {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
+        raise OptionError(f"{flag('nfe')} {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
     check_backbone_options(cfg.backbone, cfg.backbone_opts)  # unknown names, options and values
     if cfg.data == "zoo5":
         from .data.zoo5 import SPLITS, check_tasks

@@ -71,7 +71,7 @@ class RunConfig:
     lr: float | None = None
     warmup: int | None = None  # None: the preset's, capped at 5% of --iters
     ema_decay: float | None = None
-    nfe: int | None = None
+    nfe: int | None = None  # the sampler's steps at evaluation (--steps; None: the bridge's default_nfe)
     sampler: str | None = "ddim"
     pi: str | None = None
     bridge_opts: dict = field(default_factory=dict)
@@ -149,7 +149,7 @@ class RunConfig:
         if not 0 <= cfg.ema_decay < 1:
             raise OptionError(f"--ema-decay must lie in [0, 1), got {cfg.ema_decay}")
         if cfg.nfe is not None and cfg.nfe < 1:
-            raise OptionError(f"--nfe must be at least 1 (or left out for the bridge's default), got {cfg.nfe}")
+            raise OptionError(f"{flag('nfe')} must be at least 1 (or left out for the bridge's default), got {cfg.nfe}")
         if cfg.tile is not None and cfg.tile < 8:
             raise OptionError(f"--tile must be at least 8 pixels, got {cfg.tile}")
         if cfg.tile_overlap < 0 or (cfg.tile is not None and cfg.tile_overlap >= cfg.tile):
@@ -725,7 +725,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         o, i = summary["overall"], summary["input"]
         say(f"EMA model on {len(eval_set)} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
-            f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
+            f"{summary['seconds_per_image']:.2f} s/image at {summary['steps']} sampler steps "
+            f"({summary['evaluations']:g} network evaluations per image); {summary['lpips_status']}")
         for name, r in summary.get("per_test_set", {}).items():
             say(f"  {name} ({r['images']} images, {r['convention']}): PSNR {r['psnr']:.2f} dB "
                 f"(input {r['input_psnr']:.2f} dB), SSIM {r['ssim']:.4f}")

@@ -139,7 +139,7 @@ def test_figures_adapt_a_single_nfe_or_equal_compute_is_not_drawn_and_the_page_s
     page = (out / "index.html").read_text()
     for name in ("psnr_vs_nfe", "quality_vs_compute"):  # one NFE (10), the same GMACs for every method
         assert f"figures/{name}.png" not in info["figures"] and name not in page
-    assert "PSNR against NFE: not drawn, every method was evaluated at one NFE (10)" in page
+    assert "PSNR against sampler steps: not drawn, every method was evaluated at one step count (10)" in page
     assert "Quality against compute: not drawn, every method costs the same" in page
     assert page.count("<figcaption>") == page.count("<img ") == len(info["figures"]) // 2  # each with a caption
 
@@ -407,7 +407,7 @@ def test_every_run_left_out_is_listed_with_its_reason(tmp_path):
     page = (out / "index.html").read_text()
     assert "3 run(s) or evaluation(s) left out" in page and "not installed here" in page
     for name, (reason, detail) in reasons.items():
-        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td>{re.escape(detail.replace(chr(39), '&#39;'))}",
+        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td class=\"wrap\">{re.escape(detail.replace(chr(39), '&#39;'))}",
                          page), name
 
 
@@ -611,3 +611,25 @@ def test_the_page_has_no_horizontal_scrollbar_at_1280_and_1400_px(chromium, tmp_
         assert page["inner"] == width and page["wide"] > width  # the summary table is wider than the window ...
         assert page["scroll"] <= page["client"], (width, page)  # ... yet the page does not scroll sideways
     assert chromium.errors() == []
+
+
+def test_the_report_names_steps_and_takes_the_evaluations_each_run_counted(tmp_path):
+    """Newer summaries name the sampler's steps and count its network evaluations: the report labels methods by
+    steps and takes the counted evaluations (here 9 at 4 DDIM steps, as a bridge whose wrapper called the network
+    more than once per step would count) over the free-model count (4) it falls back on for older runs."""
+    root = tmp_path / "runs"
+    for steps, counted in ((4, 9), (8, 17)):
+        run = make_run(root, "rdbm", "residual", 0, 20.0 + steps / 10, name=f"rdbm-{steps}")
+        s = json.loads((run / "summary.json").read_text())
+        del s["nfe"]
+        (run / "summary.json").write_text(json.dumps(s | {"steps": steps, "evaluations": counted}))
+    make_run(root, "goub", "one", 0, 19.0, nfe=4, name="older")  # an older summary: "nfe" held the steps
+    info = build_report([root], tmp_path / "rep", command="bridgezoo report RUNS --out rep")
+    results = pd.read_csv(tmp_path / "rep" / "results_per_run.csv").set_index("run")
+    assert "nfe" not in results and sorted(results["steps"]) == [4, 4, 8]
+    assert results.loc[str(root / "rdbm-4"), "evaluations"] == 9 and results.loc[str(root / "rdbm-8"), "evaluations"] == 17
+    assert results.loc[str(root / "older"), "evaluations"] == 4  # counted with a free model
+    assert {"rdbm π=residual 4 steps", "rdbm π=residual 8 steps", "goub π=one 4 steps"} == set(results["method"])
+    assert "figures/psnr_vs_nfe.png" in info["figures"]
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "PSNR against sampler steps" in page and "NFE" not in page

@@ -25,8 +25,8 @@ def cli(*args, timeout=600):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--nfe", "0"], "--nfe must be at least 1"),
-    (["--nfe", "-3"], "--nfe must be at least 1"),
+    (["--nfe", "0"], "--steps must be at least 1"),  # --nfe: the deprecated spelling of --steps
+    (["--steps", "-3"], "--steps must be at least 1"),
     (["--tile", "8"], "--tile-overlap (32) must lie in [0, --tile (8))"),
     (["--sampler", "skip"], "bridge 'rdbm' has no sampler 'skip'"),
     (["--sampler", "dbim:eta=2"], "eta must be in [0, 1]"),
