@@ -454,6 +454,12 @@ def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
     page = (out / "index.html").read_text()
     assert "Page rendered again by" in page and "figures/qualitative.png" in page and "figures/gain.png" in page
 
+    # a folder written before the sampler's steps and its evaluations were named apart: its "nfe" column
+    for f in ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv"):
+        pd.read_csv(out / f).rename(columns={"steps": "nfe"}).to_csv(out / f, index=False)
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before
+
     # a folder written before the page's data files existed: the committed reports' case
     for f in ("per_task_per_run.csv", "training_curves.csv", "settings.json", "report.json", "runs_left_out.csv"):
         (out / f).unlink()
