@@ -352,9 +352,11 @@ def cmd_restore(args) -> int:
     bridge, model, cfg = load_model(weights, device=device)
     sampler = args.sampler or cfg.sampler
     steps = args.steps or cfg.nfe
+    digest = hashlib.sha256()
     with open(weights, "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
-    stamps = {o: restore_stamp(f, digest, sampler=sampler, nfe=steps, seed=args.seed, task=args.task,
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stamps = {o: restore_stamp(f, digest.hexdigest(), sampler=sampler, steps=steps, seed=args.seed, task=args.task,
                                precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
               for f, o in targets}
     skipped = 0
