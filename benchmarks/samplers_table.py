@@ -34,7 +34,7 @@ def per_image(results: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for r in results.itertuples():
         df = pd.read_csv(Path(r.eval_dir) / "eval.csv")[["name", "psnr", "input_psnr"]]
-        frames.append(df.assign(bridge=r.bridge, sampler=r.sampler, nfe=r.nfe, evaluations=r.evaluations))
+        frames.append(df.assign(bridge=r.bridge, sampler=r.sampler, nfe=r.steps, evaluations=r.evaluations))  # nfe: steps
     return pd.concat(frames, ignore_index=True)
 
 

@@ -115,7 +115,8 @@ def _default_pi(bridge: str) -> str:
 # is the benchmark's resolution, which the training crops come from too)
 NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
                           "tile", "tile_overlap", "crop_border", "eval_split", "eval_data",
-                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch"})
+                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch",
+                          "strict_pairs"})
 
 
 def training_settings(config: dict) -> dict:
@@ -390,6 +391,9 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from .progress import rich_bar
+
+    bar = rich_bar(quiet)  # else (a pipe, a log) one plain line per finished run
     grid.out.mkdir(parents=True, exist_ok=True)
     if gpus:  # a GPU listed k times runs k runs at once; each run gets its share of the cores
         per = threads or max(1, (os.cpu_count() or 1) // len(gpus))
@@ -406,7 +410,7 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
     lock = threading.Lock()  # guards records, the status file and the progress bar
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet) as progress:
+                  TimeElapsedColumn(), TimeRemainingColumn(), disable=not bar) as progress:
         task = progress.add_task(f"grid {grid.name}", total=len(grid.runs), completed=len(grid.runs) - len(todo),
                                  info=f"{len(grid.runs) - len(todo)} already done")
 
@@ -428,6 +432,9 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
                 records[r.name] = rec
                 _write_status(grid, records, command)
                 progress.update(task, advance=1, info=info)
+                if not bar and not quiet:
+                    ended = sum(rec["status"] in ("done", "failed") for rec in records.values())
+                    print(f"{ended} of {len(grid.runs)}: {info.removeprefix('[red]')}", flush=True)
             return rec
 
         with ThreadPoolExecutor(max_workers=len(slots)) as pool:

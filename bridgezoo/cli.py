@@ -23,21 +23,40 @@ def _fmt_relation(rel: dict) -> str:
 def _fmt_options(options: dict) -> str:
     """The resolved options not shown in a column of their own, compact: `key=value` with floats to 4 digits."""
     shown = ("T", "objective", "pi")
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: (f"{v:.4g}" if isinstance(v, float)  # noqa: E731
+                     else json.dumps(list(v), separators=(",", ":")) if isinstance(v, (tuple, list)) else str(v))
     return " ".join(f"{k}={fmt(v)}" for k, v in options.items() if k not in shown)
+
+
+def _backbone_option_legend(backbones, width: int) -> str:
+    """What each backbone option means (the backbones' declared help), once per option; an option whose meaning
+    differs between families names them (`dim (timm-unet/)`), wrapped to `width` columns."""
+    meanings: dict = {}  # key -> {help: families}
+    for b in backbones:
+        family = b["name"] if b["name"].endswith("/") else b["name"].split("-")[0]
+        for key, text in b["option_help"].items():
+            meanings.setdefault(key, {}).setdefault(text, set()).add(family)
+    lines = ["backbone options:"]
+    for key, texts in meanings.items():
+        for text, families in texts.items():
+            label = key + (f" ({', '.join(sorted(families))})" if len(texts) > 1 else "")
+            lines.append(textwrap.fill(f"{label}: {text}", width, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:
     import bridgezoo as bz
 
     from bridgezoo.backbone import backbone_card
-    from bridgezoo.registry import registry
+    from bridgezoo.registry import backbone_option_spec, registry
 
     bridges = [bz.get_bridge(name).describe() for name in bz.list_bridges()]
     backbones = []
     for name in bz.list_backbones():
         entry = registry().entry("backbone", name)
-        row = {"name": name, "summary": entry.summary, "plugin": entry.plugin}
+        spec = backbone_option_spec(name) or {}
+        row = {"name": name, "summary": entry.summary, "plugin": entry.plugin,
+               "options": {k: o.default for k, o in spec.items()}, "option_help": {k: o.help for k, o in spec.items()}}
         example = name + "resnet18" if name.endswith("/") else name
         try:  # counted on the meta device: no weights are allocated, no compute is spent
             row.update(backbone_card(lambda **o: bz.get_backbone(example, **o)), counted_as=example)
@@ -49,47 +68,57 @@ def cmd_list(args) -> int:
         print(json.dumps({"bridges": bridges, "samplers": samplers, "backbones": backbones}, indent=2, default=str))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()  # the terminal's width (COLUMNS when set); rich folds the cells to fit
-    columns = {"paper": lambda b: b["paper"], "T": lambda b: str(b["T"] or "cont."),
-               "NFE": lambda b: str(b["default_nfe"]), "objective": lambda b: b["objective"], "π": lambda b: b["pi"],
-               "samplers (first = official)": lambda b: ", ".join(b["samplers"]),
-               "relation to (θ, λ, π)": lambda b: _fmt_relation(b["relation"]),
-               "other options": lambda b: _fmt_options(b["options"])}
-    if console.width >= 150:  # one row per bridge
-        table = Table(title="bridges", show_lines=True)
-        for col in ("name", *columns):
-            table.add_column(col, overflow="fold")
-        for b in bridges:
-            table.add_row(b["name"], *(cell(b) for cell in columns.values()))
-        console.print(table)
-    else:  # a narrow terminal: one small key | value table per bridge
-        for b in bridges:
-            card = Table(title=f"bridge {b['name']}", show_header=False, title_justify="left", min_width=40)
-            card.add_column(style="bold", no_wrap=True)
-            card.add_column(overflow="fold")
-            for col, cell in columns.items():
-                card.add_row(col.replace(" (first = official)", "\n(first = official)"), cell(b))
-            console.print(card)
-    st = Table(title="samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", show_lines=True)
-    for col in ("name", "for", "order", "deterministic", "evaluations / step", "options", "summary"):
-        st.add_column(col, overflow="fold")
-    for s in samplers:
-        st.add_row(s["name"], s["for"], str(s["order"]), "yes" if s["deterministic"] else "no",
-                   str(s["evals_per_step"]), ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", s["summary"])
-    console.print(st)
+    width = Console().width  # the terminal's; COLUMNS when set; 80 when the output is not a terminal
+    m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
+    sections = [
+        ("bridges (--bridge NAME; --bridge-opt KEY=VALUE sets an option)", [(b["name"], {
+            "paper": b["paper"], "T": str(b["T"] or "cont."), "steps": str(b["default_nfe"]),
+            "objective": b["objective"], "π": b["pi"], "samplers (first = official)": ", ".join(b["samplers"]),
+            "relation to (θ, λ, π)": _fmt_relation(b["relation"]), "other options": _fmt_options(b["options"]),
+        }) for b in bridges]),
+        ("samplers (--sampler NAME or NAME:KEY=VALUE,...; evaluations per step as counted)", [(s["name"], {
+            "for": s["for"], "order": str(s["order"]), "deterministic": "yes" if s["deterministic"] else "no",
+            "evaluations / step": str(s["evals_per_step"]),
+            "options": ", ".join(f"{k}={v}" for k, v in s["options"].items()) or "-", "summary": s["summary"],
+        }) for s in samplers]),
+        ("backbones (--backbone NAME; per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)", [(
+            b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else ""), {
+                "params": m(b["params"]), "params (thop)": m(b["params_thop"]),
+                "GMACs @256²": "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}", "input": b["input"],
+                "options (--backbone-opt)": _fmt_options(b["options"]) or "-", "summary": b["summary"],
+            }) for b in backbones]),
+    ]
+    if width >= 150:  # a wide terminal: one table per section, one row per item
+        from rich.table import Table
+
+        console = Console()
+        for title, rows in sections:
+            table = Table(title=title, show_lines=True)
+            for col in ("name", *rows[0][1]) if rows else ():
+                table.add_column(col, overflow="fold")
+            for name, cells in rows:
+                table.add_row(name, *cells.values())
+            console.print(table)
+    else:  # narrow, or not a terminal (a pipe, a log): plain text, one block of `key  value` lines per item
+        print("\n\n".join(_plain_section(title, rows, width) for title, rows in sections))
     if backbones:
-        bt = Table(title="backbones (per network evaluation at 1×C×256×256; thop = what the RDBM paper counts)")
-        for col in ("name", "params", "params (thop)", "GMACs @256²", "input", "summary"):
-            bt.add_column(col, overflow="fold")
-        m = lambda v: "?" if v is None else f"{v / 1e6:.3f}M"  # noqa: E731
-        for b in backbones:
-            name = b["name"] + (f" (as {b['counted_as']})" if b.get("counted_as", b["name"]) != b["name"] else "")
-            gm = "?" if b["gmacs"] is None else f"{b['gmacs']:.1f}"
-            bt.add_row(name, m(b["params"]), m(b["params_thop"]), gm, b["input"], b["summary"])
-        console.print(bt)
+        print(_backbone_option_legend(backbones, min(width, 150)))
     return 0
+
+
+def _plain_section(title: str, rows: list, width: int) -> str:
+    """A section of `bridgezoo list` as plain text fitting `width` columns: the title, then per item its name and
+    one `key  value` line per cell, values wrapped under themselves (no box drawing, no columns to squeeze)."""
+    lines = [textwrap.fill(title, width), ""]
+    for name, cells in rows:
+        lines.append(name)
+        pad = 2 + max(map(len, cells)) + 2
+        for key, value in cells.items():
+            wrapped = textwrap.wrap(value, max(20, width - pad), break_on_hyphens=False) or [""]
+            lines.append(f"  {key:<{pad - 4}}  {wrapped[0]}")
+            lines += [" " * pad + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def cmd_plugins(args) -> int:
@@ -277,7 +306,22 @@ def restore_targets(inputs, out) -> list[tuple]:
     return [(f, Path(out) / n.with_name(n.name + ".png")) for (f, _, _), n in zip(found, names)]
 
 
+STAMP_KEY = "bridgezoo-restore"  # the PNG text chunk that marks an output of `bridgezoo restore`
+
+
+def restore_stamp(source, weights_sha256: str, **settings) -> str:
+    """What an output of `restore` records about how it was made (JSON, in its PNG text chunk STAMP_KEY): the input
+    file (resolved path and size), the weights (SHA-256 of the file) and every setting that changes the pixels.
+    `--skip-existing` skips an existing output only when its stamp equals the one it would write."""
+    from pathlib import Path
+
+    source = Path(source).resolve()
+    return json.dumps({"input": str(source), "input_bytes": source.stat().st_size, "weights_sha256": weights_sha256,
+                       **settings}, sort_keys=True)
+
+
 def cmd_restore(args) -> int:
+    import hashlib
     from pathlib import Path
 
     import torch
@@ -285,12 +329,14 @@ def cmd_restore(args) -> int:
 
     from bridgezoo.conditioning import set_tasks, task_names
     from bridgezoo.data import DataError, read_image, write_png
+    from bridgezoo.data.io import png_text
     from bridgezoo.evaluate import restore, to01
     from bridgezoo.memory import NotEnoughMemory, out_of_memory
+    from bridgezoo.progress import tqdm_disable
     from bridgezoo.train import load_model, resolve_device
 
-    if args.nfe is not None and args.nfe < 1:
-        raise DataError(f"--nfe must be at least 1, got {args.nfe}")
+    if args.steps is not None and args.steps < 1:
+        raise DataError(f"--steps must be at least 1, got {args.steps}")
     if args.tile is not None and args.tile < 0:
         raise DataError(f"--tile must be a size in pixels, or 0 for whole images; got {args.tile}")
     if args.tile and not 0 <= args.tile_overlap < args.tile:
@@ -298,11 +344,35 @@ def cmd_restore(args) -> int:
     device = resolve_device(args.device)
     targets = restore_targets(args.inputs, args.out)
     existing = [str(o) for _, o in targets if o.exists()]
-    if existing and not args.overwrite:
+    if existing and not (args.overwrite or args.skip_existing):
         raise DataError(f"{len(existing)} output file(s) exist already, e.g. {', '.join(existing[:3])}; "
-                        "choose another --out or pass --overwrite")
+                        "choose another --out, pass --skip-existing to resume an interrupted restore, or "
+                        "--overwrite")
     weights = Path(args.weights) if args.weights else Path(args.run) / "model.safetensors"
     bridge, model, cfg = load_model(weights, device=device)
+    sampler = args.sampler or cfg.sampler
+    steps = args.steps or cfg.nfe
+    digest = hashlib.sha256()
+    with open(weights, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stamps = {o: restore_stamp(f, digest.hexdigest(), sampler=sampler, steps=steps, seed=args.seed, task=args.task,
+                               precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
+              for f, o in targets}
+    skipped = 0
+    if existing and args.skip_existing:  # resume: skip what this same restore wrote, refuse anything else
+        theirs = {o: png_text(o).get(STAMP_KEY) for _, o in targets if o.exists()}
+        foreign = [str(o) for o, s in theirs.items() if s is None]
+        other = [str(o) for o, s in theirs.items() if s is not None and s != stamps[o]]
+        if foreign or other:
+            raise DataError("--skip-existing skips only outputs this same restore wrote; "
+                            + "; ".join(f"{len(files)} {why}, e.g. {', '.join(files[:3])}" for files, why in (
+                                (foreign, "output file(s) were not written by `bridgezoo restore`"),
+                                (other, "were written by a restore of other inputs, weights or settings"))
+                                if files)
+                            + ". Choose another --out, or pass --overwrite to replace them")
+        skipped = len(theirs)
+        targets = [(f, o) for f, o in targets if o not in theirs]
     known = task_names(model)
     if known and args.task is None:
         raise DataError(f"{weights}: the model is task-conditioned; say the inputs' task with --task "
@@ -311,14 +381,13 @@ def cmd_restore(args) -> int:
         if not known:
             raise DataError(f"--task {args.task}: {weights} is a blind model (trained without --task-conditioned)")
         set_tasks(model, args.task)  # an unknown task is an error naming the model's tasks
-    sampler = args.sampler or cfg.sampler
     bridge.get_sampler(sampler)  # an unknown sampler or option fails before anything is read or written
     images = [(f, o, read_image(f)) for f, o in targets]  # read (and validate) every input before writing anything
-    for f, o, img in tqdm(images, desc="restore", disable=args.quiet):
+    for f, o, img in tqdm(images, desc="restore", disable=tqdm_disable(args.quiet)):
         lq = torch.from_numpy(img.transpose(2, 0, 1)).float().to(device) * 2 - 1
         say = None if args.quiet else (lambda line, f=f: tqdm.write(f"{f}: {line}"))
         try:  # --tile absent: whole images where they fit in the free memory, else tiles (said in one line)
-            res = restore(bridge, model, lq, nfe=args.nfe or cfg.nfe, sampler=sampler, tile=args.tile,
+            res = restore(bridge, model, lq, nfe=steps, sampler=sampler, tile=args.tile,
                           overlap=args.tile_overlap, seed=args.seed, precision=args.precision, say=say)
         except (MemoryError, RuntimeError) as exc:
             if isinstance(exc, NotEnoughMemory) or not out_of_memory(exc):
@@ -326,9 +395,10 @@ def cmd_restore(args) -> int:
             raise NotEnoughMemory(f"{f}: {device} ran out of memory restoring a {img.shape[1]}×{img.shape[0]} "
                                   f"image{f' in {args.tile}-pixel tiles' if args.tile else ''}; give a smaller "
                                   "--tile SIZE (or restore on another --device)") from exc
-        write_png(o, to01(res))
+        write_png(o, to01(res), text={STAMP_KEY: stamps[o]})
     if not args.quiet:
-        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}")
+        print(f"restored {len(images)} image(s) with {cfg.bridge}/{cfg.backbone} on {device} into {args.out}"
+              + (f"; skipped {skipped} this restore had written already (--skip-existing)" if skipped else ""))
     return 0
 
 
@@ -443,6 +513,36 @@ def _preset_values(key: str) -> str:
     return ", ".join(f"{name} {'full size' if v.get(key) is None else v.get(key)}" for name, v in PRESETS.items())
 
 
+def _backbone_opt_help() -> str:
+    """--backbone-opt's help: the options every built-in backbone declares (`options.BACKBONE_OPTIONS`, no torch
+    import), and where each backbone's own are listed."""
+    from .options import BACKBONE_OPTIONS
+
+    shared = "; ".join(f"{k}={type(o.default).__name__.upper()} ({o.help}; default {o.default})"
+                       for k, o in BACKBONE_OPTIONS.items())
+    return ("a backbone option, repeatable; the value is read as JSON where it is JSON. Every built-in backbone "
+            f"takes {shared}; each backbone's own options (dim, dim_mults, width, ...) and their defaults: "
+            "`bridgezoo list`. An option the backbone does not declare is an error before anything runs")
+
+
+class _DeprecatedNfe(argparse.Action):
+    """--steps, also spelled --nfe (deprecated: "NFE" means network evaluations elsewhere, steps here)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--nfe":
+            print("bridgezoo: warning: --nfe is deprecated: it sets the sampler's steps, not its network "
+                  "evaluations (a Heun step is two); use --steps", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _steps_option(p: argparse.ArgumentParser, what: str) -> None:
+    """--steps K (and its deprecated spelling --nfe): the sampler's steps, i.e. the intervals of its time grid."""
+    p.add_argument("--steps", "--nfe", dest="steps", type=int, metavar="K", default=None, action=_DeprecatedNfe,
+                   help=f"{what}; the network evaluations they cost depend on the sampler (a Heun step is two, "
+                        "`bridgezoo list`) and are counted into eval.csv's evaluations column. --nfe: the "
+                        "deprecated name of --steps")
+
+
 def _run_epilog() -> str:
     from .presets import describe_presets
 
@@ -451,7 +551,7 @@ def _run_epilog() -> str:
                           78) + "\n" + describe_presets(78)
             + "\n\nexamples:\n  bridgezoo run --bridge rdbm --backbone unet-T\n"
               "  bridgezoo run --bridge goub --pi residual --iters 200 --out runs/goub-res\n"
-              "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --nfe 20")
+              "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --steps 20")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,13 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({_preset_values('warmup')}), at most 5%% of --iters)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help=f"EMA decay of the evaluated weights (default from the preset: {_preset_values('ema_decay')})")
-    p.add_argument("--nfe", type=int, default=None, help="sampler steps at evaluation (default: the bridge's)")
+    _steps_option(p, "sampler steps at evaluation (default: the bridge's, the steps column of `bridgezoo list`)")
     p.add_argument("--sampler", default="ddim", help="sampler at evaluation: NAME or NAME:KEY=VALUE,... "
                    "(default ddim, shared by all bridges; see `bridgezoo list`)")
     p.add_argument("--pi", default=None, choices=("zero", "one", "residual", "uncertainty"),
-                   help="noise modulation π (uncertainty: the field of a bridge's auxiliary network, udbm)")
+                   help="noise modulation π: zero (flow matching), one (classic bridges), residual (RDBM: x0 − mu) "
+                        "or uncertainty (the field of a bridge's auxiliary network, udbm) "
+                        "(default: the bridge's own, the π column of `bridgezoo list`)")
     p.add_argument("--bridge-opt", action="append", metavar="KEY=VALUE", help="any bridge option (repeatable)")
-    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help="any backbone option (repeatable)")
+    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE", help=_backbone_opt_help())
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
                    help="training autocast (default auto: bf16 on a GPU that supports it, fp32 on CPU); "
                         "the evaluation's is --eval-precision")
@@ -568,6 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"GPU, capped by the cores; {CPU_DEFAULTS['num_workers']} on CPU, where workers take cores "
                         "from training)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--strict-pairs", action="store_true",
+                   help="own folders (--data PATH, --eval-data): a file without a partner is an error before "
+                        "anything runs (default: skipped with a warning and counted in config.json's data_info)")
     p.add_argument("--log-with", default=None, metavar="TRACKER",
                    help="also log to tensorboard, wandb, mlflow or all (comma-separated for several; needs "
                         "pip install 'bridgezoo[tracking]'): losses, lr, throughput, evaluation, samples, config")
@@ -588,8 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files or folders of images (PNG, JPEG, BMP, TIFF; any size)")
     p.add_argument("--out", required=True, help="folder for the restored images, written as PNG")
-    p.add_argument("--nfe", type=int, default=None,
-                   help="sampler steps (default: the NFE the run was evaluated at, else the bridge's default)")
+    _steps_option(p, "sampler steps (default: the steps the run was evaluated at, else the bridge's default)")
     p.add_argument("--sampler", default=None,
                    help="NAME or NAME:KEY=VALUE,... (default: the run's evaluation sampler); `bridgezoo list` "
                         "shows each bridge's")
@@ -605,8 +709,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the sampling arithmetic: fp32 (default, exact: TF32 off on a GPU), tf32, or bf16 autocast")
     p.add_argument("--device", default="auto",
                    help="where to run: auto (the GPU if there is one, default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace output files that exist already (default: refuse before restoring anything)")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--overwrite", action="store_true",
+                      help="replace output files that exist already (default: refuse before restoring anything)")
+    keep.add_argument("--skip-existing", action="store_true",
+                      help="resume an interrupted restore: skip the outputs this same restore (same inputs, weights "
+                           "and settings, recorded in each PNG) wrote already; any other existing output is still "
+                           "refused")
     p.add_argument("--task", default=None,
                    help="the task of the inputs, for a model trained with --task-conditioned (e.g. derain)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
@@ -675,7 +784,24 @@ def _explicit(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     return quiet.parse_args(argv)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None):
+    """bridgezoo's own warnings (`errors.BridgezooWarning`: data, plugins) as one `bridgezoo: warning:` line on
+    stderr, without Python's source line; every other warning as Python prints it."""
+    from .errors import BridgezooWarning
+
+    if issubclass(category, BridgezooWarning):
+        print(f"bridgezoo: warning: {message}", file=file or sys.stderr, flush=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import functools
+    import warnings
+
+    if not getattr(warnings.showwarning, "bridgezoo", False):
+        warnings.showwarning = functools.partial(_show_warning, _default=warnings.showwarning)
+        warnings.showwarning.bridgezoo = True
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "resume", False):

@@ -279,6 +279,9 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
 
     where = (f"{grid.path}: [launcher]" if grid.path else "[launcher]") + (" or --launcher-opt" if options else "")
     settings = launcher_settings(dict(grid.launcher) | dict(options or {}), grid, where)
+    from .progress import rich_bar
+
+    bar = rich_bar(quiet)  # else (a pipe, a log) one plain line per finished run
     grid.out.mkdir(parents=True, exist_ok=True)
     records, todo = plan(grid)
     _write_status(grid, records, command)
@@ -289,7 +292,7 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
     limit = len(todo) if settings.cluster == "slurm" else (settings.parallelism or 1)
     pending, active = list(todo), []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=quiet) as progress:
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not bar) as progress:
         task = progress.add_task(f"grid {grid.name} ({settings.cluster})", total=len(grid.runs),
                                  completed=len(grid.runs) - len(todo), info=f"submitting {len(todo)} run(s)")
         while pending or active:
@@ -309,6 +312,9 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
                 info = (f"{r.name}: {rec['psnr']:.2f} dB" if rec["status"] == "done"
                         else f"[red]{r.name} failed (job {job.job_id}): {rec['error'][:80]}")
                 progress.update(task, advance=1, info=info)
+                if not bar and not quiet:
+                    ended_runs = sum(rec["status"] in ("done", "failed") for rec in records.values())
+                    print(f"{ended_runs} of {len(grid.runs)}: {info.removeprefix('[red]')}", flush=True)
             if not ended:
                 time.sleep(poll_s)
     return records

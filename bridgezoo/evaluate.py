@@ -321,6 +321,10 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     """
     from tqdm.auto import tqdm
 
+    from .progress import tqdm_disable
+    from .samplers import count_evaluations
+    from .train import backbone_of
+
     check_precision(precision)
     out_dir = Path(out_dir)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
@@ -336,7 +340,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     rows, per_task_count, first = [], {}, True
     indices = list(range(rank, len(dataset), world))
     pool = ThreadPoolExecutor(metric_threads) if metric_threads else None
-    progress = tqdm(total=len(indices), desc="evaluate", disable=quiet or rank != 0, leave=False)
+    progress = tqdm(total=len(indices), desc="evaluate", disable=tqdm_disable(quiet or rank != 0), leave=False)
     try:
         for group in same_size_batches(dataset, indices, batch, prefetch=pool is not None):
             lq_all = torch.stack([item["lq"] for _, item in group])
@@ -361,8 +365,9 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                 gens = [seeded_generator(seed, "eval", i, device=device) for i, _ in part]
                 device_sync(device)
                 start = time.perf_counter()
-                out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=size, overlap=overlap,
-                              generator=gens, precision=precision)
+                with count_evaluations(backbone_of(model)) as counted:  # the evaluations made, not assumed
+                    out = restore(bridge, model, lq, nfe=nfe, sampler=sampler, tile=size, overlap=overlap,
+                                  generator=gens, precision=precision)
                 device_sync(device)
                 seconds = (time.perf_counter() - start) / len(part)
                 out_cpu = out.float().cpu()
@@ -373,8 +378,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
                         row.update(test_set=item["test_set"], metric=item["metric"])
                     paired = item["gt"] is not None
                     row["lpips"] = lpips(out[j], item["gt"].to(device)) if lpips.available and paired else None
-                    row.update({"nfe": nfe or bridge.default_nfe, "seconds": seconds, "batch": len(part),
-                                "warmup": first})
+                    row.update({"steps": nfe or bridge.default_nfe, "evaluations": counted.per_run,
+                                "seconds": seconds, "batch": len(part), "warmup": first})
                     group_name = item.get("test_set", item["task"])
                     k = per_task_count.get(group_name, 0)
                     sample_dir = None
@@ -405,8 +410,17 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
 
 
 COLUMNS = ("index", "name", "task", "height", "width", "test_set", "metric", "psnr", "ssim", "psnr_y", "ssim_y",
-           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "niqe", "input_niqe", "nfe", "seconds",
-           "batch", "warmup")
+           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "niqe", "input_niqe", "steps",
+           "evaluations", "seconds", "batch", "warmup")
+# eval.csv and summary.json before the sampler's steps and its network evaluations were named apart: "nfe" held the
+# steps (`steps_of` reads either)
+LEGACY_STEPS = "nfe"
+
+
+def steps_of(record) -> int | None:
+    """The sampler steps of a summary.json (dict) or eval.csv row: "steps", or the older files' "nfe"."""
+    value = record.get("steps", record.get(LEGACY_STEPS))
+    return None if value is None else int(value)
 
 
 def _merge(row: dict, scored: dict) -> dict:
@@ -430,7 +444,8 @@ def write_results(rows, out_dir: Path, bridge, nfe, sampler, lpips, crop_border,
     summary = {
         "images": len(df),
         "sampler": sampler or bridge.samplers[0],
-        "nfe": nfe or bridge.default_nfe,
+        "steps": nfe or bridge.default_nfe,  # the sampler's steps (its grid's intervals)
+        "evaluations": float(df["evaluations"].mean()),  # network evaluations per image, counted while sampling
         "crop_border": crop_border,
         "conventions": "8-bit quantized, float64; PSNR/SSIM on RGB and on Y (BT.601); Gaussian SSIM (σ 1.5)",
         "overall": {m: float(df[m].replace(np.inf, np.nan).mean()) for m in metrics},

@@ -13,7 +13,8 @@ def register_bridges(register):
 
 @hookspec
 def register_backbones(register):
-    """Register backbones: register(factory, name="my-net", aliases=(), summary="..."); factory(**opts) -> nn.Module."""
+    """Register backbones: register(factory, name="my-net", aliases=(), summary="..."); factory(**opts) -> nn.Module;
+    the factory's `option_spec` ({key: bz.Option}) declares what --backbone-opt may set."""
 
 
 @hookspec

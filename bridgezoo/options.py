@@ -1,4 +1,5 @@
-"""Options of bridges and samplers: a default, a one-line help and the allowed values, validated in one place."""
+"""Options of bridges, samplers and backbones: a default, a one-line help and the allowed values, validated in one
+place."""
 
 from __future__ import annotations
 
@@ -63,13 +64,29 @@ def coerce(name: str, value: Any, spec: Option, owner: str):
     return value
 
 
-def resolve_options(given: dict, spec: dict[str, Option], owner: str) -> dict[str, Any]:
-    """Every option of `spec`, from `given` where present (validated) else its default; unknown keys raise."""
-    unknown = [k for k in given if k not in spec]
+def check_options(given: dict, spec: dict[str, Option], owner: str, free=()) -> dict[str, Any]:
+    """The options of `given`, validated (and parsed from strings) against `spec`; keys in `free` pass unchecked.
+    An unknown key raises an OptionError naming close matches and every valid option."""
+    unknown = [k for k in given if k not in spec and k not in free]
     if unknown:
         k = unknown[0]
         raise OptionError(
             f"{owner} has no option {k!r}.{suggest(k, spec)} Valid options: "
             + (", ".join(f"{n} (default {o.default!r})" for n, o in spec.items()) or "(none)")
         )
-    return {n: coerce(n, given[n], o, owner) if n in given else o.default for n, o in spec.items()}
+    return {n: coerce(n, v, spec[n], owner) if n in spec else v for n, v in given.items()}
+
+
+def resolve_options(given: dict, spec: dict[str, Option], owner: str) -> dict[str, Any]:
+    """Every option of `spec`, from `given` where present (validated) else its default; unknown keys raise."""
+    given = check_options(given, spec, owner)
+    return {n: given[n] if n in given else o.default for n, o in spec.items()}
+
+
+# Backbones (`bridgezoo.backbone`): the options every built-in backbone declares with the same meaning (a plugin's
+# `option_spec` starts from these and adds its own), and those the runner sets itself from the bridge and the data.
+BACKBONE_OPTIONS = {
+    "residual_output": Option(False, "return prediction + mu, for x0-predicting bridges as in RDBM's released network"),
+    "time_scale": Option(1000.0, "t in [0, 1] is multiplied by it before the sinusoidal time embedding"),
+}
+BACKBONE_PROTOCOL = ("channels", "out_channels", "time_inputs", "num_tasks")

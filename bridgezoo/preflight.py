@@ -3,7 +3,7 @@
 `check_config` is the one function `bridgezoo run`, `bridgezoo bench` (and its `--dry-run`) and the grids use: it
 resolves the preset, builds the bridge with its options, exercises it once (`exercise_bridge`: a broken plugin
 fails in a second with its name, not at step 1 of a run), checks the sampler and NFE against that bridge, the
-backbone name, the evaluation options and the data source's existence. `resume_conflicts` compares a resumed
+backbone name and options, the evaluation options and the data source's existence. `resume_conflicts` compares a resumed
 run's options with the ones it saved.
 """
 
@@ -19,9 +19,11 @@ from .errors import BridgezooError, OptionError
 F64 = torch.float64
 
 # Options a resumed run may change: they do not touch the trained weights or the evaluation's numbers.
-RESUME_FREE = frozenset({"out", "quiet", "num_workers", "log_every", "save_every", "log_with", "compile", "eval_batch"})
+RESUME_FREE = frozenset({"out", "quiet", "num_workers", "log_every", "save_every", "log_with", "compile", "eval_batch",
+                         "strict_pairs"})
 # CLI spellings of RunConfig fields where they differ from --field-name.
-FLAGS = {"num_workers": "--workers", "bridge_opts": "--bridge-opt", "backbone_opts": "--backbone-opt"}
+FLAGS = {"num_workers": "--workers", "bridge_opts": "--bridge-opt", "backbone_opts": "--backbone-opt",
+         "nfe": "--steps"}  # `nfe`: the sampler's steps (its older name; config.json and grid files keep it)
 
 
 class PluginCheckError(OptionError):
@@ -91,21 +93,11 @@ def exercise_bridge(bridge) -> None:
         fail("timesteps", f"the sampling grid must decrease to 0, got {grid.tolist()}")
 
 
-def backbone_known(name: str) -> None:
-    """Raise UnknownNameError (with suggestions) if `name` is not a registered backbone (or prefix/ENCODER)."""
-    from .registry import registry
-
-    reg = registry()
-    reg.load()
-    if "/" in name and name.split("/", 1)[0] + "/" in reg.kinds["backbone"]:
-        return
-    reg.entry("backbone", name)
-
-
 def check_config(cfg, has_gpu: bool | None = None):
     """(resolved RunConfig, bridge) or a BridgezooError naming the option and what is wrong. Builds no network,
     reads no image: the data folders are only checked to exist (their full validation follows in `run`)."""
     from .data.io import DataError
+    from .registry import check_backbone_options
     from .train import build_bridge
 
     if has_gpu is None:
@@ -117,8 +109,8 @@ def check_config(cfg, has_gpu: bool | None = None):
     try:
         bridge.timesteps(cfg.nfe, sampler)
     except Exception as exc:  # noqa: BLE001
-        raise OptionError(f"--nfe {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
-    backbone_known(cfg.backbone)
+        raise OptionError(f"{flag('nfe')} {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
+    check_backbone_options(cfg.backbone, cfg.backbone_opts)  # unknown names, options and values
     if cfg.data == "zoo5":
         from .data.zoo5 import SPLITS, check_tasks
 

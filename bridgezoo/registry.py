@@ -19,14 +19,14 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import OptionError, PluginError, UnknownNameError, suggest
+from .errors import BridgezooWarning, OptionError, PluginError, UnknownNameError, suggest
 
 GROUP = "bridgezoo"
 HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset",
          "register_samplers": "sampler"}
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(BridgezooWarning):
     """A plugin failed to load or registered a clashing name; the others still work."""
 
 
@@ -235,7 +235,7 @@ class Registry:
         name = self.aliases[kind].get(name, name)
         if name not in self.kinds[kind]:
             failed = [p.name for p in self.plugins if p.errors]
-            raise UnknownNameError(kind, name, list(self.kinds[kind]) + list(self.aliases[kind]), failed)
+            raise UnknownNameError(kind, name, list(self.kinds[kind]), failed, aliases=self.aliases[kind])
         return self.kinds[kind][name]
 
 
@@ -279,26 +279,58 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
-def get_backbone(name: str, **options):
-    """A backbone (torch.nn.Module with forward(x_t, mu, t)) by name; `timm-unet/<encoder>` style names
-    are resolved by the longest registered prefix ending in '/'."""
+def _backbone_entry(name: str) -> tuple[Entry, tuple]:
+    """(entry, leading arguments) of backbone `name`: a registered name or alias, or `prefix/REST` resolved by the
+    registered prefix `prefix/` (its factory takes REST first, e.g. timm-unet's encoder)."""
     reg = registry()
     reg.load()
     if name not in reg.kinds["backbone"] and name not in reg.aliases["backbone"] and "/" in name:
         prefix, rest = name.split("/", 1)
         if prefix + "/" in reg.kinds["backbone"]:
-            return reg.kinds["backbone"][prefix + "/"].obj(rest, **options)
-    return reg.entry("backbone", name).obj(**options)
+            return reg.kinds["backbone"][prefix + "/"], (rest,)
+    return reg.entry("backbone", name), ()
+
+
+def backbone_option_spec(name: str) -> dict | None:
+    """The options backbone `name` declares (its factory's `option_spec`: {key: Option}), None if it declares none.
+    The protocol's options (`options.BACKBONE_PROTOCOL`: channels, out_channels, ...) are set by the runner."""
+    return getattr(_backbone_entry(name)[0].obj, "option_spec", None)
+
+
+def check_backbone_options(name: str, options: dict) -> dict:
+    """`options` validated against backbone `name`'s declared options (parsed from strings); an unknown key is an
+    OptionError naming close matches and the valid ones. Undeclared backbones' options pass unchecked."""
+    from .options import BACKBONE_PROTOCOL, check_options
+
+    spec = backbone_option_spec(name)
+    if spec is None:
+        return dict(options)
+    return check_options(options, spec, f"backbone {name!r}", free=BACKBONE_PROTOCOL)
+
+
+def get_backbone(name: str, **options):
+    """A backbone (torch.nn.Module with forward(x_t, mu, t)) by name; `timm-unet/<encoder>` style names
+    are resolved by the longest registered prefix ending in '/'. Options are checked against the backbone's
+    declared `option_spec` (`check_backbone_options`)."""
+    import re
+
+    entry, args = _backbone_entry(name)
+    options = check_backbone_options(name, options)
+    try:
+        return entry.obj(*args, **options)
+    except TypeError as exc:  # a backbone that declares no options, given one its factory does not take
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if bad is None or getattr(entry.obj, "option_spec", None) is not None:
+            raise
+        raise OptionError(f"backbone {name!r} has no option {bad.group(1)!r} (it declares no option_spec)") from None
 
 
 def provider(kind: str, name: str) -> dict:
     """{"plugin", "distribution", "version"} of the plugin that registered bridge or backbone `name`
-    (`timm-unet/<encoder>` style names: the prefix's plugin)."""
-    reg = registry()
-    reg.load()
-    if kind == "backbone" and name not in reg.kinds[kind] and name not in reg.aliases[kind] and "/" in name:
-        name = name.split("/", 1)[0] + "/"
-    return reg.entry(kind, name).provider()
+    (`timm-unet/<encoder>` style names: the prefix's plugin); samplers: `sampler_provider`."""
+    if kind == "backbone":
+        return _backbone_entry(name)[0].provider()
+    return registry().entry(kind, name).provider()
 
 
 def list_datasets() -> list[str]:
@@ -323,12 +355,8 @@ def sampler_names(bridge) -> tuple[str, ...]:
     return tuple(names)
 
 
-def make_sampler(bridge, spec: str):
-    """The sampler `spec` (NAME or NAME:KEY=VALUE,...) for `bridge`, with its options; the bridge's own sampler of
-    that name wins over a shared one. Unknown or inapplicable names raise an error that lists the valid ones."""
-    from .samplers import parse_sampler_spec
-
-    name, options = parse_sampler_spec(spec)
+def _sampler_entry(bridge, name: str) -> Entry:
+    """The entry of sampler `name` for `bridge` (its own sampler of that name before a shared one)."""
     label = bridge.name or type(bridge).__name__
     if name in type(bridge).unsupported_samplers:
         raise OptionError(f"bridge {label!r}: sampler {name!r} does not apply to it: "
@@ -342,6 +370,24 @@ def make_sampler(bridge, spec: str):
                               f"of that name for it (see `bridgezoo plugins`).")
         raise OptionError(f"bridge {label!r} has no sampler {name!r}.{suggest(name, valid)} "
                           f"Valid samplers: {', '.join(valid)}.")
+    return entry
+
+
+def sampler_provider(bridge, spec: str) -> dict:
+    """{"plugin", "distribution", "version"} of the plugin that registered the sampler `spec` (NAME or
+    NAME:KEY=VALUE,...) used for `bridge`: recorded in a run's config beside its bridge's and backbone's."""
+    from .samplers import parse_sampler_spec
+
+    return _sampler_entry(bridge, parse_sampler_spec(spec)[0]).provider()
+
+
+def make_sampler(bridge, spec: str):
+    """The sampler `spec` (NAME or NAME:KEY=VALUE,...) for `bridge`, with its options; the bridge's own sampler of
+    that name wins over a shared one. Unknown or inapplicable names raise an error that lists the valid ones."""
+    from .samplers import parse_sampler_spec
+
+    name, options = parse_sampler_spec(spec)
+    entry = _sampler_entry(bridge, name)
     sampler = entry.obj(**options)
     sampler.name = entry.name
     return sampler

@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .evaluate import LEGACY_STEPS, steps_of
+
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 PER_IMAGE_COLUMNS = (*METRICS, *(f"input_{m}" for m in METRICS))  # what per_image_per_run.csv keeps of eval.csv
-METHOD_KEYS = ("bridge", "pi", "backbone", "nfe", "sampler", "precision")
+METHOD_KEYS = ("bridge", "pi", "backbone", "steps", "sampler", "precision")
 TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)
 PI_ORDER = ("zero", "one", "residual", "uncertainty")
 # what `render_report` reads (results_per_run.csv is required; the others are used where present)
@@ -302,7 +304,8 @@ def load_results(runs, left_out: list[dict] | None = None) -> Collected:
                 "installed": _installed(cfg["bridge"])}
         for ev in evals:
             s = json.loads((ev / "summary.json").read_text())
-            row = base | {"eval_dir": str(ev), "primary": ev == run, "nfe": s["nfe"], "sampler": s["sampler"],
+            row = base | {"eval_dir": str(ev), "primary": ev == run, "steps": steps_of(s), "sampler": s["sampler"],
+                          "evaluations": s.get("evaluations", math.nan),  # counted while sampling (newer runs)
                           "images": s["images"], "seconds_per_image": s["seconds_per_image"],
                           "crop_border": s.get("crop_border", 0), "conventions": s.get("conventions", "")}
             row |= {m: s["overall"][m] for m in METRICS} | {f"input_{m}": s["input"][m] for m in METRICS}
@@ -312,9 +315,9 @@ def load_results(runs, left_out: list[dict] | None = None) -> Collected:
                 per_image = pd.read_csv(ev / "eval.csv")
                 inputs = per_image.groupby("task")["input_psnr"].mean().to_dict()
                 if {"name", "task"} <= set(per_image.columns):  # the per-image values, for the intervals
-                    image_frames.append(_image_rows(per_image, run, base["seed"], s["nfe"], s["sampler"]))
+                    image_frames.append(_image_rows(per_image, run, base["seed"], steps_of(s), s["sampler"]))
             for task, vals in s["per_task"].items():
-                task_rows.append({"run": str(run), "seed": base["seed"], "nfe": s["nfe"], "sampler": s["sampler"],
+                task_rows.append({"run": str(run), "seed": base["seed"], "steps": steps_of(s), "sampler": s["sampler"],
                                   "task": task, "input_psnr": inputs.get(task, math.nan)}
                                  | {m: vals[m] for m in METRICS})
         log = run / "train.jsonl"
@@ -331,11 +334,11 @@ def load_results(runs, left_out: list[dict] | None = None) -> Collected:
             f"{r['run']} ({r['reason']}: {r['detail']})" for r in left_out))
     # one evaluation per (run, NFE, sampler): an "official" one that is ddim again is a copy; a run's own
     # evaluation comes first in `_evaluations`, so keeping the first keeps it
-    results = pd.DataFrame(rows).drop_duplicates(["run", "nfe", "sampler"], keep="first").reset_index(drop=True)
-    per_task = pd.DataFrame(task_rows).drop_duplicates(["run", "nfe", "sampler", "task"], keep="first")
+    results = pd.DataFrame(rows).drop_duplicates(["run", "steps", "sampler"], keep="first").reset_index(drop=True)
+    per_task = pd.DataFrame(task_rows).drop_duplicates(["run", "steps", "sampler", "task"], keep="first")
     per_image = (pd.concat(image_frames, ignore_index=True).drop_duplicates(
-        ["run", "nfe", "sampler", "task", "image"], keep="first").reset_index(drop=True) if image_frames else
-        pd.DataFrame(columns=["run", "seed", "nfe", "sampler", "task", "image", *PER_IMAGE_COLUMNS]))
+        ["run", "steps", "sampler", "task", "image"], keep="first").reset_index(drop=True) if image_frames else
+        pd.DataFrame(columns=["run", "seed", "steps", "sampler", "task", "image", *PER_IMAGE_COLUMNS]))
     return Collected(results, per_task, pd.DataFrame(curves), left_out, settings, per_image)
 
 
@@ -345,7 +348,7 @@ def _image_rows(eval_csv: pd.DataFrame, run: Path, seed, nfe, sampler) -> pd.Dat
     image = eval_csv["name"].astype(str)
     if "test_set" in eval_csv:
         image = eval_csv["test_set"].astype(str) + "/" + image
-    out = pd.DataFrame({"run": str(run), "seed": seed, "nfe": nfe, "sampler": sampler,
+    out = pd.DataFrame({"run": str(run), "seed": seed, "steps": nfe, "sampler": sampler,
                         "task": eval_csv["task"].astype(str), "image": image})
     for col in PER_IMAGE_COLUMNS:
         out[col] = eval_csv[col] if col in eval_csv else math.nan
@@ -364,7 +367,7 @@ def method_label(df: pd.DataFrame, settings: dict[str, dict] | None = None, keys
     def label(r):
         parts = [str(r["bridge"])]
         for k in varying[1:]:
-            parts.append({"pi": f"π={r['pi']}", "nfe": f"NFE {r['nfe']}", "sampler": str(r["sampler"]),
+            parts.append({"pi": f"π={r['pi']}", "steps": f"{r['steps']} steps", "sampler": str(r["sampler"]),
                           "backbone": str(r["backbone"]),
                           "precision": ("fp32" if r["precision"] == "no" else r["precision"]) + " training"}[k])
         return " ".join(parts)
@@ -386,7 +389,9 @@ def method_label(df: pd.DataFrame, settings: dict[str, dict] | None = None, keys
 
 
 def compute_column(results: pd.DataFrame) -> pd.DataFrame:
-    """Adds params (M), network evaluations per image and GMACs per image (GMACs at 256² × evaluations)."""
+    """Adds params (M), network evaluations per image and GMACs per image (GMACs at 256² × evaluations). The
+    evaluations are those counted while the run sampled (summary.json), else (older runs) counted by running the
+    sampler with a free model."""
     from .backbone import backbone_card
     from .registry import get_backbone, get_bridge
 
@@ -403,17 +408,21 @@ def compute_column(results: pd.DataFrame) -> pd.DataFrame:
                 cards[key] = backbone_card(lambda **o: get_backbone(key[0], **(o | dict(key[1]))))
             except Exception:  # noqa: BLE001 - an unknown or uncountable backbone leaves the columns empty
                 cards[key] = {"params": math.nan, "gmacs": math.nan}
-        ekey = (r["bridge"], r["pi"], r["nfe"], r["sampler"])
-        if ekey not in evals:
-            evals[ekey] = network_evaluations(r["bridge"], r["pi"], r["nfe"], r["sampler"])
+        counted = r.get("evaluations", math.nan)
+        if not _finite(counted):
+            ekey = (r["bridge"], r["pi"], r["steps"], r["sampler"])
+            if ekey not in evals:
+                evals[ekey] = network_evaluations(r["bridge"], r["pi"], r["steps"], r["sampler"])
+            counted = evals[ekey]
         out.loc[i, "params_m"] = cards[key]["params"] / 1e6
-        out.loc[i, "evaluations"] = evals[ekey]
-        out.loc[i, "gmacs_per_image"] = cards[key]["gmacs"] * evals[ekey]
+        out.loc[i, "evaluations"] = counted
+        out.loc[i, "gmacs_per_image"] = cards[key]["gmacs"] * counted
     return out
 
 
 def network_evaluations(bridge_name: str, pi: str, nfe: int, sampler: str) -> float:
-    """Network calls the sampler makes for one image, counted by running it with a free model on an 8×8 input."""
+    """Network calls the sampler makes for one image at `nfe` steps, counted by running it with a free model on an
+    8×8 input (for runs evaluated before eval.csv counted them)."""
     import torch
 
     from .registry import get_bridge
@@ -477,14 +486,14 @@ class PerImage:
 
     def __init__(self, frame: pd.DataFrame | None):
         frame = frame if frame is not None else pd.DataFrame()
-        groups = frame.groupby(["run", "nfe", "sampler"]) if not frame.empty else []
+        groups = frame.groupby(["run", "steps", "sampler"]) if not frame.empty else []
         self.by_evaluation = {(str(r), int(n), str(sp)): g for (r, n, sp), g in groups}
 
     def of(self, evaluations: pd.DataFrame, task: str | None = None) -> pd.DataFrame | None:
         """The per-image rows of `evaluations` (rows with run, nfe, sampler; of one task where given), or None
         unless every one of them has per-image rows."""
         keys = {(str(r), int(n), str(sp))
-                for r, n, sp in zip(evaluations["run"], evaluations["nfe"], evaluations["sampler"])}
+                for r, n, sp in zip(evaluations["run"], evaluations["steps"], evaluations["sampler"])}
         if not keys or not keys <= self.by_evaluation.keys():
             return None
         rows = pd.concat([self.by_evaluation[k] for k in sorted(keys)], ignore_index=True)
@@ -867,32 +876,42 @@ def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
                  "task; compare panels to see which task decides the overall ranking.")
 
 
+def _steps_named(frame: pd.DataFrame) -> pd.DataFrame:
+    """A report CSV written before the sampler's steps and its network evaluations were named apart: its "nfe"
+    column is the steps, and its method names said "NFE 10" for "10 steps"."""
+    frame = frame.rename(columns={LEGACY_STEPS: "steps"})
+    if "method" in frame:
+        frame["method"] = frame["method"].astype(str).str.replace(r"\bNFE (\d+)", r"\1 steps", regex=True)
+    return frame
+
+
 def fig_nfe(results: pd.DataFrame, out: Path, per_image: pd.DataFrame | PerImage | None = None
             ) -> tuple[dict | None, str]:
-    """PSNR against NFE per method (NFE removed from the name); not drawn unless some method has two NFE values."""
+    """PSNR against sampler steps per method (the steps removed from the name); not drawn unless some method has
+    two step counts."""
     import matplotlib.pyplot as plt
 
-    results = results.assign(line=results["method"].map(lambda m: re.sub(r" NFE \d+", "", m)))
-    lines = [(name, g) for name, g in results.groupby("line", sort=False) if g["nfe"].nunique() > 1]
+    results = results.assign(line=results["method"].map(lambda m: re.sub(r" \d+ steps", "", m)))
+    lines = [(name, g) for name, g in results.groupby("line", sort=False) if g["steps"].nunique() > 1]
     if not lines:
-        values = sorted(set(results["nfe"]))
-        return None, (f"PSNR against NFE: not drawn, every method was evaluated at one NFE "
+        values = sorted(set(results["steps"]))
+        return None, (f"PSNR against sampler steps: not drawn, every method was evaluated at one step count "
                       f"({', '.join(map(str, values))})")
     per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, g in lines:
-        pts = [(nfe, interval(_per_seed(h, "psnr"), per_image.of(h), "psnr")) for nfe, h in g.groupby("nfe")]
+        pts = [(nfe, interval(_per_seed(h, "psnr"), per_image.of(h), "psnr")) for nfe, h in g.groupby("steps")]
         x = [nfe for nfe, _ in pts]
         m = np.array([i.mean for _, i in pts])
         low = np.array([i.low if _finite(i.low) else i.mean for _, i in pts])
         high = np.array([i.high if _finite(i.high) else i.mean for _, i in pts])
         ax.errorbar(x, m, yerr=[m - low, high - m], marker="o", capsize=3, label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("sampler steps (NFE setting)")
+    ax.set_xlabel("sampler steps (--steps)")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1))  # outside: never on data
-    return _save(fig, out, "psnr_vs_nfe", "PSNR against NFE",
+    return _save(fig, out, "psnr_vs_nfe", "PSNR against sampler steps",
                  "Mean PSNR over seeds (95% interval) at each sampler step count, one line per method: where a "
                  "line flattens, more steps buy nothing."), ""
 
@@ -1202,9 +1221,9 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     results["method"] = method_label(results, data.settings)
     results.to_csv(out / "results_per_run.csv", index=False)
     # per-task rows and curves belong to an evaluation / a run: that evaluation's method, that run's training label
-    per_task = data.per_task.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    per_task = data.per_task.merge(results[["run", "steps", "sampler", "method"]], on=["run", "steps", "sampler"])
     per_task.to_csv(out / "per_task_per_run.csv", index=False)
-    per_image = data.per_image.merge(results[["run", "nfe", "sampler", "method"]], on=["run", "nfe", "sampler"])
+    per_image = data.per_image.merge(results[["run", "steps", "sampler", "method"]], on=["run", "steps", "sampler"])
     per_image.to_csv(out / "per_image_per_run.csv", index=False)  # what the intervals over images resample
     runs_table = results.drop_duplicates("run").set_index("run")
     training = method_label(runs_table, data.settings, TRAINING_KEYS)
@@ -1256,7 +1275,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     if not (out / "results_per_run.csv").exists():
         raise OptionError(f"{out}: no results_per_run.csv here; not a folder written by `bridgezoo report`")
     (out / "figures").mkdir(exist_ok=True)
-    results = pd.read_csv(out / "results_per_run.csv")
+    results = _steps_named(pd.read_csv(out / "results_per_run.csv"))
     meta = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
     if meta is None:
         meta = _old_folder_meta(out, title)
@@ -1292,9 +1311,8 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
         notes.append("bridge(s) not installed here, so their parameters, network evaluations and GMACs are "
                      "unknown: " + ", ".join(missing))
 
-    per_image = PerImage(pd.read_csv(out / "per_image_per_run.csv", dtype={"run": str, "sampler": str, "task": str,
-                                                                          "image": str})
-                         if (out / "per_image_per_run.csv").exists() else None)
+    per_image = PerImage(_steps_named(pd.read_csv(out / "per_image_per_run.csv", dtype={
+        "run": str, "sampler": str, "task": str, "image": str})) if (out / "per_image_per_run.csv").exists() else None)
     summary = summary_table(results, per_image)
     order = list(summary["method"])
     metric_best = {c: "max" for c in ("psnr", "ssim", "psnr_y", "ssim_y", "gain_psnr")} | {
@@ -1303,7 +1321,8 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     summary_notes = notes + ["beats input: yes where the gain's 95% interval is above 0; PSNR − best: each method "
                              "minus the best one on the same test images (and seeds, where both have the same seeds)"]
     tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", summary_notes, metric_best)]
-    per_task = pd.read_csv(out / "per_task_per_run.csv") if (out / "per_task_per_run.csv").exists() else None
+    per_task = (_steps_named(pd.read_csv(out / "per_task_per_run.csv")) if (out / "per_task_per_run.csv").exists()
+                else None)
     psnr_table = None
     for metric in METRICS:
         if per_task is not None:

@@ -23,6 +23,8 @@ there.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple
@@ -55,7 +57,12 @@ class Trajectory(NamedTuple):
     t: torch.Tensor  # [K+1] visited times, decreasing, ending at 0
     x: torch.Tensor  # [K+1, B, C, H, W] states, x[0] the initial state
     x0_pred: torch.Tensor  # [K, B, C, H, W] the x̂0 each step used
-    nfe: int  # network evaluations, counted
+    nfe: int  # network evaluations, counted (not the steps: a Heun step is two)
+
+    @property
+    def evaluations(self) -> int:
+        """The network evaluations the run made, counted (the same number as `nfe`, by its unambiguous name)."""
+        return self.nfe
 
 
 class Sampler:
@@ -144,9 +151,58 @@ def parse_sampler_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name.strip(), options
 
 
+@dataclass
+class EvaluationCount:
+    """What `count_evaluations` saw: sampling runs (`run_sampler` calls: one per batch, or per tile of a batch), the
+    calls of the model the sampler was given, and forward calls of the network (None when no network module was
+    given to hook). Each call evaluates every image of its batch once."""
+
+    runs: int = 0
+    model_calls: int = 0
+    network_calls: int | None = None
+
+    @property
+    def per_run(self) -> float:
+        """Network evaluations each image received in one sampling run (e.g. 79 for Heun at 40 steps): the hooked
+        network's forward calls where there is one, else the model's calls."""
+        calls = self.model_calls if self.network_calls is None else self.network_calls
+        return calls / self.runs if self.runs else 0.0
+
+
+_COUNTING: contextvars.ContextVar[EvaluationCount | None] = contextvars.ContextVar("bridgezoo_counting", default=None)
+
+
+@contextlib.contextmanager
+def count_evaluations(network=None):
+    """Count, while active, the sampling runs and the forward calls of `network` (the backbone, through a forward
+    hook; a callable that is not a module: the model calls the sampling loop makes): the network evaluations a
+    sampler actually made, whatever its nominal steps, order or wrappers. Yields an `EvaluationCount`."""
+    count = EvaluationCount()
+    token = _COUNTING.set(count)
+    handle = None
+    if isinstance(network, torch.nn.Module):
+        count.network_calls = 0
+
+        def hook(module, args, output):
+            count.network_calls += 1
+
+        handle = network.register_forward_hook(hook)
+    try:
+        yield count
+    finally:
+        if handle is not None:
+            handle.remove()
+        _COUNTING.reset(token)
+
+
 def run_sampler(bridge, sampler: Sampler, model, mu, nfe=None, generator=None, return_trajectory=False):
-    """The one sampling loop: grid, initial state, the sampler's steps, counted network evaluations."""
+    """The one sampling loop: grid, initial state, the sampler's steps, counted network evaluations. `nfe` is the
+    number of sampler steps (grid intervals); the evaluations it costs are counted (`Trajectory.nfe`,
+    `count_evaluations`)."""
     grid = sampler.timesteps(bridge, nfe or bridge.default_nfe)
+    counting = _COUNTING.get()
+    if counting is not None:
+        counting.runs += 1
     calls = [0]
 
     def counted(*args):
@@ -159,6 +215,8 @@ def run_sampler(bridge, sampler: Sampler, model, mu, nfe=None, generator=None, r
         if return_trajectory:
             states.append(x)
             preds.append(x0)
+    if counting is not None:
+        counting.model_calls += calls[0]
     if not return_trajectory:
         return x
     return x, Trajectory(grid, torch.stack(states), torch.stack(preds), calls[0])

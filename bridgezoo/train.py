@@ -72,7 +72,7 @@ class RunConfig:
     lr: float | None = None
     warmup: int | None = None  # None: the preset's, capped at 5% of --iters
     ema_decay: float | None = None
-    nfe: int | None = None
+    nfe: int | None = None  # the sampler's steps at evaluation (--steps; None: the bridge's default_nfe)
     sampler: str | None = "ddim"
     pi: str | None = None
     bridge_opts: dict = field(default_factory=dict)
@@ -101,6 +101,7 @@ class RunConfig:
     num_workers: int | None = None  # data-loading processes (None: `default_workers`)
     quiet: bool = False
     task_conditioned: bool = False  # the network is told each image's task (bridgezoo.conditioning); blind by default
+    strict_pairs: bool = False  # own folders: a file without a partner is an error (default: skipped, warned, counted)
     log_with: str | None = None  # experiment trackers: tensorboard, wandb, mlflow, all (comma-separated); see tracking.py
 
     def resolve(self, has_gpu: bool) -> "RunConfig":
@@ -158,7 +159,7 @@ class RunConfig:
         if not 0 <= cfg.ema_decay < 1:
             raise OptionError(f"--ema-decay must lie in [0, 1), got {cfg.ema_decay}")
         if cfg.nfe is not None and cfg.nfe < 1:
-            raise OptionError(f"--nfe must be at least 1 (or left out for the bridge's default), got {cfg.nfe}")
+            raise OptionError(f"{flag('nfe')} must be at least 1 (or left out for the bridge's default), got {cfg.nfe}")
         if cfg.tile is not None and cfg.tile < 8:
             raise OptionError(f"--tile must be at least 8 pixels, got {cfg.tile}")
         if cfg.tile_overlap < 0 or (cfg.tile is not None and cfg.tile_overlap >= cfg.tile):
@@ -218,7 +219,9 @@ def build(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[str] |
         raise OptionError("--task-conditioned: the data names no tasks")
     try:
         network = get_backbone(cfg.backbone, **options, num_tasks=len(tasks))
-    except TypeError as exc:
+    except (TypeError, OptionError) as exc:
+        if "num_tasks" not in str(exc):
+            raise
         raise OptionError(f"--task-conditioned: backbone {cfg.backbone!r} takes no num_tasks option, so it cannot be "
                           f"told the task ({exc}); use unet-*, timm-unet/* or nafnet-*") from None
     return bridge, bridge.wrap(TaskConditioned(network, tasks))
@@ -266,11 +269,12 @@ def check_eval_tasks(train_tasks: list[str], eval_tasks: list[str]) -> None:
                           "folder, or train without --task-conditioned")
 
 
-def providers(cfg: RunConfig) -> dict:
-    """Which distribution (and version) provides the run's bridge and backbone."""
-    from .registry import provider
+def providers(cfg: RunConfig, bridge) -> dict:
+    """Which plugin, distribution and version provide the run's bridge, backbone and evaluation sampler."""
+    from .registry import provider, sampler_provider
 
-    return {"bridge": provider("bridge", cfg.bridge), "backbone": provider("backbone", cfg.backbone)}
+    return {"bridge": provider("bridge", cfg.bridge), "backbone": provider("backbone", cfg.backbone),
+            "sampler": sampler_provider(bridge, cfg.sampler or bridge.samplers[0])}
 
 
 def resolve_device(device: str | None = "auto") -> torch.device:
@@ -328,10 +332,11 @@ def make_datasets(cfg: RunConfig):
         return train, evalset
     root = Path(cfg.data)
     train_root = root / "train" if (root / "train").is_dir() else root
-    train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed)
+    train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed, strict=cfg.strict_pairs)
     eval_root = Path(cfg.eval_data) if cfg.eval_data else (root / "test" if (root / "test").is_dir() else None)
     # a plain evaluation pair is the training data's one task (`mydata`), whatever its own folder is called
-    evalset = PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root)) if eval_root else None
+    evalset = (PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root), strict=cfg.strict_pairs)
+               if eval_root else None)
     return train, evalset
 
 
@@ -684,6 +689,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     from timm.utils import ModelEmaV3
     from tqdm.auto import tqdm
 
+    from .progress import tqdm_disable
+
     from .preflight import check_config, resume_conflicts, saved_config
 
     has_gpu = torch.cuda.is_available()
@@ -738,7 +745,7 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(ema)
     config = saved if saved else dataclasses.asdict(cfg) | {
-        "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg), "data_info": data_info,
+        "bridge_options": bridge.options, "task_names": tasks, "providers": providers(cfg, bridge), "data_info": data_info,
         "versions": package_versions(), "device": str(accelerator.device), "processes": world,
         "command": " ".join(sys.argv)}
     start = 0
@@ -817,7 +824,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
                            if good else " is the start (nothing was saved yet)")
                 + "; try a lower --lr or --mixed-precision no")
 
-    bar = tqdm(total=cfg.iters, initial=start, desc="train", disable=cfg.quiet or not accelerator.is_main_process)
+    bar = tqdm(total=cfg.iters, initial=start, desc="train",
+               disable=tqdm_disable(cfg.quiet or not accelerator.is_main_process))
     t0, last, step = time.perf_counter(), start, start
     try:
         model.train()
@@ -883,7 +891,8 @@ def run(cfg: RunConfig, resume: bool = False) -> dict:
         scored = f"the {len(eval_set) - no_gt} with ground truth of {len(eval_set)}" if no_gt else f"{len(eval_set)}"
         say(f"EMA model on {scored} {cfg.data} images: PSNR {o['psnr']:.2f} dB (input {i['psnr']:.2f} dB, "
             f"{summary['gain_psnr']:+.2f} dB), SSIM {o['ssim']:.4f} (input {i['ssim']:.4f}); "
-            f"{summary['seconds_per_image']:.2f} s/image at NFE {summary['nfe']}; {summary['lpips_status']}")
+            f"{summary['seconds_per_image']:.2f} s/image at {summary['steps']} sampler steps "
+            f"({summary['evaluations']:g} network evaluations per image); {summary['lpips_status']}")
         for name, r in summary.get("per_test_set", {}).items():
             if r["metric"] == "nr":  # no ground truth: no PSNR; the no-reference score or why there is none
                 score = (f"NIQE {r['niqe']:.3f} (input {r['input_niqe']:.3f})" if r["niqe"] is not None

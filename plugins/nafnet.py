@@ -42,6 +42,7 @@ from torch import nn
 from bridgezoo import hookimpl
 from bridgezoo.backbone import (ChannelLayerNorm, SinusoidalTimeEmbedding, condition_on_task, embed_times,
                                 extra_time_mlps, pad_to_multiple, task_embedding)
+from bridgezoo.options import BACKBONE_OPTIONS, Option
 
 
 class SimpleGate(nn.Module):
@@ -107,6 +108,12 @@ class ConditionalNAFNet(nn.Module):
     """
 
     input_form = "cat(x_t - mu, mu)"  # what `bridgezoo list` shows (`backbone.backbone_card`)
+    option_spec = BACKBONE_OPTIONS | {  # what --backbone-opt may set (channels ... num_tasks: the runner's)
+        "width": Option(16, "channels of the first level (even); level i has width·2^i"),
+        "enc_blocks": Option((1, 1, 1, 28), "NAFBlocks per encoder level (its length = the number of levels)"),
+        "middle_blocks": Option(1, "NAFBlocks at the deepest level"),
+        "dec_blocks": Option((1, 1, 1, 1), "NAFBlocks per decoder level, deepest first (as many as enc_blocks)"),
+    }
 
     def __init__(self, width: int = 16, enc_blocks=(1, 1, 1, 28), middle_blocks: int = 1, dec_blocks=(1, 1, 1, 1),
                  channels: int = 3, out_channels: int | None = None, residual_output: bool = False,
@@ -182,6 +189,9 @@ def _factory(name: str):
 
     build.__name__ = name.replace("-", "_")
     build.__doc__ = f"{name}: ConditionalNAFNet(width={width}, enc_blocks={enc}, middle_blocks={mid}, dec_blocks={dec})"
+    spec = ConditionalNAFNet.option_spec
+    build.option_spec = spec | {key: Option(value, spec[key].help) for key, value in
+                                (("width", width), ("enc_blocks", enc), ("middle_blocks", mid), ("dec_blocks", dec))}
     return build
 
 

@@ -21,11 +21,17 @@ from bridgezoo import hookimpl
 from bridgezoo.backbone import (ResnetBlock, condition_on_task, embed_times, extra_time_mlps, pad_to_multiple,
                                 task_embedding, time_mlp)
 from bridgezoo.errors import OptionError
+from bridgezoo.options import BACKBONE_OPTIONS, Option
 
 
 class TimmUNet(nn.Module):
     """forward(x_t, mu, t, task=None) -> [B, out_channels, H, W] for any H×W (reflect-padded to the encoder's stride);
     num_tasks > 0: task-conditioned (`backbone.TaskEmbedding`)."""
+
+    option_spec = BACKBONE_OPTIONS | {  # what --backbone-opt may set; the encoder is the name's part after '/'
+        "dim": Option(32, "channels of the decoder's full-resolution block; its time embedding has 4·dim"),
+        "pretrained": Option(False, "load the encoder's ImageNet weights from the timm / Hugging Face cache"),
+    }
 
     def __init__(self, encoder: str = "resnet18", channels: int = 3, out_channels: int | None = None, dim: int = 32,
                  pretrained: bool = False, residual_output: bool = False, time_scale: float = 1000.0,
@@ -86,6 +92,9 @@ class TimmUNet(nn.Module):
 
 def build(encoder: str, **options) -> TimmUNet:
     return TimmUNet(encoder=encoder, **options)
+
+
+build.option_spec = TimmUNet.option_spec
 
 
 @hookimpl

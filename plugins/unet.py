@@ -19,6 +19,7 @@ from torch import nn
 from bridgezoo import hookimpl
 from bridgezoo.backbone import (FullAttention, LinearAttention, PreNormResidual, ResnetBlock, condition_on_task,
                                 embed_times, extra_time_mlps, pad_to_multiple, task_embedding, time_mlp)
+from bridgezoo.options import BACKBONE_OPTIONS, Option
 
 
 class UNet(nn.Module):
@@ -30,6 +31,14 @@ class UNet(nn.Module):
     many times t carries ([B] or [B, K], one time MLP per time, embeddings summed: `backbone.embed_times`); num_tasks: > 0 makes it task-conditioned
     (forward takes task=, a learned embedding added to the time embedding: `backbone.TaskEmbedding`).
     """
+
+    option_spec = BACKBONE_OPTIONS | {  # what --backbone-opt may set (channels ... num_tasks: the runner's)
+        "dim": Option(64, "channels of the first level; level i has dim·dim_mults[i]"),
+        "dim_mults": Option((1, 2, 4, 8), "width multiplier per level (its length = the number of levels)"),
+        "heads": Option(4, "attention heads"),
+        "dim_head": Option(32, "channels per attention head"),
+        "groups": Option(8, "GroupNorm groups"),
+    }
 
     def __init__(self, dim: int = 64, dim_mults=(1, 2, 4, 8), channels: int = 3, out_channels: int | None = None,
                  residual_output: bool = False, time_scale: float = 1000.0, heads: int = 4, dim_head: int = 32,
@@ -117,6 +126,8 @@ def _factory(name: str):
 
     build.__name__ = name.replace("-", "_")
     build.__doc__ = f"{name}: UNet(dim={dim}, dim_mults={mults})"
+    spec = UNet.option_spec
+    build.option_spec = spec | {"dim": Option(dim, spec["dim"].help), "dim_mults": Option(mults, spec["dim_mults"].help)}
     return build
 
 

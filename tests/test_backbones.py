@@ -329,3 +329,34 @@ def test_every_bridge_trains_and_samples_through_nafnet(bridge):
     with torch.no_grad():
         out = b.sample(model, mu, nfe=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == mu.shape and torch.isfinite(out).all()
+
+
+def test_every_backbone_declares_exactly_the_options_its_factory_takes():
+    """--backbone-opt is checked against `option_spec`; the declaration and the constructor must not drift apart."""
+    import inspect
+
+    from bridgezoo.options import BACKBONE_PROTOCOL
+    from bridgezoo.registry import _backbone_entry, backbone_option_spec
+
+    for name in bz.list_backbones():
+        example = name + "resnet18" if name.endswith("/") else name
+        spec = backbone_option_spec(example)
+        assert spec is not None, name
+        with torch.device("meta"):
+            net = bz.get_backbone(example)
+        takes = set(inspect.signature(type(net).__init__).parameters) - {"self", "encoder", *BACKBONE_PROTOCOL}
+        assert set(spec) == takes, (name, set(spec) ^ takes)
+        assert {k: v for k, v in net.config.items() if k in spec} == {
+            k: list(o.default) if isinstance(o.default, tuple) else o.default for k, o in spec.items()}, name
+    assert _backbone_entry("timm-unet/resnet18")[1] == ("resnet18",)
+
+
+def test_an_unknown_backbone_option_names_close_matches():
+    from bridgezoo.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"backbone 'unet-T' has no option 'residual_outptu'\. Did you mean "
+                                          r"'residual_output'\?.*dim_mults \(default \(1, 1, 1, 1\)\)"):
+        bz.get_backbone("unet-T", residual_outptu=True)
+    with pytest.raises(OptionError, match="option width='wide' is not a valid int"):
+        bz.get_backbone("nafnet-T", width="wide")
+    assert bz.get_backbone("unet-test", residual_output="true").residual_output is True  # parsed as declared

@@ -177,8 +177,8 @@ nfe = [2, 3]
     # a failure at run time (here: timm has no such encoder) is recorded and the grid goes on
     assert status["bad-fm"]["status"] == "failed" and "no_such_encoder" in status["bad-fm"]["error"]
     fm_dir = Path(status["fm"]["directory"])
-    assert json.loads((fm_dir / "summary.json").read_text())["nfe"] == 2
-    assert json.loads((fm_dir / "evals" / "nfe3-ddim" / "summary.json").read_text())["nfe"] == 3
+    assert json.loads((fm_dir / "summary.json").read_text())["steps"] == 2
+    assert json.loads((fm_dir / "evals" / "nfe3-ddim" / "summary.json").read_text())["steps"] == 3
     weights = _weights_and_metadata(fm_dir / "model.safetensors")
     log_lines = (fm_dir / "train.jsonl").read_text()
     (fm_dir / "summary.json").unlink()

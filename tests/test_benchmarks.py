@@ -82,7 +82,7 @@ def test_regression_ceiling_script_writes_a_run_like_result(tmp_path, conditione
     from bridgezoo.train import ZOO5_EVAL_VARIANTS
 
     images = 5 * len(SPLITS["test"]) * ZOO5_EVAL_VARIANTS  # the run's own test images
-    assert summary["nfe"] == 1 and summary["images"] == images and len(summary["per_task"]) == 5
+    assert summary["steps"] == 1 and summary["images"] == images and len(summary["per_task"]) == 5
     assert json.loads(res.stdout.strip().splitlines()[-1])["input_psnr"] == summary["input"]["psnr"]
     assert "gain" in (tmp_path / "c" / "README.md").read_text()
 

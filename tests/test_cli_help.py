@@ -58,6 +58,9 @@ def test_run_help_shows_every_preset_value_without_importing_torch():
             shown = "full size" if value is None else str(value)
             assert f"{key} {shown}" in block, (name, key, block)
     help_text = " ".join(res.stdout.split())
+    assert "residual_output=BOOL" in help_text and "time_scale=FLOAT" in help_text  # the declared backbone options
+    assert "(default: the bridge's own, the π column of `bridgezoo list`)" in help_text  # --pi
+    assert "--strict-pairs" in help_text
     for option in ("--batch", "--lr", "--iters", "--save-every"):  # each preset-filled option names its values
         key = option[2:].replace("-", "_")
         assert f"cpu-small {PRESETS['cpu-small'][key]}, paper {PRESETS['paper'][key]}" in help_text, option
@@ -88,6 +91,7 @@ def test_list_json_includes_every_resolved_option():
 
 @pytest.mark.parametrize("columns", [80, 200])
 def test_list_fits_the_terminal_and_shows_the_options(columns):
+    """Piped (not a terminal) as the test runs it: 80 columns unless COLUMNS says otherwise."""
     res = cli("list", columns=columns)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -96,5 +100,12 @@ def test_list_fits_the_terminal_and_shows_the_options(columns):
     if columns > 150:
         assert cell_len(widest) > 150  # a wide terminal gets the one-row-per-bridge table, not 80 columns
     assert "other options" in res.stdout
-    for option in ("sigma_max=80", "official_eta=False", "lam=0.03922", "sum_scale=1", "networks=1"):
+    for option in ("sigma_max=80", "official_eta=False", "lam=0.03922", "sum_scale=1", "networks=1",
+                   # each backbone's declared options (--backbone-opt) with its defaults, and what they mean
+                   "residual_output=False", "dim_mults=[1,1,2,2]", "enc_blocks=[1,1,1,28]", "pretrained=False",
+                   "residual_output: return prediction + mu"):
         assert option in res.stdout, option
+    if columns < 150:  # narrow, or piped (80): plain `key  value` lines, no table columns squeezed to a word
+        assert not set("│┃┏┡") & set(res.stdout), res.stdout[:500]
+        assert "summary             DDBM's Heun (Karras grid" in res.stdout  # a sampler's summary in one piece
+        assert len(lines) < 600, len(lines)

@@ -222,3 +222,18 @@ def test_restoring_a_photograph_stays_within_the_memory_at_hand(tmp_path):
     assert float(said[0].split("needs about ")[1].split(" GiB")[0]) > budget / 2**30
     extra = float(res.stdout.split("EXTRA_MB")[1])
     assert extra < budget / 2**20, res.stdout
+
+
+def test_eval_csv_names_steps_and_counts_the_network_evaluations_made(tmp_path):
+    """Steps and network evaluations are named apart: Heun at 4 steps makes 2·4 − 1 = 7 backbone calls per image,
+    counted on the backbone (a forward hook), in eval.csv and summary.json; a tiled image counts per tile."""
+    bridge = bz.get_bridge("ddbm-ve")
+    model = conditioned_model(bridge)
+    summary = ev.evaluate(bridge, model, Images(), tmp_path / "whole", nfe=4, sampler="heun", quiet=True, batch=3)
+    rows = pd.read_csv(tmp_path / "whole" / "eval.csv")
+    assert "nfe" not in rows and set(rows["steps"]) == {4} and set(rows["evaluations"]) == {7}
+    assert summary["steps"] == 4 and summary["evaluations"] == 7 and "nfe" not in summary
+    ddim = ev.evaluate(bridge, model, Images(), tmp_path / "tiles", nfe=4, sampler="ddim", quiet=True, tile=16,
+                       overlap=4)
+    assert ddim["steps"] == 4 and ddim["evaluations"] == 4  # each tile is sampled in 4 evaluations
+    assert ev.steps_of({"nfe": 10}) == 10 and ev.steps_of({"steps": 3, "nfe": 10}) == 3  # older summaries

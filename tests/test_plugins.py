@@ -137,12 +137,26 @@ def test_unknown_bridge_lists_close_matches_and_failed_plugins(tmp_path, monkeyp
     msg = str(err.value)
     valid = msg.split("Valid bridges: ", 1)[1]
     assert re.search(r"Did you mean [^?]*'rdbm'", msg) and "bridgezoo_bad" in msg
-    assert all(f"{name}," in valid or f"{name}." in valid for name in ("goub", "ir-sde", "irsde", "rdbm")), valid
+    assert all(f"{name}," in valid or f"{name}." in valid for name in ("goub", "irsde", "rdbm")), valid
+    assert "ir-sde" not in valid  # an alias is accepted, never listed: `bridgezoo list` does not show it
     assert isinstance(err.value, KeyError)
 
 
 def test_alias_resolves():
     assert bz.get_bridge("flow-matching").name == "fm"
+
+
+def test_unknown_names_suggest_and_list_only_the_names_list_shows():
+    """Aliases (sr3, flow-matching, ...) are accepted but never listed: an error suggests the name they stand for."""
+    import pytest
+
+    for typo, meant in (("sr", "ddpm"), ("flow-matchin", "fm"), ("ir-sd", "irsde")):
+        with pytest.raises(bz.UnknownNameError) as info:
+            bz.get_bridge(typo)
+        message = str(info.value)
+        assert f"Did you mean '{meant}'?" in message, message
+        for alias in ("sr3", "flow-matching", "conditional-diffusion", "ir-sde", "mean-flow"):
+            assert alias not in message, (alias, message)
 
 
 # ----------------------------------------------------------------------------- the CLI, as a real subprocess

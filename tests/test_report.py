@@ -139,7 +139,7 @@ def test_figures_adapt_a_single_nfe_or_equal_compute_is_not_drawn_and_the_page_s
     page = (out / "index.html").read_text()
     for name in ("psnr_vs_nfe", "quality_vs_compute"):  # one NFE (10), the same GMACs for every method
         assert f"figures/{name}.png" not in info["figures"] and name not in page
-    assert "PSNR against NFE: not drawn, every method was evaluated at one NFE (10)" in page
+    assert "PSNR against sampler steps: not drawn, every method was evaluated at one step count (10)" in page
     assert "Quality against compute: not drawn, every method costs the same" in page
     assert page.count("<figcaption>") == page.count("<img ") == len(info["figures"]) // 2  # each with a caption
 
@@ -407,7 +407,7 @@ def test_every_run_left_out_is_listed_with_its_reason(tmp_path):
     page = (out / "index.html").read_text()
     assert "3 run(s) or evaluation(s) left out" in page and "not installed here" in page
     for name, (reason, detail) in reasons.items():
-        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td>{re.escape(detail.replace(chr(39), '&#39;'))}",
+        assert re.search(rf"<code>[^<]*{name}</code></td><td>{reason}</td><td class=\"wrap\">{re.escape(detail.replace(chr(39), '&#39;'))}",
                          page), name
 
 
@@ -453,6 +453,12 @@ def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
     assert {f: (out / f).read_text() for f in before} == before
     page = (out / "index.html").read_text()
     assert "Page rendered again by" in page and "figures/qualitative.png" in page and "figures/gain.png" in page
+
+    # a folder written before the sampler's steps and its evaluations were named apart: its "nfe" column
+    for f in ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv"):
+        pd.read_csv(out / f).rename(columns={"steps": "nfe"}).to_csv(out / f, index=False)
+    assert main(["report", "--rebuild", "--out", str(out)]) == 0
+    assert {f: (out / f).read_text() for f in before} == before
 
     # a folder written before the page's data files existed: the committed reports' case
     for f in ("per_task_per_run.csv", "training_curves.csv", "settings.json", "report.json", "runs_left_out.csv"):
@@ -584,3 +590,52 @@ def test_intervals_over_seeds_and_images_resolve_half_a_db_when_paired(tmp_path)
     assert "| rdbm     | residual − one | " in (out / "pi_differences.md").read_text()
     assert re.search(r"\| rdbm +\| residual − one \| [0-9.]+ \[[0-9.]+, [0-9.]+\] +\| 3 +\| 120 ",
                      (out / "pi_differences.md").read_text())
+
+
+def test_the_page_has_no_horizontal_scrollbar_at_1280_and_1400_px(chromium, tmp_path):
+    """Wide content (many columns, runs whose settings differ, a long reason a run was left out, a wide markdown
+    table in READING.md, long paths) scrolls inside its own box: the page itself never scrolls sideways."""
+    root = tmp_path / "runs"
+    long_opts = {f"option_{k}": "x" * 30 for k in range(8)}
+    for seed, (bridge, pi) in enumerate([("rdbm", "residual"), ("goub", "one"), ("fm", "zero"), ("ddbm-ve", "one")]):
+        make_run(root, bridge, pi, seed, 18.0 + seed, bridge_opts=long_opts | {"k": seed},
+                 data="/a/very/long/path/to/the/user/data/" + "deep/" * 30)
+    (root / "failed").mkdir()
+    (root / "failed" / "config.json").write_text(json.dumps({"bridge": "rdbm"}))
+    (root / "failed" / "error.txt").write_text("RuntimeError: " + "a long reason why the run failed " * 40)
+    out = tmp_path / "rep"
+    out.mkdir()
+    wide = "| " + " | ".join(f"column {k}" for k in range(40)) + " |\n" + "|---" * 40 + "|\n"
+    (out / "READING.md").write_text("# Reading\n\n" + wide + "| " + " | ".join("1234567" for _ in range(40)) + " |\n"
+                                    + "\nA path: /" + "averylongfoldername" * 12 + "\n")
+    build_report([root], out, command="bridgezoo report RUNS --out rep")
+    for width in (1280, 1400):
+        chromium.send("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1, mobile=False)
+        chromium.open((out / "index.html").resolve().as_uri())
+        page = chromium.js("({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,"
+                           " inner: innerWidth, wide: document.querySelector('#summary').scrollWidth})")
+        assert page["inner"] == width and page["wide"] > width  # the summary table is wider than the window ...
+        assert page["scroll"] <= page["client"], (width, page)  # ... yet the page does not scroll sideways
+    assert chromium.errors() == []
+
+
+def test_the_report_names_steps_and_takes_the_evaluations_each_run_counted(tmp_path):
+    """Newer summaries name the sampler's steps and count its network evaluations: the report labels methods by
+    steps and takes the counted evaluations (here 9 at 4 DDIM steps, as a bridge whose wrapper called the network
+    more than once per step would count) over the free-model count (4) it falls back on for older runs."""
+    root = tmp_path / "runs"
+    for steps, counted in ((4, 9), (8, 17)):
+        run = make_run(root, "rdbm", "residual", 0, 20.0 + steps / 10, name=f"rdbm-{steps}")
+        s = json.loads((run / "summary.json").read_text())
+        del s["nfe"]
+        (run / "summary.json").write_text(json.dumps(s | {"steps": steps, "evaluations": counted}))
+    make_run(root, "goub", "one", 0, 19.0, nfe=4, name="older")  # an older summary: "nfe" held the steps
+    info = build_report([root], tmp_path / "rep", command="bridgezoo report RUNS --out rep")
+    results = pd.read_csv(tmp_path / "rep" / "results_per_run.csv").set_index("run")
+    assert "nfe" not in results and sorted(results["steps"]) == [4, 4, 8]
+    assert results.loc[str(root / "rdbm-4"), "evaluations"] == 9 and results.loc[str(root / "rdbm-8"), "evaluations"] == 17
+    assert results.loc[str(root / "older"), "evaluations"] == 4  # counted with a free model
+    assert {"rdbm π=residual 4 steps", "rdbm π=residual 8 steps", "goub π=one 4 steps"} == set(results["method"])
+    assert "figures/psnr_vs_nfe.png" in info["figures"]
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "PSNR against sampler steps" in page and "NFE" not in page

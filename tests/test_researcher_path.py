@@ -161,11 +161,13 @@ def test_weights_restore_identically_after_a_plugin_default_changes(finished_run
     assert torch.equal(bridge2.sample(model2, lq, nfe=4), before)
 
 
-def test_the_run_records_who_provides_its_bridge_and_backbone(finished_run):
+def test_the_run_records_who_provides_its_bridge_backbone_and_sampler(finished_run):
     from safetensors import safe_open
 
     config = json.loads((finished_run / "config.json").read_text())
     assert config["providers"]["bridge"]["distribution"] == "bridgezoo"
+    assert config["providers"]["sampler"] == {"plugin": "samplers", "distribution": "bridgezoo",
+                                              "version": config["providers"]["bridge"]["version"]}
     assert config["providers"]["backbone"]["version"] == bz.__version__ if hasattr(bz, "__version__") else True
     with safe_open(str(finished_run / "model.safetensors"), framework="pt") as f:
         assert json.loads(f.metadata()["config"])["providers"] == config["providers"]

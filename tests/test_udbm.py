@@ -183,7 +183,7 @@ def test_run_trains_both_stages_and_evaluates_on_zoo5(tmp_path):
     assert len((out / "train.jsonl").read_text().splitlines()) == 3  # stage 2
     assert (out / "auxiliary.safetensors").exists()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["images"] > 0 and summary["nfe"] == 1
+    assert summary["images"] > 0 and summary["steps"] == 1
 
 
 def test_sigint_in_stage_1_saves_its_state_and_exits_cleanly(tmp_path):

@@ -25,8 +25,8 @@ def cli(*args, timeout=600):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--nfe", "0"], "--nfe must be at least 1"),
-    (["--nfe", "-3"], "--nfe must be at least 1"),
+    (["--nfe", "0"], "--steps must be at least 1"),  # --nfe: the deprecated spelling of --steps
+    (["--steps", "-3"], "--steps must be at least 1"),
     (["--tile", "8"], "--tile-overlap (32) must lie in [0, --tile (8))"),
     (["--sampler", "skip"], "bridge 'rdbm' has no sampler 'skip'"),
     (["--sampler", "dbim:eta=2"], "eta must be in [0, 1]"),
@@ -34,6 +34,8 @@ def cli(*args, timeout=600):
     (["--ema-decay", "1.5"], "--ema-decay must lie in [0, 1)"),
     (["--crop-border", "-1"], "--crop-border must not be negative"),
     (["--bridge-opt", "T=-4"], "T"),
+    (["--backbone-opt", "residual_outptu=true"], "backbone 'unet-test' has no option 'residual_outptu'. Did you mean "
+                                                 "'residual_output'?"),
 ])
 def test_bad_options_fail_in_seconds_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "run"
@@ -232,3 +234,53 @@ def test_the_low_gain_hint_is_only_for_a_loss_and_names_own_data():
     lines = low_gain_hint({"gain_psnr": -0.47})
     assert len(lines) == 3 and "(-0.47 dB PSNR)" in lines[0] and lines[1].strip() == FIRST_COMMAND
     assert low_gain_hint({"gain_psnr": -1.0}, "my data")[1].strip() == f"{FIRST_COMMAND} --data 'my data'"
+
+
+def test_own_folders_run_into_a_log_file_reads_cleanly(tmp_path):
+    """A newcomer's run on their own folders with its output piped to a log (issue 28): no progress-bar frames, the
+    data warning in one line without Python's source line, the skipped file counted in config.json; and
+    --strict-pairs makes that file an error before anything is written."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for sub in ("LQ", "GT"):
+            (tmp_path / "mydata" / split / sub).mkdir(parents=True)
+        for i in range(2):
+            gt = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            iio.imwrite(tmp_path / "mydata" / split / "GT" / f"img{i}.png", gt)
+            iio.imwrite(tmp_path / "mydata" / split / "LQ" / f"img{i}.png", gt // 2)
+    iio.imwrite(tmp_path / "mydata" / "train" / "LQ" / "extra.png", gt)  # no partner in GT/
+    out = tmp_path / "run"
+    strict = cli("run", "--data", tmp_path / "mydata", "--out", out, "--strict-pairs", *FAST[:-3])
+    assert strict.returncode == 2 and "without a partner" in strict.stderr and "extra.png" in strict.stderr
+    assert "Traceback" not in strict.stderr and not out.exists()
+    res = cli("run", "--data", tmp_path / "mydata", "--out", out, "--bridge", "fm", "--iters", "2", *FAST[:-3])
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "\r" not in log and "it/s]" not in log, log[-2000:]  # tqdm draws frames with \r; none into a pipe
+    assert "EMA model on 2" in res.stdout
+    warning = [line for line in res.stderr.splitlines() if "without a partner" in line]
+    assert len(warning) == 1 and warning[0].startswith("bridgezoo: warning: 1 file(s) without a partner"), res.stderr
+    assert ".py:" not in res.stderr and "warnings.warn" not in res.stderr and "PairedFolders(" not in res.stderr
+    data_info = json.loads((out / "config.json").read_text())["data_info"]
+    assert data_info["train"]["unpaired"] == 1 and data_info["eval"]["unpaired"] == 0
+
+
+def test_restore_skip_existing_resumes_its_own_outputs_and_refuses_others(model_run, tmp_path):
+    for name, value in (("a", 40), ("b", 120), ("c", 200)):
+        _image(tmp_path / "in" / f"{name}.png", value)
+    out = tmp_path / "out"
+    first = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2", "--quiet")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (out / "b.png").unlink()  # interrupted before b
+    kept = (out / "a.png").read_bytes(), (out / "c.png").read_bytes()
+    resumed = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "2", "--skip-existing")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "restored 1 image(s)" in resumed.stdout and "skipped 2" in resumed.stdout
+    assert ((out / "a.png").read_bytes(), (out / "c.png").read_bytes()) == kept and (out / "b.png").exists()
+    _image(out / "a.png", 7)  # a file restore did not write; and b, c were made at 2 steps, not 3
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    refused = cli("restore", "--run", model_run, tmp_path / "in", "--out", out, "--nfe", "3", "--skip-existing")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "1 output file(s) were not written by `bridgezoo restore`, e.g." in refused.stderr and "a.png" in refused.stderr
+    assert "2 were written by a restore of other inputs, weights or settings" in refused.stderr, refused.stderr
+    assert {p: p.read_bytes() for p in out.iterdir()} == before

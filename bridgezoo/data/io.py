@@ -198,12 +198,27 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb01(read_raw(path), path)[0]
 
 
-def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write a float image in [0, 1] (H×W×3) as an 8-bit PNG, atomically (temporary file + rename)."""
-    import imageio.v3 as iio
+def write_png(path: str | os.PathLike, img: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write a float image in [0, 1] (H×W×3) as an 8-bit PNG, atomically (temporary file + rename); `text`: PNG
+    tEXt chunks ({key: value}, read back by `png_text`)."""
+    from PIL import Image, PngImagePlugin
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    iio.imwrite(tmp, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp, format="PNG", pnginfo=info)
     os.replace(tmp, path)
+
+
+def png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The tEXt chunks of a PNG ({} for another format or an unreadable file); reads the header, not the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return {k: v for k, v in im.info.items() if isinstance(v, str)} if im.format == "PNG" else {}
+    except (OSError, ValueError):
+        return {}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import BridgezooWarning
 from ..seeding import derive_seed, numpy_rng
 from .io import DataError, as_hwc, is_image, read_cached, to_rgb01
 from .scans import ScanRecord
@@ -30,7 +31,7 @@ PAIR_NAMES = (("lq", "gt"), ("input", "target"), ("low", "high"))
 SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "eval")  # any case
 
 
-class DataWarning(UserWarning):
+class DataWarning(BridgezooWarning):
     """Something in the data was skipped or converted; the message lists the files."""
 
 
@@ -109,6 +110,8 @@ class PairedFolders(torch.utils.data.Dataset):
         self.pairs: list[Pair] = []
         self.notes: dict[str, list[str]] = {}
         self.conversions: dict[str, list[str]] = {}  # note ("grayscale converted to RGB", …) → files
+        self.unpaired: list[str] = []  # image files without a partner (skipped; an error when strict)
+        self.non_images: list[str] = []  # files that are not images (skipped)
         folders = discover(root, lq_dir, gt_dir, task)
         with ScanRecord.for_folders([d for _, lq, gt in folders for d in (lq, gt)]) as record:
             for task, lq, gt in folders:
@@ -124,6 +127,7 @@ class PairedFolders(torch.utils.data.Dataset):
                 raise DataError(f"{d}: the folder is empty")
             others = [p.name for p in entries if not is_image(p)]
             if others:
+                self.non_images += [str(d / n) for n in others]
                 warnings.warn(f"{d}: skipping {len(others)} non-image file(s): {', '.join(others[:10])}", DataWarning,
                               stacklevel=3)
             images = [p for p in entries if is_image(p)]
@@ -141,8 +145,9 @@ class PairedFolders(torch.utils.data.Dataset):
             listing = ", ".join(str((lq_dir if s in lq else gt_dir) / (lq.get(s) or gt.get(s)).name) for s in lonely[:10])
             msg = f"{len(lonely)} file(s) without a partner (pairs are matched by file stem): {listing}"
             if strict:
-                raise DataError(msg)
-            warnings.warn(msg + "; they are skipped", DataWarning, stacklevel=3)
+                raise DataError(msg + " (strict: --strict-pairs)")
+            self.unpaired += [str((lq_dir if s in lq else gt_dir) / (lq.get(s) or gt.get(s)).name) for s in lonely]
+            warnings.warn(msg + "; they are skipped (--strict-pairs makes this an error)", DataWarning, stacklevel=3)
         pairs = []
         for stem in sorted(set(lq) & set(gt)):
             (s_lq, n_lq), (s_gt, n_gt) = record.info(lq[stem]), record.info(gt[stem])
@@ -163,8 +168,9 @@ class PairedFolders(torch.utils.data.Dataset):
         return self.length
 
     def describe(self, split: str) -> dict:
-        """What was found, for the run's log and config.json: pairs per task, conversions made, and the pairs
-        smaller than the training patch (reflect-padded), each with up to 5 file names."""
+        """What was found, for the run's log and config.json: pairs per task, conversions made, the pairs smaller
+        than the training patch (reflect-padded), and the files skipped (without a partner, not images), each with
+        up to 5 file names."""
         per_task: dict[str, int] = {}
         for p in self.pairs:
             per_task[p.task] = per_task.get(p.task, 0) + 1
@@ -173,11 +179,15 @@ class PairedFolders(torch.utils.data.Dataset):
                                                           if len(per_task) > 1 else "") + f" in {self.root}"]
         for note, files in self.conversions.items():
             notes.append(f"{split}: {note}: {len(files)} file(s), e.g. {', '.join(files[:5])}")
+        for what, files in (("image(s) without a partner", self.unpaired), ("non-image file(s)", self.non_images)):
+            if files:
+                notes.append(f"{split}: {len(files)} {what} skipped, e.g. {', '.join(files[:5])}")
         if small:
             notes.append(f"{split}: {len(small)} pair(s) smaller than the {self.patch}px training patch are "
                          f"reflect-padded, e.g. {', '.join(small[:5])}")
         return {"pairs": len(self.pairs), "per_task": per_task, "conversions": {k: len(v) for k, v in self.conversions.items()},
-                "smaller_than_patch": len(small), "notes": notes}
+                "smaller_than_patch": len(small), "unpaired": len(self.unpaired), "non_images": len(self.non_images),
+                "notes": notes}
 
     def _convert(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """A decoded image or a crop of one (as stored) → float32 H×W×3 in [0, 1]; its notes kept in `notes`."""
