@@ -6,7 +6,8 @@ per task, with 95% bootstrap intervals over the test images, from finished `brid
 
 Each DIR needs `eval.csv` (per image: task, psnr, input_psnr) and either `config.json` (a run) or `ceiling.json`
 (a regression ceiling); `time.txt`, where present, is the run's `/usr/bin/time -v` output and gives its wall
-clock. Copies each DIR's result files to OUT/runs/<name>/ (so the table rebuilds from OUT alone: pass
+clock and CPU time (user + system: the compute a run cost, comparable between runs that shared the machine, where
+their wall clocks are not). Copies each DIR's result files to OUT/runs/<name>/ (so the table rebuilds from OUT alone: pass
 OUT/runs/* again) and writes OUT/results.csv and OUT/table.md. The interval is `bridgezoo.report.bootstrap_ci` of
 the per-image gain, images resampled within each task for the overall mean (the report's bootstrap).
 """
@@ -36,14 +37,15 @@ def describe(d: Path) -> dict:
         kind = "regression ceiling"
     else:
         raise SystemExit(f"{d}: neither config.json (a run) nor ceiling.json (a regression ceiling)")
-    wall = None
+    wall = cpu = None
     if (d / "time.txt").exists():
-        m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)",
-                      (d / "time.txt").read_text())
+        text = (d / "time.txt").read_text()
+        m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
         if m:
             wall = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+        cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)) or None
     return {"name": d.name, "kind": kind, "backbone": c["backbone"],
-            "budget": f"{c['iters']} × {c['batch']} at {c['patch']}²", "wall_s": wall, "command": c["command"]}
+            "budget": f"{c['iters']} × {c['batch']} at {c['patch']}²", "wall_s": wall, "cpu_s": cpu, "command": c["command"]}
 
 
 def gains(d: Path) -> list[dict]:
@@ -80,13 +82,13 @@ def main(argv=None):
     df.to_csv(args.out / "results.csv", index=False)
     tasks = sorted(t for t in df["task"].unique() if t != "all")
     cell = lambda r: f"{r.gain:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"  # noqa: E731
-    lines = ["| run | backbone | budget | wall clock | PSNR | gain, all tasks | " + " | ".join(tasks) + " |",
-             "|" + "---|" * (6 + len(tasks))]
+    lines = ["| run | backbone | budget | wall clock | CPU time | PSNR | gain, all tasks | " + " | ".join(tasks) + " |",
+             "|" + "---|" * (7 + len(tasks))]
     for name, g in df.groupby("name", sort=False):
         by = g.set_index("task")
         r = by.loc["all"]
-        wall = f"{r.wall_s / 60:.1f} min" if pd.notna(r.wall_s) else ""
-        lines.append(f"| {r.kind} (`{name}`) | {r.backbone} | {r.budget} | {wall} | {r.psnr:.2f} dB | **{cell(r)}** | "
+        wall, cpu = (f"{v / 60:.1f} min" if pd.notna(v) else "" for v in (r.wall_s, r.cpu_s))
+        lines.append(f"| {r.kind} (`{name}`) | {r.backbone} | {r.budget} | {wall} | {cpu} | {r.psnr:.2f} dB | **{cell(r)}** | "
                      + " | ".join(cell(by.loc[t]) for t in tasks) + " |")
     inputs = df[df["task"] != "all"].groupby("task")["input_psnr"].first()
     lines.append("")

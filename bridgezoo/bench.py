@@ -254,9 +254,12 @@ def run_one(spec: dict) -> dict:
     if extra and int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`: the first process evaluates
         bridge, model, saved = load_model(grid_run.directory / "model.safetensors", device="auto")  # the slot's GPU
         _, eval_set = make_datasets(saved)
-        for nfe, sampler in extra:
+        for nfe, sampler in extra:  # None is the bridge's own here ("official", its default steps); in
+            # evaluate_run None is the run's own (its --sampler, ddim by default), so resolve it first
             summaries[(nfe, sampler)] = evaluate_run(saved, bridge, model, eval_set, grid_run.eval_dir(nfe, sampler),
-                                                     nfe=nfe, sampler=sampler, quiet=True,
+                                                     nfe=bridge.default_nfe if nfe is None else nfe,
+                                                     sampler=bridge.samplers[0] if sampler is None else sampler,
+                                                     quiet=True,
                                                      device=next(model.parameters()).device)
     return {f"nfe{k[0]}-{k[1]}": v.get("overall", {}).get("psnr") for k, v in summaries.items() if v}
 

@@ -163,6 +163,7 @@ tasks = ["derain"]
 bridge = ["fm", "rdbm"]
 backbone = ["unet-test", "timm-unet/no_such_encoder"]
 nfe = [2, 3]
+sampler = ["ddim", "official"]
 """)
 
     def by_name(status):  # "fm" / "rdbm" for the unet-test runs, "bad-fm" / "bad-rdbm" for the failing ones
@@ -179,6 +180,8 @@ nfe = [2, 3]
     fm_dir = Path(status["fm"]["directory"])
     assert json.loads((fm_dir / "summary.json").read_text())["steps"] == 2
     assert json.loads((fm_dir / "evals" / "nfe3-ddim" / "summary.json").read_text())["steps"] == 3
+    official = json.loads((fm_dir / "evals" / "nfe2-official" / "summary.json").read_text())
+    assert (official["sampler"], official["steps"]) == ("euler", 2)  # fm's own sampler, not the run's ddim
     weights = _weights_and_metadata(fm_dir / "model.safetensors")
     log_lines = (fm_dir / "train.jsonl").read_text()
     (fm_dir / "summary.json").unlink()
