@@ -241,7 +241,7 @@ def dataset_tasks(dataset) -> list[str]:
 # the README's measured first command (RDBM as its authors released it, with a residual output, told the task):
 # what a run that made its inputs worse is pointed to (tests/test_readme.py keeps the two equal)
 FIRST_COMMAND = ("bridgezoo run --bridge rdbm --pi one --bridge-opt lam=1e-4 --bridge-opt objective=x0 "
-                 "--backbone nafnet-T --backbone-opt residual_output=true --task-conditioned --iters 9000")
+                 "--backbone nafnet-T --backbone-opt residual_output=true --task-conditioned --iters 6000")
 
 
 def low_gain_hint(summary: dict, data: str = "zoo5") -> list[str]:
