@@ -222,7 +222,7 @@ def build_unet(size, device, channels_last=False):
 
 def training_modes(device, size, peak_bf16, modes, deadline) -> dict:
     """The trainer's step on synthetic on-device data in each mode: it/s, MFU against the bf16 peak, memory."""
-    from bridgezoo.train import compile_backbone
+    from bridgezoo.run import compile_backbone
 
     side, batch = size["side"], size["batch"]
     options = bz.get_bridge("rdbm").backbone_options(3)
@@ -295,7 +295,7 @@ def write_pair_folder(root: Path, n: int, width: int, height: int, seed: int = 0
 
 def real_path(device, size, data, out_dir, iters, extra=None) -> dict:
     """`train.run` as `bridgezoo run` calls it (default workers): it/s from its train.jsonl after the first log line."""
-    from bridgezoo.train import RunConfig, run
+    from bridgezoo.run import RunConfig, run
 
     cfg = RunConfig(bridge="rdbm", backbone=size["backbone"], data=data, iters=iters, batch=size["batch"],
                     patch=size["side"], log_every=max(1, iters // 6), save_every=10**6, quiet=True,
@@ -316,7 +316,7 @@ def evaluation(device, size, model_dir, folder, warm_folder, deadline) -> dict:
     from bridgezoo.data import PairedFolders
     from bridgezoo.evaluate import evaluate
     from bridgezoo.precision import precision_context
-    from bridgezoo.train import load_model, make_datasets
+    from bridgezoo.run import load_model, make_datasets
 
     out = {"bare_sampler": {}, "evaluate": {}, "psnr": {}}
     bridge, model, cfg = load_model(Path(model_dir) / "model.safetensors", device=device)

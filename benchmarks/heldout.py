@@ -17,7 +17,7 @@ import pandas as pd
 
 from bridgezoo.data import Zoo5Eval
 from bridgezoo.evaluate import evaluate
-from bridgezoo.train import load_model
+from bridgezoo.run import load_model
 
 
 def main(argv=None) -> int:

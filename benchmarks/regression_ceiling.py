@@ -25,7 +25,8 @@ import torch
 
 from bridgezoo.conditioning import set_tasks
 from bridgezoo.evaluate import evaluate
-from bridgezoo.train import PRESETS, Batches, RunConfig, build, dataset_tasks, lr_lambda, make_datasets
+from bridgezoo.presets import PRESETS
+from bridgezoo.run import Batches, RunConfig, build_model, dataset_tasks, make_datasets, optimizer_and_schedule, train_loop
 
 
 def main(argv=None):
@@ -56,23 +57,29 @@ def main(argv=None):
     args.warmup = cfg.warmup  # resolved exactly as `bridgezoo run` resolves it
     train_set, eval_set = make_datasets(cfg)  # the very data stream and test images of `bridgezoo run`
     # the network exactly as `bridgezoo run` builds it for rdbm(objective=x0), whose wrap is the identity
-    bridge, net = build(cfg, tasks=dataset_tasks(train_set) if args.task_conditioned else None)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args.warmup, args.iters))
+    bridge, net = build_model(cfg, tasks=dataset_tasks(train_set) if args.task_conditioned else None)
+    # the optimizer, schedule, EMA and loop of `bridgezoo run` (bridgezoo.run.loop), with the regression loss
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    accelerator = Accelerator(cpu=True)
+    opt, sched = optimizer_and_schedule(cfg, net.parameters(), args.iters, args.warmup)
     ema = ModelEmaV3(net, decay=args.ema_decay)
-    start = time.perf_counter()
+    model, opt, sched = accelerator.prepare(net, opt, sched)
     losses = []
-    for step, batch, _ in Batches(train_set, args.batch, 0, args.iters, args.seed):
+
+    def loss(model, batch, draws):
         mu, x0 = batch["lq"], batch["gt"]
-        set_tasks(net, batch["task"])
-        loss = (net(mu, mu, torch.ones(mu.shape[0])) - x0).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        ema.update(net, step=step)
-        losses.append(loss.item())
+        set_tasks(model, batch["task"])
+        return (model(mu, mu, torch.ones(mu.shape[0])) - x0).abs().mean()
+
+    start = time.perf_counter()
+    train_loop(accelerator, model, opt, sched, Batches(train_set, args.batch, 0, args.iters, args.seed), loss,
+               iters=args.iters, start=0, grad_accum=1, grad_clip=cfg.grad_clip, log_every=1,
+               save_every=args.iters + 1, save_at_end=False, stop_requested=[], save=lambda step: None,
+               record=lambda step, value, lr, rate: losses.append(value), ema=ema, say=print,
+               bar=tqdm(total=args.iters, disable=True), stop_message=str,
+               bad_message=lambda rank, step: f"non-finite loss at step {step}; try a lower --lr")
     train_s = time.perf_counter() - start
     out = Path(args.out)
     summary = evaluate(bridge, ema.module.eval(), eval_set, out, nfe=1, sampler="ddim", seed=args.seed, quiet=True)

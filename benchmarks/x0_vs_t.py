@@ -29,7 +29,7 @@ from bridgezoo.conditioning import set_tasks
 from bridgezoo.evaluate import to01
 from bridgezoo.metrics import psnr
 from bridgezoo.seeding import generator
-from bridgezoo.train import load_model, make_datasets
+from bridgezoo.run import load_model, make_datasets
 
 
 def study(run_dir: Path, nfe: int | None, sampler: str | None, seed: int = 0) -> pd.DataFrame:

@@ -53,7 +53,7 @@ TOP_KEYS = ("name", "out", "description", "shared", "axes", "bridge_opts", "laun
 
 
 def _run_fields() -> list[str]:
-    from .train import RunConfig
+    from .run import RunConfig
 
     return [f.name for f in dataclasses.fields(RunConfig)]
 
@@ -111,17 +111,12 @@ def _default_pi(bridge: str) -> str:
         return "default"
 
 
-# run options that change the evaluation or the bookkeeping, not the trained weights (not eval_max_side: on zoo5 it
-# is the benchmark's resolution, which the training crops come from too)
-NOT_TRAINING = frozenset({"nfe", "sampler", "out", "quiet", "num_workers", "log_every", "save_every", "samples",
-                          "tile", "tile_overlap", "crop_border", "eval_split", "eval_data",
-                          "eval_seed", "eval_sets", "eval_limit", "log_with", "eval_precision", "eval_batch",
-                          "strict_pairs"})
-
-
 def training_settings(config: dict) -> dict:
-    """The entries of a run configuration that decide the trained weights (evaluation settings excluded), sorted."""
-    return {k: v for k, v in sorted(config.items()) if k not in NOT_TRAINING}
+    """The entries of a run configuration that decide the trained weights (the options declared with the training
+    role in `bridgezoo.run.options`; evaluation and bookkeeping ones excluded), sorted."""
+    from .run.options import training_settings as declared
+
+    return declared(config)
 
 
 def training_key(config: dict) -> str:
@@ -172,7 +167,7 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
     for key in axes:
         if key not in AXES:
             raise OptionError(f"{where}: unknown axis {key!r}.{suggest(key, AXES)} Axes: {', '.join(AXES)}")
-    from .train import RunConfig
+    from .run import RunConfig
 
     defaults = RunConfig()
     values = {k: _as_list(axes[k], k, where) if k in axes else [shared.get(k, getattr(defaults, k))] for k in AXES}
@@ -220,13 +215,13 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
 
 
 def check_grid(grid: Grid) -> dict[str, str]:
-    """{run name: what is wrong} for every run whose options fail `preflight.check_config` (unknown bridge, bad
+    """{run name: what is wrong} for every run whose options fail `run.check_config` (unknown bridge, bad
     bridge_opts, a sampler or NFE the bridge does not have, ...), including every evaluation's (nfe, sampler)."""
     import dataclasses as dc
 
     from .errors import BridgezooError
-    from .preflight import check_config
-    from .train import RunConfig
+    from .run import check_config
+    from .run import RunConfig
 
     problems = {}
     for r in grid.runs:
@@ -242,7 +237,7 @@ def check_grid(grid: Grid) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- execution
 def run_one(spec: dict) -> dict:
     """Train (or resume) one grid run and write its missing evaluations. Runs inside the worker process."""
-    from .train import RunConfig, evaluate_run, load_model, make_datasets, run
+    from .run import RunConfig, evaluate_run, load_model, make_datasets, run
 
     grid_run = GridRun(spec["name"], Path(spec["config"]["out"]), spec["config"], [tuple(e) for e in spec["evals"]])
     missing = grid_run.missing_evals()
@@ -280,7 +275,7 @@ def worker_command(spec: dict, processes: int = 1) -> list[str]:
 
 def slot_env(slot: dict, base: dict | None = None) -> dict:
     """The environment of a run on `slot`: only its GPU visible, and its share of the CPU cores (its compute
-    threads, and what its data workers may take: `train.default_workers` reads BRIDGEZOO_CPUS)."""
+    threads, and what its data workers may take: `run.resolve.default_workers` reads BRIDGEZOO_CPUS)."""
     env = dict(os.environ if base is None else base)
     if slot.get("gpu") is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot["gpu"])

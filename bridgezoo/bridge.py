@@ -18,12 +18,10 @@ import torch
 from .devices import PerDevice, as_float64, cast_like, moved
 from .errors import OptionError
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
-from .options import Option, merged_options, resolve_options
+from .options import AUXILIARY_PI_MODES, PI_MODES, Option, merged_options, resolve_options  # noqa: F401 - API
 from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F401 - re-exported
 from .seeding import randn
 
-PI_MODES = ("zero", "one", "residual")
-AUXILIARY_PI_MODES = ("uncertainty",)  # π fields computed by a bridge's auxiliary network (see `Auxiliary`)
 F64 = torch.float64
 
 

@@ -147,10 +147,18 @@ class TilePlanner:
         return max(1, min(wanted, int(self.available(lq.device) // plan.image_bytes)))
 
 
+def check_tiles(tile: int | None, overlap: int) -> None:
+    """Tiles of `tile` pixels (None or 0: whole images) overlapping by `overlap` pixels: the overlap must lie in
+    [0, tile). The one check of `run` (`RunConfig.resolve`), `restore` and the tiled restoration itself."""
+    from .errors import OptionError
+
+    if tile and not 0 <= overlap < tile:
+        raise OptionError(f"--tile-overlap ({overlap}) must lie in [0, --tile ({tile}))")
+
+
 def _restore_tiles(bridge, model, lq, nfe, sampler, tile: int, overlap: int, generator) -> torch.Tensor:
     """Restore B×3×H×W in tile×tile windows overlapping by `overlap`, blended with linear feathering."""
-    if overlap >= tile:
-        raise ValueError(f"--tile-overlap ({overlap}) must be smaller than --tile ({tile})")
+    check_tiles(tile, overlap)
     _, _, h, w = lq.shape
     stride = tile - overlap
     ys = list(range(0, max(h - tile, 0) + 1, stride))
@@ -323,7 +331,7 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
 
     from .progress import tqdm_disable
     from .samplers import count_evaluations
-    from .train import backbone_of
+    from .run import backbone_of
 
     check_precision(precision)
     out_dir = Path(out_dir)

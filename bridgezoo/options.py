@@ -83,6 +83,12 @@ def resolve_options(given: dict, spec: dict[str, Option], owner: str) -> dict[st
     return {n: given[n] if n in given else o.default for n, o in spec.items()}
 
 
+# π, the noise modulation of every bridge (`bridge.Bridge`): the core's fields, and those a bridge's auxiliary
+# network computes (`bridge.Auxiliary`); here, without torch, so `bridgezoo run --help` lists them
+PI_MODES = ("zero", "one", "residual")
+AUXILIARY_PI_MODES = ("uncertainty",)
+ALL_PI_MODES = PI_MODES + AUXILIARY_PI_MODES
+
 # Backbones (`bridgezoo.backbone`): the options every built-in backbone declares with the same meaning (a plugin's
 # `option_spec` starts from these and adds its own), and those the runner sets itself from the bridge and the data.
 BACKBONE_OPTIONS = {

@@ -20,7 +20,7 @@ import torch
 
 from .errors import OptionError
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+from .run.options import EVAL_PRECISIONS as PRECISIONS  # declared with --eval-precision
 
 
 def check_precision(precision: str) -> str:

@@ -255,7 +255,7 @@ def settings_of(config: dict) -> dict:
     `RunConfig` fields that `bench.training_settings` covers, with the bridge's resolved options (π removed)
     instead of the options it was given; a field missing from an older config.json takes today's default."""
     from .bench import training_settings
-    from .train import RunConfig
+    from .run import RunConfig
 
     defaults = dataclasses.asdict(RunConfig())
     full = {k: config.get(k, default) for k, default in defaults.items()}

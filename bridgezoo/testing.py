@@ -67,13 +67,17 @@ class Subject:
             raise TypeError(f"expected a registered bridge name, a bridgezoo.Bridge subclass or instance; "
                             f"got {bridge!r}")
         self.options = options
+        self.instance = bridge if isinstance(bridge, bz.Bridge) else None
 
     @property
     def label(self) -> str:
         return self.name if self.name is not None else (self.cls.name or self.cls.__name__)
 
     def make(self, **overrides):
+        """The bridge with the base options and `overrides`: the instance under test itself where they are its own."""
         opts = {**self.options, **overrides}
+        if self.instance is not None and opts == self.instance.options:
+            return self.instance
         return bz.get_bridge(self.name, **opts) if self.name is not None else self.cls(**opts)
 
     def bridge_class(self) -> type:
@@ -126,7 +130,17 @@ def _speed_of_a(b, t: torch.Tensor) -> float:
 
 
 def _close(actual, expected, what: str, atol: float, rtol: float = 0.0) -> None:
-    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, msg=lambda m: f"{what}: {m}")
+    """torch.testing.assert_close's test (same shape and dtype; |actual − expected| ≤ atol + rtol·|expected| or equal,
+    NaN never close) without importing torch.testing, whose imports take seconds: every run's start-up check
+    (`bridgezoo.run.build.exercise_bridge`) calls this."""
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} vs {expected.dtype}"
+    diff = (actual - expected).abs()
+    bad = ~((diff <= atol + rtol * expected.abs()) | (actual == expected))
+    if bool(bad.any()):
+        worst = diff[bad].nan_to_num(float("inf")).max().item()
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.numel()} elements are not close; the greatest "
+                             f"difference is {worst:.3g} (atol {atol:g}, rtol {rtol:g})")
 
 
 def _raises(exc_type, pattern: str, fn: Callable, what: str) -> BaseException:

@@ -113,7 +113,7 @@ def sample_triples(samples_dir: Path) -> dict[str, list]:
 
 
 class RunTracker:
-    """The trackers of one run, driven from `train.run`; every method is a no-op when no tracker was asked for.
+    """The trackers of one run, driven from `bridgezoo.run.run`; every method is a no-op when no tracker was asked for.
 
     Build it before the Accelerator (it validates `log_with` and makes the tracker objects), pass `trackers` as the
     Accelerator's `log_with`, then `start`, `log_train`, `log_eval`, `finish`.

@@ -12,7 +12,7 @@ import torch
 import bridgezoo
 from bridgezoo.errors import BridgezooError
 from bridgezoo.registry import get_bridge, registry
-from bridgezoo.train import RunConfig, run
+from bridgezoo.run import RunConfig, run
 
 
 class _Plugin:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import bridgezoo
 import bridgezoo as bz
 from bridgezoo.registry import registry
-from bridgezoo.train import RunConfig, load_model, run
+from bridgezoo.run import RunConfig, load_model, run
 
 from dataset_fixtures import make_pair
 

@@ -79,7 +79,7 @@ def test_regression_ceiling_script_writes_a_run_like_result(tmp_path, conditione
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     from bridgezoo.data import SPLITS
-    from bridgezoo.train import ZOO5_EVAL_VARIANTS
+    from bridgezoo.run import ZOO5_EVAL_VARIANTS
 
     images = 5 * len(SPLITS["test"]) * ZOO5_EVAL_VARIANTS  # the run's own test images
     assert summary["steps"] == 1 and summary["images"] == images and len(summary["per_task"]) == 5

@@ -449,7 +449,7 @@ def test_run_rejects_bad_data_options_before_writing_anything(tmp_path):
     res = cli("run", "--data", f"lol:{root}", "--eval-sets", "Rain100H", "--out", out, *TINY)
     assert res.returncode == 2 and "unknown test set(s) 'Rain100H'" in res.stderr and not out.exists()
     from bridgezoo.errors import OptionError
-    from bridgezoo.train import RunConfig, make_datasets
+    from bridgezoo.run import RunConfig, make_datasets
 
     with pytest.raises(OptionError, match="--eval-sets and --eval-limit apply to --data NAME:PATH"):
         make_datasets(RunConfig(data="zoo5", eval_limit=3).resolve(False))

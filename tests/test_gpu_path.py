@@ -13,7 +13,7 @@ import torch
 import bridgezoo as bz
 from bridgezoo.backbone import WSConv2d
 from bridgezoo.seeding import generator
-from bridgezoo.train import backbone_of, batch_to_device, evaluate_run, load_model, make_datasets
+from bridgezoo.run import backbone_of, batch_to_device, evaluate_run, load_model, make_datasets
 
 FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
         "--tasks", "lowlight", "--quiet"]
@@ -112,7 +112,7 @@ def test_bad_precision_and_batch_options_fail_before_anything_is_written(tmp_pat
 
 
 def test_data_workers_default_to_the_cores_a_gpu_process_may_use(monkeypatch):
-    from bridgezoo.train import default_workers
+    from bridgezoo.run import default_workers
 
     assert default_workers(has_gpu=False) == 0  # on CPU workers take cores from the training threads
     monkeypatch.setenv("BRIDGEZOO_CPUS", "4")  # bench's or the SLURM job's share for this process
@@ -126,7 +126,7 @@ def test_data_workers_default_to_the_cores_a_gpu_process_may_use(monkeypatch):
 
 def test_compile_auto_compiles_long_gpu_runs_only():
     from bridgezoo.presets import COMPILE_MIN_ITERS
-    from bridgezoo.train import RunConfig
+    from bridgezoo.run import RunConfig
 
     def resolved(has_gpu, iters):
         return RunConfig(iters=iters, mixed_precision="no").resolve(has_gpu).compile

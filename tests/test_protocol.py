@@ -55,7 +55,7 @@ def test_task_batch_parses_the_papers_presets_and_their_task_names():
 
 
 def batches_of(dataset, batch, steps):
-    from bridgezoo.train import Batches
+    from bridgezoo.run import Batches
 
     return [b for _, b, _ in Batches(dataset, batch, 0, steps, seed=3)]
 
@@ -90,7 +90,7 @@ def test_zoo5_takes_the_same_composition():
 
 
 def test_run_records_the_composition_and_rejects_bad_ones_naming_the_option(tmp_path):
-    from bridgezoo.train import RunConfig, make_datasets
+    from bridgezoo.run import RunConfig, make_datasets
 
     cfg = RunConfig(task_batch="udbm").resolve(False)
     assert cfg.batch == 20 and cfg.task_batch == "dehaze=8,lowlight=2,derain=4,desnow=4,deblur=2"
@@ -111,7 +111,7 @@ def test_run_records_the_composition_and_rejects_bad_ones_naming_the_option(tmp_
 
 
 def test_run_with_task_batch_on_universal5_trains_and_records_it(tmp_path):
-    from bridgezoo.train import RunConfig, run
+    from bridgezoo.run import RunConfig, run
 
     root = F.universal5(tmp_path / "Restoration")
     out = tmp_path / "u5"

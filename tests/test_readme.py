@@ -19,7 +19,7 @@ def test_readme_api_example_runs_and_recovers_the_oracle(capsys):
 
 
 def test_readme_starts_with_the_two_commands():
-    from bridgezoo.train import FIRST_COMMAND
+    from bridgezoo.run import FIRST_COMMAND
 
     lines = README.read_text().splitlines()
     start = lines.index("```bash")

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import bridgezoo as bz
 from bridgezoo.data import PairedFolders
 from bridgezoo.seeding import derive_seed
-from bridgezoo.train import Batches, RunConfig, batch_indices, load_model, lr_lambda
+from bridgezoo.run import Batches, RunConfig, batch_indices, load_model, lr_lambda
 
 FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
         "--tasks", "lowlight", "--log-every", "1", "--quiet"]
@@ -189,7 +189,7 @@ def test_restore_names_the_missing_plugin_distribution(finished_run, tmp_path):
 # ----------------------------------------------------------------------------------------------- 4. device
 def test_device_auto_is_the_gpu_when_there_is_one(monkeypatch):
     from bridgezoo.errors import OptionError
-    from bridgezoo.train import resolve_device
+    from bridgezoo.run import resolve_device
 
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -200,19 +200,20 @@ def test_device_auto_is_the_gpu_when_there_is_one(monkeypatch):
 
 
 def test_bench_evaluations_run_on_the_device_of_the_loaded_model(finished_run, monkeypatch):
-    import bridgezoo.train
+    import bridgezoo.run
+    import bridgezoo.run.runner
     from bridgezoo.bench import run_one
 
     seen = {}
-    real_load = bridgezoo.train.load_model
+    real_load = bridgezoo.run.load_model
 
     def load(path, device="cpu"):
         seen["load"] = device
         return real_load(path, device="cpu")
 
-    monkeypatch.setattr(bridgezoo.train, "load_model", load)
-    # bench's extra evaluations go through train.evaluate_run, which calls the evaluate imported into train
-    monkeypatch.setattr(bridgezoo.train, "evaluate", lambda *a, **k: seen.setdefault("eval", k["device"]) and {})
+    monkeypatch.setattr(bridgezoo.run, "load_model", load)
+    # bench's extra evaluations go through run.evaluate_run, which calls the evaluate imported into run.runner
+    monkeypatch.setattr(bridgezoo.run.runner, "evaluate", lambda *a, **k: seen.setdefault("eval", k["device"]) and {})
     config = json.loads((finished_run / "config.json").read_text())
     config = {k: v for k, v in config.items() if k in RunConfig.__dataclass_fields__}
     run_one({"name": "x", "config": config, "evals": [[4, "ddim"], [2, "ddim"]]})
@@ -228,7 +229,7 @@ def test_restore_on_a_missing_gpu_is_a_clear_error(finished_run, tmp_path):
 def test_the_probe_loss_uses_the_network_in_eval_mode(tmp_path):
     import bridgezoo
     from bridgezoo.registry import registry
-    from bridgezoo.train import run
+    from bridgezoo.run import run
 
     calls = []
 

@@ -43,7 +43,7 @@ def test_run_every_bridge_then_restore_reproduces_the_eval_output(bridge, tmp_pa
     df = pd.read_csv(out / "eval.csv")
     summary = json.loads((out / "summary.json").read_text())
     from bridgezoo.data import SPLITS
-    from bridgezoo.train import ZOO5_EVAL_VARIANTS
+    from bridgezoo.run import ZOO5_EVAL_VARIANTS
 
     assert len(df) == summary["images"] == len(SPLITS["test"]) * ZOO5_EVAL_VARIANTS and set(df["task"]) == {"lowlight"}
     assert summary["overall"]["psnr"] == pytest.approx(df["psnr"].mean())
@@ -171,7 +171,7 @@ def test_two_process_evaluation_gives_the_same_metrics_as_one(tmp_path):
 
 def test_fast_path_defaults_resolve_by_device_and_stay_switchable():
     from bridgezoo.errors import OptionError
-    from bridgezoo.train import RunConfig
+    from bridgezoo.run import RunConfig
 
     cpu = RunConfig().resolve(has_gpu=False)
     assert (cpu.mixed_precision, cpu.channels_last) == ("no", "off")

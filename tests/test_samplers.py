@@ -284,7 +284,7 @@ def test_a_sampler_is_selected_and_checked_in_grids_run_and_restore(tmp_path):
     from bridgezoo.bench import check_grid, load_grid
     from bridgezoo.cli import main
     from bridgezoo.data import write_png
-    from bridgezoo.train import RunConfig, build, run, save_weights
+    from bridgezoo.run import RunConfig, build_model, run, save_weights
 
     grid = tmp_path / "g.toml"
     grid.write_text('[axes]\nbridge = ["rdbm", "bbdm"]\nsampler = ["dbim:eta=0.5", "heun", "skip"]\n')
@@ -300,7 +300,7 @@ def test_a_sampler_is_selected_and_checked_in_grids_run_and_restore(tmp_path):
     assert not out.exists()  # nothing was written
 
     cfg = RunConfig(bridge="rdbm", backbone="unet-test", nfe=2)
-    _, model = build(cfg)
+    _, model = build_model(cfg)
     save_weights(tmp_path / "model.safetensors", model, dataclasses.asdict(cfg))
     write_png(tmp_path / "in.png", torch.rand(8, 8, 3).numpy())
     args = ["restore", "--weights", str(tmp_path / "model.safetensors"), str(tmp_path / "in.png"), "--quiet"]

@@ -13,7 +13,7 @@ from bridgezoo import tracking
 from bridgezoo.bench import expand, load_grid
 from bridgezoo.errors import OptionError
 from bridgezoo.tracking import RunTracker, flatten_config, parse_log_with
-from bridgezoo.train import RunConfig, run
+from bridgezoo.run import RunConfig, run
 
 FAST = ["--bridge", "fm", "--backbone", "unet-test", "--batch", "2", "--patch", "32", "--eval-max-side", "32",
         "--nfe", "2", "--tasks", "derain", "--iters", "4", "--log-every", "1", "--quiet"]
