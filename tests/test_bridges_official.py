@@ -348,7 +348,7 @@ def test_reverse_sde_states_follow_the_forward_marginals(name):
 
 
 def test_the_stochastic_oracle_tests_catch_a_flipped_sign_and_a_wrong_coefficient(monkeypatch):
-    from bridgezoo_plugins.irsde import IRSDE
+    from bridgezoo_plugins.bridges.irsde import IRSDE
 
     assert marginal_mismatch(bz.get_bridge("irsde")) < 0.1
     monkeypatch.setattr(IRSDE, "drift", lambda self, x, mu, t: x - mu)  # flipped sign

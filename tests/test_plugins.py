@@ -34,7 +34,7 @@ def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None
 BROKEN = "raise ImportError('needs the missing package frobnicate')\n"
 CLASH = """
 import bridgezoo as bz
-from bridgezoo_plugins.rdbm import RDBM
+from bridgezoo_plugins.bridges.rdbm import RDBM
 
 class Impostor(RDBM):
     summary = "not the real RDBM"
@@ -84,12 +84,40 @@ def test_readme_plugin_example_works_through_an_entry_point(tmp_path, monkeypatc
     assert rec["distribution"] == dist and rec["provides"]["bridges"] == ["sine"] and rec["error"] is None
 
 
-def test_builtins_come_through_the_entry_point_group():
+def test_builtins_come_from_the_default_plugins():
+    """The built-ins load from `registry.DEFAULT_PLUGINS` (not entry points) and keep the provider records of runs
+    written when they were entry points: plugin = the old entry-point name, distribution = bridgezoo."""
+    from bridgezoo.registry import provider
+
     recs = {p["name"]: p for p in bz.plugin_records()}
     for name in ("rdbm", "goub", "fm"):
         assert recs[name]["distribution"] == "bridgezoo"
-        assert recs[name]["module"] == f"bridgezoo_plugins.{name}"
+        assert recs[name]["module"] == f"bridgezoo_plugins.bridges.{name}"
         assert name in recs[name]["provides"]["bridges"]
+        assert provider("bridge", name)["plugin"] == name and provider("bridge", name)["distribution"] == "bridgezoo"
+    assert provider("backbone", "timm-unet/resnet18")["plugin"] == "timm-unet"
+    assert recs["samplers"]["module"] == "bridgezoo_plugins.samplers.shared" and recs["samplers"]["error"] is None
+
+
+def test_every_plugin_file_is_a_default_plugin_and_every_package_is_shipped():
+    """A module added under plugins/ loads only if DEFAULT_PLUGINS names it, and a wheel holds only the packages
+    pyproject's [tool.setuptools] packages lists: neither may miss one."""
+    import tomllib
+
+    from bridgezoo.registry import DEFAULT_PLUGINS
+
+    root = README.parent
+    modules = {"bridgezoo_plugins." + ".".join(p.relative_to(root / "plugins").with_suffix("").parts)
+               for p in (root / "plugins").rglob("*.py") if p.name != "__init__.py"}
+    assert {m for _, m in DEFAULT_PLUGINS} == modules
+    assert len({n for n, _ in DEFAULT_PLUGINS}) == len(DEFAULT_PLUGINS)
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {name: root / folder for name, folder in setuptools["package-dir"].items()}
+    packages = set()
+    for name, folder in dirs.items():
+        packages |= {".".join((name, *p.parent.relative_to(folder).parts)) for p in folder.rglob("__init__.py")}
+    assert packages == set(setuptools["packages"])
+    assert "bridgezoo" not in tomllib.loads((root / "pyproject.toml").read_text())["project"].get("entry-points", {})
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_every_bridge_offers_the_shared_samplers_after_its_own():
             continue
         heun = b.get_sampler("heun")
         if name.startswith("ddbm"):  # DDBM's own heun takes the name for its bridges
-            assert type(heun).__module__ == "bridgezoo_plugins.ddbm" and not b.sampler_info("heun").oracle_exact
+            assert type(heun).__module__ == "bridgezoo_plugins.bridges.ddbm" and not b.sampler_info("heun").oracle_exact
         else:
             assert type(heun).__module__ == "bridgezoo.samplers" and b.sampler_info("heun").oracle_exact
         for sampler, order, evals in (("heun", 2, 2), ("dpmpp_2m", 2, 1), ("ddim", 1, 1), ("euler_maruyama", 1, 1)):
@@ -325,7 +325,7 @@ def test_the_core_holds_no_method_specific_code():
     registry().load()
     modules = {e.obj.__module__ for e in registry().kinds["bridge"].values()}
     modules |= {e.obj.__module__ for e in registry().sampler_entries if e.obj.__module__.startswith("bridgezoo_plugins")}
-    assert "bridgezoo_plugins.sde" in modules and "bridgezoo_plugins.ddbm" in modules
+    assert "bridgezoo_plugins.bridges.sde" in modules and "bridgezoo_plugins.bridges.ddbm" in modules
     plugin_names = set()
     for module_name in modules:
         module = importlib.import_module(module_name)
@@ -397,7 +397,7 @@ def test_bbdm_skip_list_is_the_official_float32_arange():
 def test_irsde_posterior_clips_x0_by_default_and_says_so():
     """The official posterior sampler (sde_utils.py L237-239, L284-299) does not clip x̂0; here the default
     `clip_x0=True` clips it (documented in the plugin), and `clip_x0=False` is the official loop."""
-    from bridgezoo_plugins import irsde
+    from bridgezoo_plugins.bridges import irsde
 
     assert "does not clip" in irsde.__doc__ and "clip_x0=False" in irsde.__doc__
     lam, T = 20 / 255, 100

@@ -16,7 +16,7 @@ from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock, iddpm_cosine_betas, inclusive_clock, index_grid, linear_betas, sigmoid_betas
-from bridgezoo_plugins.sde import GeneralizedSDEBridge, irsde_clock
+from bridgezoo_plugins.bridges.sde import GeneralizedSDEBridge, irsde_clock
 
 THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant", "irsde-cosine")
 

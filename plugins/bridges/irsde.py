@@ -31,7 +31,7 @@ from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.devices import float64_device
 from bridgezoo.seeding import randn
-from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
+from bridgezoo_plugins.bridges.sde import IRSDEClock, SDEBridge
 
 
 class IRSDE(IRSDEClock, SDEBridge):
