@@ -14,7 +14,7 @@ import torch
 import bridgezoo as bz
 from bridgezoo.testing import CHECKS, ContractError, check_bridge, contract_tests
 
-from conftest import BRIDGES
+from helpers import BRIDGES
 
 
 def test_builtins_are_registered():

@@ -2,34 +2,19 @@
 are put on sys.path, where importlib.metadata finds them exactly as it finds installed packages."""
 
 import json
-import os
 import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 import bridgezoo as bz
 from bridgezoo.registry import PluginWarning
+from bridgezoo.testing import oracle
 
-from conftest import oracle
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{module}.py").write_text(source)
-    sys.modules.pop(module, None)  # another test may have imported a module of that name
-    info = root / f"{dist.replace('-', '_')}-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(f"[bridgezoo]\n{entry or module} = {module}\n")
-    return root
-
+from helpers import README, make_dist, run_cli
 
 BROKEN = "raise ImportError('needs the missing package frobnicate')\n"
 CLASH = """
@@ -188,14 +173,6 @@ def test_unknown_names_suggest_and_list_only_the_names_list_shows():
 
 
 # ----------------------------------------------------------------------------- the CLI, as a real subprocess
-def run_cli(*args, env_extra=None, pythonpath=None):
-    env = dict(os.environ, **(env_extra or {}))
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 def test_cli_list_json():
     res = run_cli("list", "--json")
     assert res.returncode == 0, res.stderr

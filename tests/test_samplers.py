@@ -18,10 +18,10 @@ import torch
 
 import bridgezoo as bz
 from bridgezoo.errors import OptionError
+from bridgezoo.testing import oracle
 
-from conftest import BRIDGES, oracle
-from test_plugins import README, make_dist, run_cli
-from test_reference import goub_code_tables
+from helpers import BRIDGES, README, make_dist, run_cli
+from reference.goub import goub_code_tables
 
 F64 = torch.float64
 SHARED = ("ddim", "dbim", "posterior", "euler_maruyama", "heun", "dpmpp_2m")
