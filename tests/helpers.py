@@ -4,8 +4,10 @@ plugin distributions of the plugin tests."""
 
 import math
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import torch
@@ -60,6 +62,18 @@ def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text(f"[bridgezoo]\n{entry or module} = {module}\n")
     return root
+
+
+def readme_plugin():
+    """The README's third-party plugin example: (module source, entry-point name, module name)."""
+    text = README.read_text()
+    py = re.search(r"```python\n# file: (\w+)\.py\n(.*?)```", text, re.S)
+    toml = re.search(r"```toml\n# file: pyproject.toml\n(.*?)```", text, re.S)
+    assert py and toml, "README lost its plugin example"
+    meta = tomllib.loads(toml.group(1))
+    (ep_name, target), = meta["project"]["entry-points"]["bridgezoo"].items()
+    assert target == py.group(1)
+    return py.group(2), ep_name, py.group(1), meta["project"]["name"]
 
 
 # ----------------------------------------------------------------------------- bridges: images and oracle checks

@@ -14,7 +14,7 @@ import bridgezoo as bz
 from bridgezoo.registry import PluginWarning
 from bridgezoo.testing import oracle
 
-from helpers import README, make_dist, run_cli
+from helpers import ROOT, make_dist, readme_plugin, run_cli
 
 BROKEN = "raise ImportError('needs the missing package frobnicate')\n"
 CLASH = """
@@ -35,20 +35,6 @@ import bridgezoo as bz
 def register_bridges(register):
     raise RuntimeError("hook exploded")
 """
-
-
-def readme_plugin():
-    """The README's third-party plugin example: (module source, entry-point name, module name)."""
-    text = README.read_text()
-    py = re.search(r"```python\n# file: (\w+)\.py\n(.*?)```", text, re.S)
-    toml = re.search(r"```toml\n# file: pyproject.toml\n(.*?)```", text, re.S)
-    assert py and toml, "README lost its plugin example"
-    import tomllib
-
-    meta = tomllib.loads(toml.group(1))
-    (ep_name, target), = meta["project"]["entry-points"]["bridgezoo"].items()
-    assert target == py.group(1)
-    return py.group(2), ep_name, py.group(1), meta["project"]["name"]
 
 
 def test_readme_plugin_example_works_through_an_entry_point(tmp_path, monkeypatch, images64):
@@ -91,7 +77,7 @@ def test_every_plugin_file_is_a_default_plugin_and_every_package_is_shipped():
 
     from bridgezoo.registry import DEFAULT_PLUGINS
 
-    root = README.parent
+    root = ROOT
     modules = {"bridgezoo_plugins." + ".".join(p.relative_to(root / "plugins").with_suffix("").parts)
                for p in (root / "plugins").rglob("*.py") if p.name != "__init__.py"}
     assert {m for _, m in DEFAULT_PLUGINS} == modules
