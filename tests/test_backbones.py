@@ -87,7 +87,7 @@ class TestBackboneContract:
         torch.testing.assert_close(cl, ref, atol=1e-4, rtol=1e-4)
 
 
-LADDER = {  # true params, thop-compatible params, GMACs (conv + matmul) at 1×6×256×256 — UNET.md A.1
+LADDER = {  # true params, thop-compatible params, GMACs (conv + matmul) at 1×6×256×256 — README "Backbones"
     "unet-T": (0.886e6, 0.449e6, 17.3),
     "unet-S": (3.269e6, 1.076e6, 24.2),
     "unet-B": (12.41e6, 3.653e6, 83.6),

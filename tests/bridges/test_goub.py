@@ -21,7 +21,7 @@ def test_goub_coefficients_equal_the_official_tables_in_half_units():
     # [-1, 1] units: every std doubles
     torch.testing.assert_close(c / 2, torch.tensor(f, dtype=F64), atol=1e-12, rtol=0)
     assert dt == pytest.approx(0.1040938, abs=1e-7) and b.clock.total == pytest.approx(5.298317, abs=1e-6)
-    # BRIDGES.md §2 (≈), in the official [0, 1] units
+    # values of the official code's tables (sde_utils.py, float64), in the official [0, 1] units
     assert (c / 2).max().item() == pytest.approx(0.117060, abs=1e-6) and int(c.argmax()) == 73
     assert a[1].item() == pytest.approx(0.9998236, abs=1e-7) and (c[1] / 2).item() == pytest.approx(2.2096e-3, abs=1e-7)
     assert a[99].item() == pytest.approx(1.0426e-3, abs=1e-7) and (c[99] / 2).item() == pytest.approx(0.0509976, abs=1e-7)

@@ -15,7 +15,7 @@ from reference.goub import goub_code_tables
 # ----------------------------------------------------------------------------- IR-SDE
 def test_irsde_schedule_and_marginal():
     b = bz.get_bridge("irsde")
-    thetas, dt, s, *_ = goub_code_tables()  # same construction as GOUB (BRIDGES.md §3)
+    thetas, dt, s, *_ = goub_code_tables()  # same construction as GOUB (docs/bridges.md, "irsde")
     assert sum(thetas) - thetas[0] == pytest.approx(50.89945, abs=1e-5)
     assert dt == pytest.approx(0.1040938, abs=1e-7) and b.clock.total == pytest.approx(5.298317, abs=1e-6)
     t = torch.arange(101, dtype=F64) / 100

@@ -20,7 +20,7 @@ def test_rdbm_code_coefficients_and_reference_values():
     torch.testing.assert_close(a, torch.tensor(Theta, dtype=F64), atol=1e-12, rtol=0)
     torch.testing.assert_close(c, torch.tensor(Sigma, dtype=F64), atol=1e-12, rtol=0)
     torch.testing.assert_close(a + bb, torch.ones_like(a))
-    # BRIDGES.md §1 (≈ float64)
+    # values of the released code's tables (code/rdbm.py, float64)
     assert b.clock.total == pytest.approx(7.878897, abs=1e-6)
     assert a[0].item() == pytest.approx(0.999369, abs=1e-6)
     assert c[0].item() == pytest.approx(3.552e-4, abs=1e-7)
