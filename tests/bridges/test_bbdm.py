@@ -65,3 +65,34 @@ def test_bbdm_skip_sampler_official_update_and_eta_fix():
     b0 = bz.get_bridge("bbdm", eta=0.0)  # η = 0 is deterministic DDIM: oracle-exact
     assert b0.sampler_info("skip").deterministic
     assert (b0.sample(oracle(b0, x0), mu2, nfe=20) - x0).abs().max() < 1e-9
+
+
+def test_bbdm_skip_list_is_the_official_float32_arange():
+    """xuekt98/BBDM BrownianBridgeModel.py L71-73: `torch.arange(T − 1, 1, step=−((T − 1)/(steps − 2))).long()`
+    + [1, 0], in torch's default dtype (float32): 666, 333, 222, 111 at 200 steps (float64 gives 665, …)."""
+    T = 1000
+    b = bz.get_bridge("bbdm")
+    official = {steps: torch.cat([torch.arange(T - 1, 1, step=-((T - 1) / (steps - 2))).long(), torch.tensor([1, 0])])
+                for steps in (200, 100, 20, 5)}
+    for steps, indices in official.items():
+        assert torch.equal(torch.round(b.timesteps(steps)[:-1] * T - 1).long(), indices), steps
+    assert {666, 333, 222, 111} <= set(official[200].tolist()) and not {665, 332, 221, 110} & set(official[200].tolist())
+    # the sampler on that list against a transcription of the official loop (L171-221, η = 1)
+    m = torch.linspace(0.001, 0.999, T, dtype=F64)
+    delta = 2 * (m - m**2)
+    mu = pair(seed=9, shape=(1, 3, 4, 4))[1]
+    net = lambda x, y, k: 0.5 * torch.tanh(x - y + 0.001 * k)  # noqa: E731 - predicts x_t − x0
+    gen = torch.Generator().manual_seed(4)
+    idx = official[200].tolist()
+    x = mu.clone()
+    for i, k in enumerate(idx):
+        x0 = (x - net(x, mu, k)).clamp(-1, 1)
+        if k == 0:
+            break
+        n = idx[i + 1]
+        var = (delta[k] - delta[n] * (1 - m[k]) ** 2 / (1 - m[n]) ** 2) * delta[n] / delta[k]
+        x = ((1 - m[n]) * x0 + m[n] * mu + ((delta[n] - var) / delta[k]).sqrt() * (x - (1 - m[k]) * x0 - m[k] * mu)
+             + var.sqrt() * torch.randn(x.shape, generator=gen, dtype=F64))
+    ours = b.sample(lambda x_, y, t: net(x_, y, round(t[0].item() * T) - 1), mu, nfe=200,
+                    generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(ours, x0, atol=1e-12, rtol=0)

@@ -87,3 +87,28 @@ def test_ddbm_condition_scaling():
     assert torch.allclose(seen["cond"], mu / 0.5)
     bz.get_bridge("ddbm-ve", condition_scaling="none").wrap(Spy())(mu, mu, t)
     assert torch.equal(seen["cond"], mu)
+
+
+def test_ddbm_heun_clamps_its_result_like_karras_sample():
+    """alexzhou907/DDBM karras_diffusion.py: `sample_heun` (L321-429) then `return x_0.clamp(-1, 1)` (L262).
+    With σ_max = 2 and σ_min = 0.3 the last Euler step leaves [-1, 1] where D is saturated."""
+    smax, smin, rho, N = 2.0, 0.3, 7.0, 4
+    b = bz.get_bridge("ddbm-ve", sigma_max=smax, sigma_min=smin)
+    mu = pair(seed=8, shape=(1, 3, 4, 4))[1]
+    den = lambda x, sigma: (1.4 * torch.tanh(0.8 * x + 0.3 * mu + 0.05 * sigma)).clamp(-1, 1)  # noqa: E731
+
+    def official(final_clamp):
+        ramp = torch.linspace(0, 1, N, dtype=F64)
+        sig = ((smax - 1e-4) ** (1 / rho) + ramp * (smin ** (1 / rho) - (smax - 1e-4) ** (1 / rho))) ** rho
+        sig = sig.tolist() + [0.0]
+        to_d = lambda x, s, D: -s * ((D - x) / s**2 - (mu - x) / (smax**2 - s**2))  # noqa: E731
+        x = mu.clone()
+        for s, sn in zip(sig[:-1], sig[1:]):
+            d = to_d(x, s, den(x, s))
+            x2 = x + d * (sn - s)
+            x = x2 if sn == 0 else x + 0.5 * (d + to_d(x2, sn, den(x2, sn))) * (sn - s)
+        return x.clamp(-1, 1) if final_clamp else x
+
+    ours = b.sample(lambda x, m, t: den(x, t[0].item() * smax), mu, nfe=N)
+    torch.testing.assert_close(ours, official(True), atol=1e-12, rtol=0)
+    assert (official(False) - official(True)).abs().max() > 1e-3  # the clamp matters here

@@ -1,5 +1,5 @@
 """irsde (plugins/bridges/irsde.py) against its official code (docs/bridges.md, "irsde"): schedule and marginal,
-the posterior sampler's loop, the maximum-likelihood loss."""
+the posterior sampler's loop (and its x̂0 clip), the maximum-likelihood loss."""
 
 import math
 
@@ -63,3 +63,32 @@ def test_irsde_ml_loss_is_the_official_one():
         t = torch.full((2,), i / T, dtype=F64)
         torch.testing.assert_close(b.loss(eps_hat, x0, mu, x_t, t), (pred - target).abs().mean(), rtol=1e-9, atol=1e-12)
     assert bz.get_bridge("irsde", loss_type="l1").loss(eps, x0, mu, x_t, t).item() == pytest.approx(0, abs=1e-12)
+
+
+def test_irsde_posterior_clips_x0_by_default_and_says_so():
+    """The official posterior sampler (sde_utils.py L237-239, L284-299) does not clip x̂0; here the default
+    `clip_x0=True` clips it (documented in the plugin), and `clip_x0=False` is the official loop."""
+    from bridgezoo_plugins.bridges import irsde
+
+    assert "does not clip" in irsde.__doc__ and "clip_x0=False" in irsde.__doc__
+    lam, T = 20 / 255, 100
+    thetas, dt, s, *_ = goub_code_tables()
+    mu = pair(seed=3)[1][:1]
+    net = lambda x, m, i: 1.5 * torch.tanh(x - m + 0.02 * i)  # noqa: E731 - large ε̂: x̂0 leaves [-1, 1]
+
+    def official(clip):
+        gen = torch.Generator().manual_seed(7)
+        x = mu + lam * torch.randn(mu.shape, generator=gen, dtype=F64)
+        for i in range(T, 0, -1):
+            A, B, C = math.exp(-thetas[i] * dt), math.exp(-s[i]), math.exp(-s[i - 1])
+            x0 = mu + (x - mu - lam * math.sqrt(1 - B**2) * net(x, mu, i)) / B
+            x0 = x0.clamp(-1, 1) if clip else x0
+            mean = mu + A * (1 - C**2) / (1 - B**2) * (x - mu) + C * (1 - A**2) / (1 - B**2) * (x0 - mu)
+            x = mean + lam * math.sqrt((1 - A**2) * (1 - C**2) / (1 - B**2)) * torch.randn(x.shape, generator=gen, dtype=F64)
+        return x
+
+    model = lambda x_, m, t: net(x_, m, round(t[0].item() * T))  # noqa: E731
+    run = lambda **o: bz.get_bridge("irsde", **o).sample(model, mu, generator=torch.Generator().manual_seed(7))  # noqa: E731
+    torch.testing.assert_close(run(), official(clip=True), atol=1e-10, rtol=0)
+    torch.testing.assert_close(run(clip_x0=False), official(clip=False), atol=1e-10, rtol=0)
+    assert (official(clip=True) - official(clip=False)).abs().max() > 1e-3
