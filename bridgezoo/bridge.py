@@ -3,8 +3,8 @@ objectives (through `objectives.OBJECTIVE_TABLE`), the training-time distributio
 Markov transition that ancestral samplers use. How to sample is not here: samplers are objects of their own
 (`samplers.py`), registered like bridges; `sample` runs the one named.
 
-t ∈ [0, 1], t = 0 the clean end (DESIGN.md §1). A plugin subclasses `Bridge` and implements `_coefficients(t)`.
-Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
+t ∈ [0, 1], t = 0 the clean end (docs/design.md, "One idea"). A plugin subclasses `Bridge` and implements
+`_coefficients(t)`. Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ class Bridge:
 
     def backbone_options(self, channels: int = 3) -> dict[str, Any]:
         """What the backbone must be built with for images of `channels` channels: `out_channels`, and
-        `time_inputs` where the network takes more than one time (a backbone protocol option, DESIGN.md §2)."""
+        `time_inputs` where the network takes more than one time (a backbone protocol option,
+        `options.BACKBONE_PROTOCOL`)."""
         extra = {"time_inputs": self.time_inputs} if self.time_inputs != 1 else {}
         return {"out_channels": self.out_channels(channels), **extra}
 

@@ -1,10 +1,11 @@
 """The generalized (θ, λ, π) bridge (arXiv 2510.23116), the family every method is compared to.
 
-Marginal (BRIDGES.md §0), for a clock θ̄ (the cumulative mean-reversion rate, `schedules.Clock`) and λ:
+Marginal (docs/bridges.md, "The generalized (θ, λ, π) bridge"), for a clock θ̄ (the cumulative mean-reversion rate,
+`schedules.Clock`) and λ:
     Θ_t = sinh(θ̄_{t:1})/sinh(θ̄_{0:1}),  Σ_t² = 2λ·sinh(θ̄_{0:t})·sinh(θ̄_{t:1})/sinh(θ̄_{0:1}),
     a = Θ, b = 1 − Θ, c = Σ.
 λ is a variance in [-1, 1] units (the stationary variance of the OU part). Its SDE lives plugin-side
-(`bridgezoo_plugins.sde.GeneralizedSDEBridge`); here is only the path.
+(`bridgezoo_plugins.bridges.sde.GeneralizedSDEBridge`); here is only the path.
 """
 
 from __future__ import annotations

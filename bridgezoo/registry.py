@@ -4,12 +4,14 @@ registries.
 Each entry point is loaded and called on its own: one that fails to import, raises in its hook, or registers a
 name already taken gives one `PluginWarning` naming its distribution and the exception, and is listed with its
 error by `bridgezoo plugins`; `BRIDGEZOO_STRICT_PLUGINS=1` raises `PluginError` instead. The built-in plugins
-(distribution `bridgezoo`) load first, so a third-party plugin cannot silently replace a built-in method.
-`BRIDGEZOO_LOAD_PLUGINS=a,b` loads only the named entry points (empty: only the built-ins).
+(`DEFAULT_PLUGINS`, distribution `bridgezoo`) load first and the same way, so a third-party plugin cannot silently
+replace a built-in method. `BRIDGEZOO_LOAD_PLUGINS=a,b` loads only the named entry points (empty: only the
+built-ins).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as md
 import os
 import warnings
@@ -21,7 +23,40 @@ import pluggy
 from . import hookspecs
 from .errors import BridgezooWarning, OptionError, PluginError, UnknownNameError, suggest
 
-GROUP = "bridgezoo"
+GROUP = "bridgezoo"  # the entry-point group third-party plugins register in (the built-ins are DEFAULT_PLUGINS)
+DISTRIBUTION = "bridgezoo"
+# The built-in plugins: (plugin name, module). The name is what a run's config.json and weights record as its
+# provider's "plugin" (with distribution "bridgezoo"); they load in this order (sorted by name, as when they were
+# entry points), which is the order `bridgezoo list` shows their samplers in.
+DEFAULT_PLUGINS = (
+    ("bbdm", "bridgezoo_plugins.bridges.bbdm"),
+    ("cdd11", "bridgezoo_plugins.datasets.cdd11"),
+    ("ddbm", "bridgezoo_plugins.bridges.ddbm"),
+    ("ddpm", "bridgezoo_plugins.bridges.ddpm"),
+    ("fm", "bridgezoo_plugins.bridges.fm"),
+    ("gopro", "bridgezoo_plugins.datasets.gopro"),
+    ("goub", "bridgezoo_plugins.bridges.goub"),
+    ("i2sb", "bridgezoo_plugins.bridges.i2sb"),
+    ("indi", "bridgezoo_plugins.bridges.indi"),
+    ("irsde", "bridgezoo_plugins.bridges.irsde"),
+    ("lol", "bridgezoo_plugins.datasets.lol"),
+    ("meanflow", "bridgezoo_plugins.bridges.meanflow"),
+    ("nafnet", "bridgezoo_plugins.backbones.nafnet"),
+    ("rain13k", "bridgezoo_plugins.datasets.rain13k"),
+    ("rdbm", "bridgezoo_plugins.bridges.rdbm"),
+    ("rddm", "bridgezoo_plugins.bridges.rddm"),
+    ("realworld", "bridgezoo_plugins.datasets.realworld"),
+    ("reside", "bridgezoo_plugins.datasets.reside"),
+    ("resshift", "bridgezoo_plugins.bridges.resshift"),
+    ("samplers", "bridgezoo_plugins.samplers.shared"),
+    ("sde", "bridgezoo_plugins.bridges.sde"),
+    ("snow100k", "bridgezoo_plugins.datasets.snow100k"),
+    ("timm-unet", "bridgezoo_plugins.backbones.timm_unet"),
+    ("udbm", "bridgezoo_plugins.bridges.udbm"),
+    ("unet", "bridgezoo_plugins.backbones.unet"),
+    ("unidb", "bridgezoo_plugins.bridges.unidb"),
+    ("universal5", "bridgezoo_plugins.datasets.universal5"),
+)
 HOOKS = {"register_bridges": "bridge", "register_backbones": "backbone", "register_datasets": "dataset",
          "register_samplers": "sampler"}
 
@@ -101,18 +136,37 @@ class Registry:
                 unique.append((dist, ep))
         only = os.environ.get("BRIDGEZOO_LOAD_PLUGINS")
         wanted = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
-        builtin = [(d, e) for d, e in unique if d.metadata["Name"] == "bridgezoo"]
-        others = [(d, e) for d, e in unique if d.metadata["Name"] != "bridgezoo"]
+        # the built-ins are DEFAULT_PLUGINS; an old install's metadata may still list them as entry points
+        others = [(d, e) for d, e in unique if d.metadata["Name"] != DISTRIBUTION]
         if wanted is not None:
             others = [(d, e) for d, e in others if e.name in wanted or d.metadata["Name"] in wanted]
-        return sorted(builtin, key=lambda p: p[1].name) + sorted(others, key=lambda p: (p[0].metadata["Name"], p[1].name))
+        return sorted(others, key=lambda p: (p[0].metadata["Name"], p[1].name))
 
     def load(self) -> None:
         if self.loaded:
             return
         self.loaded = True
+        try:
+            version = md.version(DISTRIBUTION)
+        except md.PackageNotFoundError:  # run from a source tree that is not installed
+            version = ""
+        for name, module in DEFAULT_PLUGINS:
+            self.add_default_plugin(name, module, version)
         for dist, ep in self._entry_points():
             self.add_plugin_from_entry_point(dist, ep)
+
+    def add_default_plugin(self, name: str, module: str, version: str) -> PluginRecord:
+        """Import built-in plugin `module` and register it as plugin `name` of distribution bridgezoo, isolated
+        like an entry point."""
+        record = PluginRecord(name, DISTRIBUTION, version, module)
+        self.plugins.append(record)
+        try:
+            loaded = importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - isolation is the point
+            self._fail(record, f"import failed: {type(exc).__name__}: {exc}", exc)
+            return record
+        self.add_plugin(loaded, record)
+        return record
 
     def add_plugin_from_entry_point(self, dist, ep) -> PluginRecord:
         record = PluginRecord(ep.name, dist.metadata["Name"], dist.version, ep.value)

@@ -20,9 +20,9 @@ grid, the grids, the training distribution of t, oracle sampling (a model that r
 every deterministic sampler return x0 and the others land near it), Monte Carlo marginals (a stochastic sampler's
 intermediate states, under the oracle, follow q(x_t | x0, μ)), the training loss and `describe()`.
 
-Only the public bridge API is used (DESIGN.md §2), plus `sampler_info` (which samplers are deterministic) and
-`coefficient_derivatives` (to skip the velocity round trip where dx_t/dt carries no x0), each in one helper.
-All inputs are float64, seeded, and small: a full check of one bridge takes about a second on one CPU thread.
+Only the public bridge API is used (docs/design.md, "Public API"), plus `sampler_info` (which samplers are
+deterministic) and `coefficient_derivatives` (to skip the velocity round trip where dx_t/dt carries no x0), each in one
+helper. All inputs are float64, seeded, and small: a full check of one bridge takes about a second on one CPU thread.
 """
 
 from __future__ import annotations

@@ -1,2 +1,4 @@
-"""bridgezoo's built-in plugins, installed as `bridgezoo_plugins` and registered through the `bridgezoo`
-entry-point group exactly like a third-party package. One file per method."""
+"""bridgezoo's built-in plugins, installed as `bridgezoo_plugins`, one module per method, backbone family, dataset
+or sampler set, by kind: `bridges/`, `backbones/`, `datasets/`, `samplers/`. The core loads them from
+`bridgezoo.registry.DEFAULT_PLUGINS` through the same hooks a third-party package implements (third parties
+register through the `bridgezoo` entry-point group)."""

@@ -7,11 +7,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one thread per worke
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # or two workers on two cores slow down
     torch.set_num_threads(1)  # by an order of magnitude
 
-import bridgezoo as bz
-
-
-from bridgezoo.testing import oracle  # noqa: F401 - the model that returns the exact target (used by many tests)
-
 
 @pytest.fixture
 def images64():
@@ -37,5 +32,3 @@ def _fresh_registry():
     yield
     registry.reset()
 
-
-BRIDGES = bz.list_bridges()

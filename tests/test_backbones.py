@@ -87,7 +87,7 @@ class TestBackboneContract:
         torch.testing.assert_close(cl, ref, atol=1e-4, rtol=1e-4)
 
 
-LADDER = {  # true params, thop-compatible params, GMACs (conv + matmul) at 1×6×256×256 — UNET.md A.1
+LADDER = {  # true params, thop-compatible params, GMACs (conv + matmul) at 1×6×256×256 — README "Backbones"
     "unet-T": (0.886e6, 0.449e6, 17.3),
     "unet-S": (3.269e6, 1.076e6, 24.2),
     "unet-B": (12.41e6, 3.653e6, 83.6),
@@ -187,10 +187,10 @@ def test_full_attention_reaches_the_fused_kernel_and_keeps_its_output():
     torch.testing.assert_close(out, math, rtol=0, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- NAFNet (plugins/nafnet.py)
+# ----------------------------------------------------------------------------- NAFNet (plugins/backbones/nafnet.py)
 def nafnet_counts(width, enc, mid, dec, size=256, channels=3):
     """(parameters, MACs at size×size) of IR-SDE's ConditionalNAFNet, transcribed by hand from its layers (read
-    off DenoisingNAFNet_arch.py, independently of plugins/nafnet.py). A block on c channels with time dim 4w:
+    off DenoisingNAFNet_arch.py, independently of plugins/backbones/nafnet.py). A block on c channels with time dim 4w:
     Linear(2w, 4c); 1×1 c→2c; 3×3 depthwise on 2c; SCA 1×1 c→c; 1×1 c→c; 1×1 c→2c; 1×1 c→c; two gain-only
     LayerNorms (c each); β, γ (c each)."""
     w, hw = width, size * size
@@ -223,7 +223,7 @@ def test_nafnet_sizes_match_the_architecture_formula():
     """Every nafnet-* size's count in `bridgezoo list` (meta device) against the hand transcription; the published
     configurations are those of refusion.yml (width 64, [1, 1, 1, 28] / 1 / [1, 1, 1, 1]) and UDBM's README
     (widths 16 / 24 / 48, [1, 1, 1, 28])."""
-    from bridgezoo_plugins.nafnet import SIZES
+    from bridgezoo_plugins.backbones.nafnet import SIZES
 
     assert {"nafnet-T", "nafnet-S", "nafnet-udbm-S", "nafnet-udbm-M", "nafnet-udbm-L", "nafnet-refusion"} <= set(SIZES)
     assert SIZES["nafnet-refusion"][:4] == (64, (1, 1, 1, 28), 1, (1, 1, 1, 1))

@@ -14,7 +14,7 @@ import torch
 import bridgezoo as bz
 from bridgezoo.testing import CHECKS, ContractError, check_bridge, contract_tests
 
-from conftest import BRIDGES
+from helpers import BRIDGES
 
 
 def test_builtins_are_registered():
@@ -123,7 +123,7 @@ def test_the_broken_bridges_pass_every_other_check():
 def test_a_wrong_stochastic_sampler_fails_the_monte_carlo_marginals(monkeypatch):
     """IR-SDE's reverse SDE with the noise doubled: the oracle still lands near x0 in the mean, but the states no
     longer follow the forward marginal."""
-    from bridgezoo_plugins.irsde import IRSDE
+    from bridgezoo_plugins.bridges.irsde import IRSDE
 
     check_bridge("irsde", only=["monte_carlo_marginals"])
     original = IRSDE.diffusion_sq

@@ -5,7 +5,6 @@ test set, and `bridgezoo run --data NAME:PATH` / `data check` / `data list` as r
 import dataclasses
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bridgezoo.evaluate import per_test_set_summary
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset_fixtures as F  # noqa: E402
+from helpers import cli  # noqa: E402
 
 
 def with_counts(adapter, **counts):
@@ -41,11 +41,6 @@ def as01(t):
 def quiet(fn, *a, **kw):
     with pytest.warns(DataWarning):
         return fn(*a, **kw)
-
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 # ----------------------------------------------------------------------------------------------- deraining

@@ -3,8 +3,6 @@ rebuilds, in the precision the run states (issue: in-run evaluation in bf16, WSC
 JVP under bf16 autocast)."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -15,13 +13,9 @@ from bridgezoo.backbone import WSConv2d
 from bridgezoo.seeding import generator
 from bridgezoo.run import backbone_of, batch_to_device, evaluate_run, load_model, make_datasets
 
-FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
-        "--tasks", "lowlight", "--quiet"]
+from helpers import cli, fast
 
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+FAST = fast()
 
 
 def test_the_in_run_evaluation_of_a_bf16_run_is_the_saved_model_evaluated_in_fp32(tmp_path):

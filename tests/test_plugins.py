@@ -2,39 +2,24 @@
 are put on sys.path, where importlib.metadata finds them exactly as it finds installed packages."""
 
 import json
-import os
 import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 import bridgezoo as bz
 from bridgezoo.registry import PluginWarning
+from bridgezoo.testing import oracle
 
-from conftest import oracle
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / f"{module}.py").write_text(source)
-    sys.modules.pop(module, None)  # another test may have imported a module of that name
-    info = root / f"{dist.replace('-', '_')}-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(f"[bridgezoo]\n{entry or module} = {module}\n")
-    return root
-
+from helpers import ROOT, make_dist, readme_plugin, run_cli
 
 BROKEN = "raise ImportError('needs the missing package frobnicate')\n"
 CLASH = """
 import bridgezoo as bz
-from bridgezoo_plugins.rdbm import RDBM
+from bridgezoo_plugins.bridges.rdbm import RDBM
 
 class Impostor(RDBM):
     summary = "not the real RDBM"
@@ -50,20 +35,6 @@ import bridgezoo as bz
 def register_bridges(register):
     raise RuntimeError("hook exploded")
 """
-
-
-def readme_plugin():
-    """The README's third-party plugin example: (module source, entry-point name, module name)."""
-    text = README.read_text()
-    py = re.search(r"```python\n# file: (\w+)\.py\n(.*?)```", text, re.S)
-    toml = re.search(r"```toml\n# file: pyproject.toml\n(.*?)```", text, re.S)
-    assert py and toml, "README lost its plugin example"
-    import tomllib
-
-    meta = tomllib.loads(toml.group(1))
-    (ep_name, target), = meta["project"]["entry-points"]["bridgezoo"].items()
-    assert target == py.group(1)
-    return py.group(2), ep_name, py.group(1), meta["project"]["name"]
 
 
 def test_readme_plugin_example_works_through_an_entry_point(tmp_path, monkeypatch, images64):
@@ -84,12 +55,40 @@ def test_readme_plugin_example_works_through_an_entry_point(tmp_path, monkeypatc
     assert rec["distribution"] == dist and rec["provides"]["bridges"] == ["sine"] and rec["error"] is None
 
 
-def test_builtins_come_through_the_entry_point_group():
+def test_builtins_come_from_the_default_plugins():
+    """The built-ins load from `registry.DEFAULT_PLUGINS` (not entry points) and keep the provider records of runs
+    written when they were entry points: plugin = the old entry-point name, distribution = bridgezoo."""
+    from bridgezoo.registry import provider
+
     recs = {p["name"]: p for p in bz.plugin_records()}
     for name in ("rdbm", "goub", "fm"):
         assert recs[name]["distribution"] == "bridgezoo"
-        assert recs[name]["module"] == f"bridgezoo_plugins.{name}"
+        assert recs[name]["module"] == f"bridgezoo_plugins.bridges.{name}"
         assert name in recs[name]["provides"]["bridges"]
+        assert provider("bridge", name)["plugin"] == name and provider("bridge", name)["distribution"] == "bridgezoo"
+    assert provider("backbone", "timm-unet/resnet18")["plugin"] == "timm-unet"
+    assert recs["samplers"]["module"] == "bridgezoo_plugins.samplers.shared" and recs["samplers"]["error"] is None
+
+
+def test_every_plugin_file_is_a_default_plugin_and_every_package_is_shipped():
+    """A module added under plugins/ loads only if DEFAULT_PLUGINS names it, and a wheel holds only the packages
+    pyproject's [tool.setuptools] packages lists: neither may miss one."""
+    import tomllib
+
+    from bridgezoo.registry import DEFAULT_PLUGINS
+
+    root = ROOT
+    modules = {"bridgezoo_plugins." + ".".join(p.relative_to(root / "plugins").with_suffix("").parts)
+               for p in (root / "plugins").rglob("*.py") if p.name != "__init__.py"}
+    assert {m for _, m in DEFAULT_PLUGINS} == modules
+    assert len({n for n, _ in DEFAULT_PLUGINS}) == len(DEFAULT_PLUGINS)
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {name: root / folder for name, folder in setuptools["package-dir"].items()}
+    packages = set()
+    for name, folder in dirs.items():
+        packages |= {".".join((name, *p.parent.relative_to(folder).parts)) for p in folder.rglob("__init__.py")}
+    assert packages == set(setuptools["packages"])
+    assert "bridgezoo" not in tomllib.loads((root / "pyproject.toml").read_text())["project"].get("entry-points", {})
 
 
 @pytest.mark.parametrize(
@@ -160,14 +159,6 @@ def test_unknown_names_suggest_and_list_only_the_names_list_shows():
 
 
 # ----------------------------------------------------------------------------- the CLI, as a real subprocess
-def run_cli(*args, env_extra=None, pythonpath=None):
-    env = dict(os.environ, **(env_extra or {}))
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 def test_cli_list_json():
     res = run_cli("list", "--json")
     assert res.returncode == 0, res.stderr

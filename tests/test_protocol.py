@@ -4,7 +4,6 @@ CDD-11 composite-degradation adapter, the unpaired real-world test sets with a n
 
 import json
 import math
-import subprocess
 import sys
 import warnings
 from collections import Counter
@@ -18,11 +17,7 @@ from bridgezoo.errors import OptionError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset_fixtures as F  # noqa: E402
-
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+from helpers import cli  # noqa: E402
 
 
 def quietly(fn, *a, **kw):

@@ -1,11 +1,10 @@
 """The README's commands and examples stay true."""
 
 import re
-from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from helpers import README, make_dist, readme_plugin
 
 
 def test_readme_api_example_runs_and_recovers_the_oracle(capsys):
@@ -84,8 +83,6 @@ def test_readme_plugin_section_documents_every_class_attribute_of_a_bridge():
 
 def test_readme_contract_check_runs_on_the_readme_plugin(tmp_path, monkeypatch):
     """The plugin section's one-line contract check passes on the plugin example it sits under."""
-    from test_plugins import make_dist, readme_plugin
-
     source, ep_name, module, dist = readme_plugin()
     monkeypatch.syspath_prepend(str(make_dist(tmp_path, dist, module, source, ep_name)))
     section = README.read_text().split("### Checking a plugin against the contract", 1)[1]

@@ -17,14 +17,10 @@ from bridgezoo.data import PairedFolders
 from bridgezoo.seeding import derive_seed
 from bridgezoo.run import Batches, RunConfig, batch_indices, load_model, lr_lambda
 
-FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
-        "--tasks", "lowlight", "--log-every", "1", "--quiet"]
+from helpers import cli, fast
+
+FAST = fast(log_every=1)
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def paired_folder(root: Path, n: int = 1, size=(48, 64)) -> Path:

@@ -16,13 +16,9 @@ from safetensors.torch import load_file
 
 import bridgezoo as bz
 
-FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "4",
-        "--tasks", "lowlight", "--log-every", "1", "--quiet"]
+from helpers import cli, fast
 
-
-def cli(*args, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+FAST = fast(log_every=1)
 
 
 def weights(path):

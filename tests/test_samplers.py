@@ -18,10 +18,9 @@ import torch
 
 import bridgezoo as bz
 from bridgezoo.errors import OptionError
+from bridgezoo.testing import oracle
 
-from conftest import BRIDGES, oracle
-from test_plugins import README, make_dist, run_cli
-from test_reference import goub_code_tables
+from helpers import BRIDGES, README, make_dist, pair, run_cli
 
 F64 = torch.float64
 SHARED = ("ddim", "dbim", "posterior", "euler_maruyama", "heun", "dpmpp_2m")
@@ -46,13 +45,6 @@ def defined(name, **options):
     return {k: v for k, v in options.items() if cls.defines(**{k: v})}
 
 
-def pair(shape=(2, 3, 6, 6), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.rand(shape, generator=g, dtype=F64) * 1.8 - 0.9
-    mu = (x0 + 0.4 * torch.randn(shape, generator=g, dtype=F64)).clamp(-0.9, 0.9)
-    return x0, mu
-
-
 # ----------------------------------------------------------------------------------------------- what applies
 def test_every_bridge_offers_the_shared_samplers_after_its_own():
     for name in BRIDGES:
@@ -66,7 +58,7 @@ def test_every_bridge_offers_the_shared_samplers_after_its_own():
             continue
         heun = b.get_sampler("heun")
         if name.startswith("ddbm"):  # DDBM's own heun takes the name for its bridges
-            assert type(heun).__module__ == "bridgezoo_plugins.ddbm" and not b.sampler_info("heun").oracle_exact
+            assert type(heun).__module__ == "bridgezoo_plugins.bridges.ddbm" and not b.sampler_info("heun").oracle_exact
         else:
             assert type(heun).__module__ == "bridgezoo.samplers" and b.sampler_info("heun").oracle_exact
         for sampler, order, evals in (("heun", 2, 2), ("dpmpp_2m", 2, 1), ("ddim", 1, 1), ("euler_maruyama", 1, 1)):
@@ -149,7 +141,7 @@ def test_each_image_of_a_batch_draws_its_noise_from_its_own_generator(name):
     sampler of every bridge (π = one where defined, so the start is noisy too): a batched evaluation gives each
     image the result it would get unbatched."""
     b = bz.get_bridge(name, **defined(name, pi="one"))
-    _, mu = pair((3, 3, 6, 6))
+    _, mu = pair(shape=(3, 3, 6, 6))
     seeds = (11, 12, 13)
     gens = lambda: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
     for sampler in (*b.samplers, "dbim:eta=0.5", "euler_maruyama:eta=0.7"):
@@ -325,7 +317,7 @@ def test_the_core_holds_no_method_specific_code():
     registry().load()
     modules = {e.obj.__module__ for e in registry().kinds["bridge"].values()}
     modules |= {e.obj.__module__ for e in registry().sampler_entries if e.obj.__module__.startswith("bridgezoo_plugins")}
-    assert "bridgezoo_plugins.sde" in modules and "bridgezoo_plugins.ddbm" in modules
+    assert "bridgezoo_plugins.bridges.sde" in modules and "bridgezoo_plugins.bridges.ddbm" in modules
     plugin_names = set()
     for module_name in modules:
         module = importlib.import_module(module_name)
@@ -335,89 +327,3 @@ def test_the_core_holds_no_method_specific_code():
     assert {"IRSDEClock", "DifferenceInput", "ThetaBridge", "SDEBridge", "irsde_clock", "KarrasHeun"} <= plugin_names
     found = {p.relative_to(CORE).as_posix(): code_identifiers(p) & plugin_names for p in CORE.rglob("*.py")}
     assert not {k: v for k, v in found.items() if v}
-
-
-# ----------------------------------------------------------------------------------------------- official code
-def test_ddbm_heun_clamps_its_result_like_karras_sample():
-    """alexzhou907/DDBM karras_diffusion.py: `sample_heun` (L321-429) then `return x_0.clamp(-1, 1)` (L262).
-    With σ_max = 2 and σ_min = 0.3 the last Euler step leaves [-1, 1] where D is saturated."""
-    smax, smin, rho, N = 2.0, 0.3, 7.0, 4
-    b = bz.get_bridge("ddbm-ve", sigma_max=smax, sigma_min=smin)
-    mu = pair(seed=8, shape=(1, 3, 4, 4))[1]
-    den = lambda x, sigma: (1.4 * torch.tanh(0.8 * x + 0.3 * mu + 0.05 * sigma)).clamp(-1, 1)  # noqa: E731
-
-    def official(final_clamp):
-        ramp = torch.linspace(0, 1, N, dtype=F64)
-        sig = ((smax - 1e-4) ** (1 / rho) + ramp * (smin ** (1 / rho) - (smax - 1e-4) ** (1 / rho))) ** rho
-        sig = sig.tolist() + [0.0]
-        to_d = lambda x, s, D: -s * ((D - x) / s**2 - (mu - x) / (smax**2 - s**2))  # noqa: E731
-        x = mu.clone()
-        for s, sn in zip(sig[:-1], sig[1:]):
-            d = to_d(x, s, den(x, s))
-            x2 = x + d * (sn - s)
-            x = x2 if sn == 0 else x + 0.5 * (d + to_d(x2, sn, den(x2, sn))) * (sn - s)
-        return x.clamp(-1, 1) if final_clamp else x
-
-    ours = b.sample(lambda x, m, t: den(x, t[0].item() * smax), mu, nfe=N)
-    torch.testing.assert_close(ours, official(True), atol=1e-12, rtol=0)
-    assert (official(False) - official(True)).abs().max() > 1e-3  # the clamp matters here
-
-
-def test_bbdm_skip_list_is_the_official_float32_arange():
-    """xuekt98/BBDM BrownianBridgeModel.py L71-73: `torch.arange(T − 1, 1, step=−((T − 1)/(steps − 2))).long()`
-    + [1, 0], in torch's default dtype (float32): 666, 333, 222, 111 at 200 steps (float64 gives 665, …)."""
-    T = 1000
-    b = bz.get_bridge("bbdm")
-    official = {steps: torch.cat([torch.arange(T - 1, 1, step=-((T - 1) / (steps - 2))).long(), torch.tensor([1, 0])])
-                for steps in (200, 100, 20, 5)}
-    for steps, indices in official.items():
-        assert torch.equal(torch.round(b.timesteps(steps)[:-1] * T - 1).long(), indices), steps
-    assert {666, 333, 222, 111} <= set(official[200].tolist()) and not {665, 332, 221, 110} & set(official[200].tolist())
-    # the sampler on that list against a transcription of the official loop (L171-221, η = 1)
-    m = torch.linspace(0.001, 0.999, T, dtype=F64)
-    delta = 2 * (m - m**2)
-    mu = pair(seed=9, shape=(1, 3, 4, 4))[1]
-    net = lambda x, y, k: 0.5 * torch.tanh(x - y + 0.001 * k)  # noqa: E731 - predicts x_t − x0
-    gen = torch.Generator().manual_seed(4)
-    idx = official[200].tolist()
-    x = mu.clone()
-    for i, k in enumerate(idx):
-        x0 = (x - net(x, mu, k)).clamp(-1, 1)
-        if k == 0:
-            break
-        n = idx[i + 1]
-        var = (delta[k] - delta[n] * (1 - m[k]) ** 2 / (1 - m[n]) ** 2) * delta[n] / delta[k]
-        x = ((1 - m[n]) * x0 + m[n] * mu + ((delta[n] - var) / delta[k]).sqrt() * (x - (1 - m[k]) * x0 - m[k] * mu)
-             + var.sqrt() * torch.randn(x.shape, generator=gen, dtype=F64))
-    ours = b.sample(lambda x_, y, t: net(x_, y, round(t[0].item() * T) - 1), mu, nfe=200,
-                    generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(ours, x0, atol=1e-12, rtol=0)
-
-
-def test_irsde_posterior_clips_x0_by_default_and_says_so():
-    """The official posterior sampler (sde_utils.py L237-239, L284-299) does not clip x̂0; here the default
-    `clip_x0=True` clips it (documented in the plugin), and `clip_x0=False` is the official loop."""
-    from bridgezoo_plugins import irsde
-
-    assert "does not clip" in irsde.__doc__ and "clip_x0=False" in irsde.__doc__
-    lam, T = 20 / 255, 100
-    thetas, dt, s, *_ = goub_code_tables()
-    mu = pair(seed=3)[1][:1]
-    net = lambda x, m, i: 1.5 * torch.tanh(x - m + 0.02 * i)  # noqa: E731 - large ε̂: x̂0 leaves [-1, 1]
-
-    def official(clip):
-        gen = torch.Generator().manual_seed(7)
-        x = mu + lam * torch.randn(mu.shape, generator=gen, dtype=F64)
-        for i in range(T, 0, -1):
-            A, B, C = math.exp(-thetas[i] * dt), math.exp(-s[i]), math.exp(-s[i - 1])
-            x0 = mu + (x - mu - lam * math.sqrt(1 - B**2) * net(x, mu, i)) / B
-            x0 = x0.clamp(-1, 1) if clip else x0
-            mean = mu + A * (1 - C**2) / (1 - B**2) * (x - mu) + C * (1 - A**2) / (1 - B**2) * (x0 - mu)
-            x = mean + lam * math.sqrt((1 - A**2) * (1 - C**2) / (1 - B**2)) * torch.randn(x.shape, generator=gen, dtype=F64)
-        return x
-
-    model = lambda x_, m, t: net(x_, m, round(t[0].item() * T))  # noqa: E731
-    run = lambda **o: bz.get_bridge("irsde", **o).sample(model, mu, generator=torch.Generator().manual_seed(7))  # noqa: E731
-    torch.testing.assert_close(run(), official(clip=True), atol=1e-10, rtol=0)
-    torch.testing.assert_close(run(clip_x0=False), official(clip=False), atol=1e-10, rtol=0)
-    assert (official(clip=True) - official(clip=False)).abs().max() > 1e-3

@@ -2,8 +2,6 @@
 different embedding per task, and `restore --task` reproduces the evaluation; mistakes are one clear line."""
 
 import json
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -15,13 +13,9 @@ import bridgezoo as bz
 from bridgezoo.conditioning import TaskConditioned, set_tasks, task_names
 from bridgezoo.errors import OptionError
 
-FAST = ["--backbone", "unet-test", "--batch", "4", "--patch", "32", "--eval-max-side", "40", "--nfe", "3",
-        "--log-every", "1", "--quiet", "--bridge", "rdbm", "--bridge-opt", "objective=x0"]
+from helpers import cli, fast
 
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+FAST = fast(nfe=3, tasks=None, log_every=1, bridge="rdbm", bridge_opt="objective=x0")
 
 
 @pytest.mark.parametrize("backbone", ["unet-test", "timm-unet/resnet18"])

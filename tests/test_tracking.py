@@ -15,8 +15,9 @@ from bridgezoo.errors import OptionError
 from bridgezoo.tracking import RunTracker, flatten_config, parse_log_with
 from bridgezoo.run import RunConfig, run
 
-FAST = ["--bridge", "fm", "--backbone", "unet-test", "--batch", "2", "--patch", "32", "--eval-max-side", "32",
-        "--nfe", "2", "--tasks", "derain", "--iters", "4", "--log-every", "1", "--quiet"]
+from helpers import fast
+
+FAST = fast(bridge="fm", batch=2, eval_max_side=32, nfe=2, tasks="derain", iters=4, log_every=1)
 
 
 def bridgezoo_run(out: Path, *args, env=None):

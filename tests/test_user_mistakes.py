@@ -2,8 +2,6 @@
 in a second with their name, restore never overwrites, and what the data needed (conversions, padding) is said."""
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +13,9 @@ import torch
 import bridgezoo
 from bridgezoo.registry import get_bridge, registry
 
-FAST = ["--backbone", "unet-test", "--batch", "2", "--patch", "16", "--eval-max-side", "24", "--nfe", "2",
-        "--tasks", "lowlight", "--quiet"]
+from helpers import cli, fast
 
-
-def cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "bridgezoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+FAST = fast(batch=2, patch=16, eval_max_side=24, nfe=2)  # sliced below: FAST[:6] is backbone, batch, patch
 
 
 @pytest.mark.parametrize("args, message", [

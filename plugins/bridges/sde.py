@@ -2,9 +2,9 @@
 GOUB (`reverse_sde`, `mean_ode`, `reverse_ode`), their "maximum-likelihood" loss, the IR-SDE cosine clock, and the
 official network input [x_t − μ, μ].
 
-A shared plugin-side module (entry point `sde`): its samplers are offered to every `SDEBridge`.
+A shared plugin-side module (default plugin `sde`): its samplers are offered to every `SDEBridge`.
 Official code: Algolzw/image-restoration-sde `codes/utils/sde_utils.py` @ 2598d73c (IRSDE, L80-361) and
-Hammour-steak/GOUB `codes/utils/sde_utils.py` @ 895876ea; transcription with line numbers in BRIDGES.md §2-§3.
+Hammour-steak/GOUB `codes/utils/sde_utils.py` @ 895876ea; line numbers in docs/bridges.md, "goub" and "irsde".
 """
 
 from __future__ import annotations

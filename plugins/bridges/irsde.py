@@ -22,7 +22,8 @@ sampler numerically (tested against a transcription); the outputs differ only wh
 
 π: with π = residual the noise is ∝ |x0 − μ|, which also scales the stationary noise at t = 1; since x0 is
 unknown there, sampling starts from μ without noise (the start then lacks c(1)·π⊙ε, which is ∝ the residual).
-Relation: the generalized bridge in the limit S → ∞ at fixed s (BRIDGES.md §9), λ_gen = stationary_std².
+Relation: the generalized bridge in the limit S → ∞ at fixed s, λ_gen = stationary_std² (docs/bridges.md, "How the
+methods relate to the generalized bridge").
 """
 
 import torch
@@ -31,7 +32,7 @@ from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.devices import float64_device
 from bridgezoo.seeding import randn
-from bridgezoo_plugins.sde import IRSDEClock, SDEBridge
+from bridgezoo_plugins.bridges.sde import IRSDEClock, SDEBridge
 
 
 class IRSDE(IRSDEClock, SDEBridge):

@@ -3,7 +3,7 @@ UniDB-SOC/UniDB `UniDB-GOU/utils/sde_utils.py` @ 5625e73).
 
 GOUB with a finite terminal penalty γ: the controlled OU process minimizes the control energy plus
 (γ/2)·|x_T − μ|², instead of hitting μ exactly (Doob's h-transform, γ = ∞). Everything but γ is GOUB's
-(`plugins/goub.py`): the IR-SDE cosine clock s(t) (θ_i = 1 − ᾱ_{i+1}, dt = −ln(eps)/θ̄_T, S = −ln 0.005;
+(`plugins/bridges/goub.py`): the IR-SDE cosine clock s(t) (θ_i = 1 − ᾱ_{i+1}, dt = −ln(eps)/θ̄_T, S = −ln 0.005;
 sde_utils.py L101-141), T = 100, λ = 30/255 as a stationary std on [0, 1] (L76, L117), index i ∈ 0..T ↔ t = i/T,
 the noise objective with the "maximum-likelihood" L1 loss (`models/denoising_model.py` L127-141, loss_type l1 in
 `tasks/*/options/train.yml`), training steps U{1..T−1} (sde_utils.py L369), and the `reverse_sde` sampler from x_T = μ
@@ -32,7 +32,7 @@ from bridgezoo.bridge import F64
 from bridgezoo.devices import as_float64, cast_like
 from bridgezoo.errors import OptionError
 from bridgezoo.generalized import sinh_bridge_coefficients
-from bridgezoo_plugins.goub import GOUB
+from bridgezoo_plugins.bridges.goub import GOUB
 
 
 class UniDB(GOUB):

@@ -6,8 +6,8 @@ The generalized bridge itself, on a named θ schedule. Defaults follow the paper
 (rdbm.py L131-145). Official sampler: `ddim` (rdbm.py's `ddim_sample`, L196-262, first step included), on the
 official grid `linspace(−1, T−1, NFE+1).int()` (L201-205); `reverse_sde` is the generalized bridge's own SDE.
 
-The released code differs (BRIDGES.md §10): `get_bridge("rdbm", pi="one", lam=1e-4, objective="x0")`
-reproduces it numerically.
+The released code differs (docs/bridges.md, "RDBM paper vs released code"):
+`get_bridge("rdbm", pi="one", lam=1e-4, objective="x0")` reproduces it numerically.
 """
 
 import torch
@@ -16,7 +16,7 @@ from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
 from bridgezoo.errors import OptionError
 from bridgezoo.schedules import Clock, iddpm_cosine_betas, inclusive_clock, index_grid, linear_betas, sigmoid_betas
-from bridgezoo_plugins.sde import GeneralizedSDEBridge, irsde_clock
+from bridgezoo_plugins.bridges.sde import GeneralizedSDEBridge, irsde_clock
 
 THETA_SCHEDULES = ("cosine", "linear", "sigmoid", "constant", "irsde-cosine")
 

@@ -1,9 +1,10 @@
 """The U-Net ladder of the DiffUIR / RDDM lineage that RDBM reports (sizes T, S, B, L), and a micro `unet-test`.
 
-Structure (UNET.md A.2): 7×7 stem over cat(x_t, μ); per level two ResNet blocks (weight-standardized 3×3 conv,
-GroupNorm(8), time scale-and-shift, SiLU) and linear attention (4 heads of 32); 4×4 stride-2 downsampling between
-levels; middle ResNet – full attention – ResNet; a mirrored decoder with skip concatenation and nearest upsampling
-+ 3×3 conv; a final ResNet block over cat(features, stem) and a 1×1 conv. t ∈ [0, 1] is multiplied by
+Structure (the `Unet` of DiffUIR `src/model.py` and of RDDM `…/src/residual_denoising_diffusion_pytorch.py`, whose sizes
+RDBM counts with thop; README "Backbones"): 7×7 stem over cat(x_t, μ); per level two ResNet blocks (weight-standardized
+3×3 conv, GroupNorm(8), time scale-and-shift, SiLU) and linear attention (4 heads of 32); 4×4 stride-2 downsampling
+between levels; middle ResNet – full attention – ResNet; a mirrored decoder with skip concatenation and nearest
+upsampling + 3×3 conv; a final ResNet block over cat(features, stem) and a 1×1 conv. t ∈ [0, 1] is multiplied by
 `time_scale` (1000) before the sinusoidal embedding. Any H×W: reflect-padded to the network's stride, cropped back.
 
 Measured at 1×6×256×256 (tests/test_backbones.py): true params T 0.886M, S 3.269M, B 12.41M, L 36.26M; thop-

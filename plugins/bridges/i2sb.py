@@ -122,7 +122,7 @@ class I2SB(Bridge):
     def relation(self) -> dict:
         S = self.clock.total
         return {"kind": "limit", "theta": "θ → 0 with θ̄_{0:t}/θ̄_{0:1} = F(t)/S", "lam": f"S/(2·θ̄_{{0:1}}) = {S / 2:.6g}/θ̄",
-                "pi": self.pi, "note": f"Brownian bridge on the clock F = σ_f² (S = {S:.6g}); BRIDGES.md §9"}
+                "pi": self.pi, "note": f"Brownian bridge on the clock F = σ_f² (S = {S:.6g}); docs/bridges.md, i2sb"}
 
 
 @hookimpl

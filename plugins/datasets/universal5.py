@@ -13,7 +13,7 @@ task (`fog`, `light_only`, `rain`, `snow`, `blur`) at 256² crops; its test uses
 Test2800 by default and names the other test sets in comments.
 
 UDBM's real-world sets without ground truth sit beside them (`real_dark/`, `real_rain/`, `Snow100K/realistic`;
-`bridgezoo_plugins.realworld`): optional, evaluated on request (`--eval-sets MEF DICE NPE Practical
+`bridgezoo_plugins.datasets.realworld`): optional, evaluated on request (`--eval-sets MEF DICE NPE Practical
 Snow100K-realistic`), as restored images and a no-reference metric.
 
 Metric conventions differ between the papers: DiffUIR's test (src/model.py `test()`, `test_y_channel: True`) and

@@ -5,7 +5,8 @@ default, objective `velocity` (d x_t/dt = μ − x0) with MSE, and torchcfm's Eu
 
 The noise term is c_t = σ·sqrt(t(1 − t)) (SB-CFM's Brownian-bridge noise, pinned at both ends); it only matters
 when π ≠ zero, which is what the π ablation switches on. Relation: with π = zero, exactly the generalized bridge
-after the time change τ = 1 − Θ_t (BRIDGES.md §9), for any θ schedule.
+after the time change τ = 1 − Θ_t, for any θ schedule (docs/bridges.md, "How the methods relate to the generalized
+bridge").
 """
 
 

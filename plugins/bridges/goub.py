@@ -18,7 +18,7 @@ import torch
 
 from bridgezoo import Option, hookimpl
 from bridgezoo.bridge import F64
-from bridgezoo_plugins.sde import GeneralizedSDEBridge, IRSDEClock
+from bridgezoo_plugins.bridges.sde import GeneralizedSDEBridge, IRSDEClock
 
 
 class GOUB(IRSDEClock, GeneralizedSDEBridge):

@@ -1,0 +1,1 @@
+"""Built-in backbone families: unet, timm-unet/<encoder>, nafnet."""

@@ -1,0 +1,1 @@
+"""Built-in dataset adapters (`--data NAME:PATH`), one module per benchmark layout."""
