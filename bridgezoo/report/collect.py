@@ -18,7 +18,7 @@ METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 PER_IMAGE_COLUMNS = (*METRICS, *(f"input_{m}" for m in METRICS))  # what per_image_per_run.csv keeps of eval.csv
 METHOD_KEYS = ("bridge", "pi", "backbone", "steps", "sampler", "precision")
 TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)
-# what `render_report` reads (results_per_run.csv is required; the others are used where present)
+# what `render_report` reads: `build_report` writes them all, and a folder without one of them is refused
 DATA_FILES = ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv", "training_curves.csv",
               "runs_left_out.csv", "settings.json", "report.json")
 

@@ -372,7 +372,7 @@ def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 
 
 # figures `render_report` draws from the report folder's data
 RENDERED_FIGURES = frozenset({"gain", "pi_heatmap", "pi_differences", "per_task_psnr", "psnr_vs_nfe",
-                              "quality_vs_compute"})
+                              "quality_vs_compute", "training_loss"})
 # figures drawn from the sample images when the report is collected; the page shows them if they exist
 SAMPLE_FIGURES = {
     "qualitative": ("The same crops", "The same centre crop of one test image per task (rows): the degraded input, "
@@ -380,6 +380,4 @@ SAMPLE_FIGURES = {
                     "and for artefacts that PSNR averages away."),
     "noise_std_maps": ("Where the noise goes", "The per-pixel noise std c(t)·|π| of one bridge along t, for "
                        "π = one (flat) and π = residual (large where the image is most degraded)."),
-    "training_loss": ("Training loss", "Mean over seeds of the loss on a fixed probe batch (each method's own "
-                      "loss): a curve still falling at the end means the runs were stopped before convergence."),
 }

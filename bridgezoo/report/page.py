@@ -7,17 +7,16 @@ import json
 import math
 import platform
 import re
-import shlex
 from pathlib import Path
 
 import pandas as pd
 
-from .collect import (DATA_FILES, METRICS, TRAINING_KEYS, _installed, _short, _steps_named, compute_column, find_runs,
-                      load_results, method_label, settings_key)
+from .collect import (DATA_FILES, METRICS, TRAINING_KEYS, _short, _steps_named, compute_column, find_runs, load_results,
+                      method_label)
 from .figures import (BAD, GOOD, RENDERED_FIGURES, SAMPLE_FIGURES, _interval_colours, fig_compute, fig_gain, fig_loss,
                       fig_nfe, fig_noise_maps, fig_per_task, fig_pi, fig_qualitative)
 from .stats import INTERVAL_NOTE, PerImage, _finite, fmt_cell
-from .tables import (PI_ORDER, _interval_column, _ordered, per_task_table, pi_tables, summary_table, unification_table,
+from .tables import (PI_ORDER, _interval_column, per_task_table, pi_tables, summary_table, unification_table,
                      value_columns, with_input_row, write_table)
 
 
@@ -142,21 +141,6 @@ def build_report(paths, out: str | Path, command: str | None = None, title: str 
     return render_report(out)
 
 
-def _old_folder_meta(out: Path, title: str | None) -> dict:
-    """report.json for a folder written before it existed: the command from command.txt (its --title), the machine
-    from the old index.html where it names one (else the machine rendering the page now, said as such)."""
-    import html
-
-    command = (out / "command.txt").read_text().strip() if (out / "command.txt").exists() else ""
-    words = shlex.split(command) if command else []
-    found = words[words.index("--title") + 1] if "--title" in words[:-1] else None
-    old_page = (out / "index.html").read_text() if (out / "index.html").exists() else ""
-    machine = re.search(r"<p><b>Machine</b>: (.*?)</p>", old_page)
-    return {"title": title or found or out.name, "command": command,
-            "machine": html.unescape(machine.group(1)) if machine else None,
-            "rendering_machine": None if machine else _machine()}
-
-
 def render_report(out: str | Path, title: str | None = None, rerender_command: str | None = None) -> dict:
     """Tables, figures and index.html of the report folder `out` from the data it holds (see the module
     docstring); returns {"tables", "figures", "html", "runs", "left_out"}."""
@@ -166,26 +150,17 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
 
     matplotlib.use("Agg")
     out = Path(out)
-    if not (out / "results_per_run.csv").exists():
-        raise OptionError(f"{out}: no results_per_run.csv here; not a folder written by `bridgezoo report`")
+    missing = [f for f in DATA_FILES if not (out / f).exists()]
+    if missing:
+        raise OptionError(f"{out}: {', '.join(missing)} missing; a report folder is written by `bridgezoo report RUNS "
+                          "--out FOLDER` (collect it again from its runs)")
     (out / "figures").mkdir(exist_ok=True)
     results = _steps_named(pd.read_csv(out / "results_per_run.csv"))
-    meta = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
-    if meta is None:
-        meta = _old_folder_meta(out, title)
-        (out / "report.json").write_text(json.dumps(meta, indent=2) + "\n")
+    meta = json.loads((out / "report.json").read_text())
     if title:
         meta["title"] = title
-    if "settings" not in results:  # written before the settings were recorded: the ones its columns name
-        results["settings"] = [settings_key({"iters": i, "batch": b, "patch": p})
-                               for i, b, p in zip(results["iters"], results["batch"], results["patch"])]
-    settings = (json.loads((out / "settings.json").read_text()) if (out / "settings.json").exists() else
-                {h: {"iters": int(g["iters"].iloc[0]), "batch": int(g["batch"].iloc[0]), "patch": int(g["patch"].iloc[0])}
-                 for h, g in results.groupby("settings")})
-    if "installed" not in results:
-        results["installed"] = results["bridge"].map(_installed)
-    left_out = (pd.read_csv(out / "runs_left_out.csv", dtype=str).fillna("").to_dict("records")
-                if (out / "runs_left_out.csv").exists() else [])
+    settings = json.loads((out / "settings.json").read_text())
+    left_out = pd.read_csv(out / "runs_left_out.csv", dtype=str).fillna("").to_dict("records")
 
     notes = []
     if left_out:
@@ -206,7 +181,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
                      "unknown: " + ", ".join(missing))
 
     per_image = PerImage(_steps_named(pd.read_csv(out / "per_image_per_run.csv", dtype={
-        "run": str, "sampler": str, "task": str, "image": str})) if (out / "per_image_per_run.csv").exists() else None)
+        "run": str, "sampler": str, "task": str, "image": str})))
     summary = summary_table(results, per_image)
     order = list(summary["method"])
     metric_best = {c: "max" for c in ("psnr", "ssim", "psnr_y", "ssim_y", "gain_psnr")} | {
@@ -215,15 +190,11 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     summary_notes = notes + ["beats input: yes where the gain's 95% interval is above 0; PSNR − best: each method "
                              "minus the best one on the same test images (and seeds, where both have the same seeds)"]
     tables = [write_table(summary, out, "summary", "Overall (mean over tasks)", summary_notes, metric_best)]
-    per_task = (_steps_named(pd.read_csv(out / "per_task_per_run.csv")) if (out / "per_task_per_run.csv").exists()
-                else None)
+    per_task = _steps_named(pd.read_csv(out / "per_task_per_run.csv"))
     psnr_table = None
     for metric in METRICS:
-        if per_task is not None:
-            table = per_task_table(per_task, metric, order, per_image)
-            table = with_input_row(table, per_task) if metric == "psnr" else table
-        else:  # a folder written before per_task_per_run.csv: its own per-task tables, in today's order
-            table = _ordered(pd.read_csv(out / f"per_task_{metric}.csv"), order + ["degraded input"])
+        table = per_task_table(per_task, metric, order, per_image)
+        table = with_input_row(table, per_task) if metric == "psnr" else table
         psnr_table = table if metric == "psnr" else psnr_table
         best = {c: "max" for c in table.columns if c != "method" and not _interval_column(c, table)}
         tables.append(write_table(table, out, f"per_task_{metric}",
@@ -244,12 +215,11 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     for fig, reason in (fig_nfe(results, out, per_image), fig_compute(summary, out)):
         figures.append(fig)
         not_drawn += [reason] if reason else []
-    curves = (pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
-              if (out / "training_curves.csv").exists() else None)
-    if curves is not None and not curves.empty:
+    curves = pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
+    if not curves.empty:
         figures.append(fig_loss(curves, out, list(dict.fromkeys(results.set_index("method").loc[order, "bridge"]))))
     for name, (fig_title, caption) in SAMPLE_FIGURES.items():
-        if (curves is None or name != "training_loss") and (out / "figures" / f"{name}.png").exists():
+        if (out / "figures" / f"{name}.png").exists():
             figures.append({"name": name, "png": f"figures/{name}.png", "svg": f"figures/{name}.svg",
                             "title": fig_title, "caption": caption})
     tables.append(write_table(unification_table(sorted(set(results["bridge"]))), out, "unification",
@@ -299,7 +269,7 @@ def _page(meta, results, summary, pi, left_out, settings, notes, tables, answer_
     crop = sorted(set(results["crop_border"]))
     return env.get_template("report.html.j2").render(
         title=meta["title"], command=meta.get("command", ""), machine=meta.get("machine"),
-        rendering_machine=meta.get("rendering_machine"), rerender_command=rerender_command,
+        rerender_command=rerender_command,
         answer=markdown.render(answer_markdown(summary, pi[1] if pi else None, left_out)),
         reading=markdown.render(reading) if reading else "",
         runs=int(results["run"].nunique()), methods=len(summary), evaluations=len(results),
@@ -307,4 +277,4 @@ def _page(meta, results, summary, pi, left_out, settings, notes, tables, answer_
         left_out=left_out, notes=notes, tables=tables, answer_figures=answer_figures, figures=figures,
         not_drawn=not_drawn, conventions=str(results["conventions"].iloc[0]), crop=", ".join(map(str, crop)),
         shared_settings=shared, settings_groups=groups, differing=differing,
-        data_files=[f for f in DATA_FILES if (out / f).exists()])
+        data_files=list(DATA_FILES))
