@@ -110,6 +110,35 @@ def test_pi_ablation_differences_are_paired_by_seed(report):
     assert heat.loc["goub", "one"] == pytest.approx(18.3)
 
 
+RDBM_PAPER = {"lam": 10 / 255, "objective": "noise"}  # RDBM's paper configuration (BRIDGES.md §10)
+RDBM_RELEASED = {"lam": 1e-4, "objective": "x0"}  # its released code's (MiliLab/RDBM code/rdbm.py), with π = one
+
+
+def test_pi_ablation_pairs_only_runs_that_differ_in_pi_alone(tmp_path):
+    """RDBM's paper configuration (π = residual) and its released one (π = one, λ = 1e-4, x0 objective) differ in
+    more than π: never one row, never paired; a run of the paper configuration with π = one is its pair."""
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0, name="paper", bridge_options={"pi": "residual", **RDBM_PAPER})
+    make_run(root, "rdbm", "one", 0, 23.0, name="released", bridge_options={"pi": "one", **RDBM_RELEASED})
+    make_run(root, "rdbm", "one", 0, 19.0, name="paper-one", bridge_options={"pi": "one", **RDBM_PAPER})
+    out = tmp_path / "rep"
+    build_report([root], out)
+    diffs = pd.read_csv(out / "pi_differences.csv")
+    assert len(diffs) == 1 and diffs["contrast"].iloc[0] == "residual − one"
+    assert diffs["mean_db"].iloc[0] == pytest.approx(1.0) and '"objective":"noise"' in diffs["method"].iloc[0]
+    heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")  # rows named by what differs: the options
+    paper, released = (next(m for m in heat.index if f'"objective":"{o}"' in m) for o in ("noise", "x0"))
+    assert paper.startswith("rdbm [bridge_opts {") and '"lam":0.0001' in released
+    assert heat.loc[paper, ["one", "residual"]].tolist() == [19.0, 20.0] and heat.loc[released, "one"] == 23.0
+    assert math.isnan(heat.loc[released, "residual"])
+
+    # the paper and released runs alone: no row has two π modes, so no π table, and none of before stays
+    (root / "paper-one" / "summary.json").unlink()
+    build_report([root], out)
+    assert not (out / "pi_differences.csv").exists() and not (out / "pi_ablation.md").exists()
+    assert "π ablation" not in (out / "index.html").read_text()
+
+
 def test_every_figure_is_written_and_every_file_the_html_references_exists(report):
     out, info = report
     for name in ("gain", "per_task_psnr", "pi_heatmap", "pi_differences", "training_loss", "qualitative",

@@ -238,18 +238,23 @@ def method_label(df: pd.DataFrame, settings: dict[str, dict] | None = None, keys
         return " ".join(parts)
 
     names = df.apply(label, axis=1) if len(df) else pd.Series([], dtype=object)
-    if settings is None or "settings" not in df:
-        return names
+    return names if settings is None or "settings" not in df else with_settings(names, df["settings"], settings)
+
+
+def with_settings(names: pd.Series, keys: pd.Series, settings: dict[str, dict]) -> pd.Series:
+    """`names` where one name covers several training settings (`keys`: each row's `settings_key`, `settings`: the
+    settings by key) with the settings that differ between them added in brackets, e.g. `rdbm [patch 7]`, so rows
+    that differ in their settings are never one row."""
     out = names.copy()
-    for _, g in df.groupby(names, sort=False):
-        keys_here = list(dict.fromkeys(g["settings"]))
+    for _, g in keys.groupby(names, sort=False):
+        keys_here = list(dict.fromkeys(g))
         if len(keys_here) < 2:
             continue
         fields = sorted(set().union(*(settings[h] for h in keys_here)))
         differing = [f for f in fields if len({_short(settings[h].get(f)) for h in keys_here}) > 1]
         for h in keys_here:
             text = ", ".join(f"{f} {_short(settings[h].get(f))}" for f in differing) or f"settings {h}"
-            out[g.index[g["settings"] == h]] += f" [{text}]"
+            out[g.index[g == h]] += f" [{text}]"
     return out
 
 

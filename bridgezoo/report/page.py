@@ -150,6 +150,8 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
 
     matplotlib.use("Agg")
     out = Path(out)
+    if not (out / "results_per_run.csv").exists():
+        raise OptionError(f"{out}: no results_per_run.csv here; not a folder written by `bridgezoo report`")
     missing = [f for f in DATA_FILES if not (out / f).exists()]
     if missing:
         raise OptionError(f"{out}: {', '.join(missing)} missing; a report folder is written by `bridgezoo report RUNS "
@@ -203,7 +205,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
     answer_figures, figures, not_drawn = [], [], []
     gain = fig_gain(summary, out)
     answer_figures.append(gain)
-    pi = pi_tables(results, order, per_image)
+    pi = pi_tables(results, order, per_image, settings)
     if pi is not None:
         tables.append(write_table(pi[0], out, "pi_ablation", "π ablation: PSNR (dB) per method and π", notes,
                                   {c: "max" for c in PI_ORDER}))
@@ -211,6 +213,9 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
                                   notes + ["paired by seed (the same method and seed with two π modes) and, with "
                                            "per-image results, by test image"]))
         answer_figures += fig_pi(*pi, out)
+    else:  # no row has two π modes: no π table of an earlier rendering stays
+        for name, ext in ((n, e) for n in ("pi_ablation", "pi_differences") for e in ("csv", "md", "tex")):
+            (out / f"{name}.{ext}").unlink(missing_ok=True)
     figures.append(fig_per_task(psnr_table, out))
     for fig, reason in (fig_nfe(results, out, per_image), fig_compute(summary, out)):
         figures.append(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .collect import METRICS
+from .collect import METRICS, with_settings
 from .stats import Interval, PerImage, _finite, _per_seed, fmt_cell, interval, paired_difference
 
 PI_ORDER = ("zero", "one", "residual", "uncertainty")
@@ -100,27 +100,37 @@ def with_input_row(table: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
 
 
 def _without_pi(label: str) -> str:
-    return re.sub(r" π=\S+", "", label)
+    """A method name without its π and without the settings in brackets that `with_settings` added to it."""
+    return re.sub(r" \[.*\]$", "", re.sub(r" π=\S+", "", label))
 
 
-def pi_tables(results: pd.DataFrame, order=None, per_image: pd.DataFrame | PerImage | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(method × π mean PSNR with its interval, paired differences between π modes with theirs), or None if π does
-    not vary.
+def pi_tables(results: pd.DataFrame, order=None, per_image: pd.DataFrame | PerImage | None = None,
+              settings: dict[str, dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(method × π mean PSNR with its interval, paired differences between π modes with theirs), or None if no
+    row has two π modes.
 
-    A row is a method without its π (bridge, backbone, NFE, sampler, precision and training settings). Only each
-    run's own evaluation (not extra NFE / sampler evaluations) is used. Differences are paired by seed (the same
-    row with two π modes, on the seeds both have) and, with per-image results, by test image: the two-level
-    bootstrap of the per-seed, per-image differences (see `paired_difference`). Rows follow the first appearance
-    of their methods in `order` where given.
+    A row is a method without its π: runs are in one row, and so compared, only where they differ in π alone —
+    the same bridge, backbone, steps, sampler and training precision (the method name without π) and the same
+    training settings (`settings` column, the bridge's options other than π included). Where one name without π
+    covers several settings, the rows are named by what differs (`with_settings`; `settings` by key, from
+    settings.json; without it, by the settings key), e.g. RDBM's paper configuration (λ = 10/255, noise objective)
+    and its released one (λ = 1e-4, x0 objective) are two rows, never paired. Only each run's own evaluation (not
+    extra NFE / sampler evaluations) is used. Differences are paired by seed (the same row with two π modes, on
+    the seeds both have) and, with per-image results, by test image: the two-level bootstrap of the per-seed,
+    per-image differences (see `paired_difference`). Rows follow the first appearance of their methods in `order`
+    where given.
     """
     per_image = per_image if isinstance(per_image, PerImage) else PerImage(per_image)
-    results = results[results["primary"].astype(bool)].assign(row=lambda d: d["method"].map(_without_pi))
+    results = results[results["primary"].astype(bool)]
+    keys = results["settings"].astype(str)
+    settings = settings if settings is not None else {h: {"settings": h} for h in keys}
+    results = results.assign(row=with_settings(results["method"].map(_without_pi), keys, settings))
     if results.groupby("row")["pi"].nunique().max() < 2:  # no method was run with two π modes
         return None
     if order is not None:
-        rank = {r: i for i, r in reversed(list(enumerate(map(_without_pi, order))))}
-        results = results.sort_values("row", key=lambda s: s.map(lambda r: rank.get(r, len(rank))), kind="stable")
+        rank = {m: i for i, m in reversed(list(enumerate(order)))}
+        first = results.groupby("row")["method"].agg(lambda ms: min(rank.get(m, len(rank)) for m in ms))
+        results = results.sort_values("row", key=lambda s: s.map(first), kind="stable")
     grid, cells = {}, {}
     for (row, pi), g in results.groupby(["row", "pi"], sort=False):
         cells[(row, pi)] = (_per_seed(g, "psnr"), per_image.of(g))
