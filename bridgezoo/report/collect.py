@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..evaluate import LEGACY_STEPS, steps_of
+from ..metrics import REFERENCE_METRICS
 from .stats import _finite
 
-METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
+METRICS = REFERENCE_METRICS  # the metrics a report tabulates (bridgezoo.metrics.REGISTRY)
 PER_IMAGE_COLUMNS = (*METRICS, *(f"input_{m}" for m in METRICS))  # what per_image_per_run.csv keeps of eval.csv
 METHOD_KEYS = ("bridge", "pi", "backbone", "steps", "sampler", "precision")
 TRAINING_KEYS = ("bridge", "pi", "backbone", "precision")  # what names a training run (its curve)

@@ -329,22 +329,26 @@ def fig_qualitative(results: pd.DataFrame, out: Path, order=None, crop: int = 64
 
 
 def fig_noise_maps(results: pd.DataFrame, out: Path, times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> bool:
-    """Per-pixel noise std c(t)·|π| for π = one and π = residual, on one test pair, for one bridge of the report
-    (rdbm if present): where RDBM's noise adapts to the degradation."""
+    """Per-pixel noise std c(t)·|π| for π = one and π = residual, on one test pair, for one bridge of the report:
+    the first with a run at π = residual (else the first installed), on the sample pair whose degradation varies most
+    over the image (the largest spatial std of |x0 − μ|, the mean over RGB), where π = residual departs most from a
+    flat π = one: where the noise adapts to the degradation."""
     import matplotlib.pyplot as plt
     import torch
 
     from ..registry import get_bridge
 
-    installed = results[results["installed"]]
+    installed = results[results["installed"].astype(bool)]
     if installed.empty:
         return False
-    name = "rdbm" if "rdbm" in set(installed["bridge"]) else installed["bridge"].iloc[0]
+    residual = installed[installed["pi"] == "residual"]
+    name = (residual if len(residual) else installed)["bridge"].iloc[0]
     ev = Path(installed.loc[installed["bridge"] == name, "eval_dir"].iloc[0]) / "samples"
-    lqs = sorted(p for p in ev.glob("*_lq.png") if (ev / f"{p.name[: -len('_lq.png')]}_gt.png").exists())
+    gt_of = lambda lq: ev / f"{lq.name[: -len('_lq.png')]}_gt.png"  # noqa: E731
+    lqs = sorted(p for p in ev.glob("*_lq.png") if gt_of(p).exists())
     if not lqs:
         return False
-    lq_path = next((p for task in ("dehaze", "lowlight", "desnow") for p in lqs if p.name.startswith(task)), lqs[0])
+    lq_path = max(lqs, key=lambda p: float(np.abs(_read01(gt_of(p)) - _read01(p)).mean(-1).std()))
     stem = lq_path.name[: -len("_lq.png")]
     mu = torch.from_numpy(_read01(lq_path).transpose(2, 0, 1))[None] * 2 - 1
     x0 = torch.from_numpy(_read01(ev / f"{stem}_gt.png").transpose(2, 0, 1))[None] * 2 - 1

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..metrics import METRICS as METRIC_DECLARATIONS
 from .collect import METRICS, with_settings
 from .stats import Interval, PerImage, _finite, _per_seed, fmt_cell, interval, paired_difference
 
 PI_ORDER = ("zero", "one", "residual", "uncertainty")
-HEADERS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnr_y": "PSNR Y (dB)", "ssim_y": "SSIM Y",
-           "input_psnr": "input PSNR (dB)", "gain_psnr": "gain (dB)", "params_m": "params (M)",
+HEADERS = {m: METRIC_DECLARATIONS[m].label for m in METRICS} | {
+           f"input_{m}": f"input {METRIC_DECLARATIONS[m].label}" for m in METRICS} | {
+           "gain_psnr": "gain (dB)", "params_m": "params (M)",
            "evaluations": "network evaluations", "gmacs_per_image": "GMACs / image",
            "seconds_per_image": "s / image", "mean_db": "paired difference (dB)", "mean": "mean over tasks",
            "beats_input": "beats input (95%)", "vs_best_psnr": "PSNR − best (dB, paired)",
