@@ -131,6 +131,9 @@ def test_pi_ablation_pairs_only_runs_that_differ_in_pi_alone(tmp_path):
     assert paper.startswith("rdbm [bridge_opts {") and '"lam":0.0001' in released
     assert heat.loc[paper, ["one", "residual"]].tolist() == [19.0, 20.0] and heat.loc[released, "one"] == 23.0
     assert math.isnan(heat.loc[released, "residual"])
+    methods = pd.read_csv(out / "summary.csv")["method"]  # the summary names them by their options too, not by π alone
+    assert sorted(m.split(" [")[0] for m in methods) == ["rdbm π=one", "rdbm π=one", "rdbm π=residual"]
+    assert all('[bridge_opts {"lam":' in m for m in methods)
 
     # the paper and released runs alone: no row has two π modes, so no π table, and none of before stays
     (root / "paper-one" / "summary.json").unlink()
@@ -224,6 +227,19 @@ def test_psnr_against_nfe_uses_extra_evaluations(tmp_path):
     df = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert sorted(zip(df["evaluations"], df["psnr"])) == [(5, 20.0), (20, 22.0)]
     assert "figures/psnr_vs_nfe.png" in info["figures"]  # two NFE values: drawn
+
+
+def test_psnr_against_steps_joins_only_runs_of_the_same_settings(tmp_path):
+    """Two runs that differ in their patch size, one evaluated at 5 steps and one at 10, are two methods of one
+    step count each, not one line: no figure."""
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0, nfe=5, name="patch32")
+    make_run(root, "rdbm", "residual", 0, 22.0, nfe=10, name="patch7", patch=7)
+    info = build_report([root], tmp_path / "rep")
+    assert "figures/psnr_vs_nfe.png" not in info["figures"]
+    assert set(pd.read_csv(tmp_path / "rep" / "summary.csv")["method"]) == {"rdbm 5 steps [patch 32]",
+                                                                           "rdbm 10 steps [patch 7]"}
+    assert "every method was evaluated at one step count" in (tmp_path / "rep" / "index.html").read_text()
 
 
 def test_a_grid_file_reads_only_the_evaluations_the_grid_asks_for(tmp_path):

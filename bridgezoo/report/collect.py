@@ -225,29 +225,39 @@ def _short(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
+COMPARED_AXES = ("pi", "steps", "sampler")  # what the π table, the steps figure and the sampler rows compare
+
+
 def method_label(df: pd.DataFrame, settings: dict[str, dict] | None = None, keys=METHOD_KEYS) -> pd.Series:
-    """A readable method name from the `keys` that vary in `df` (the bridge always). Where one name covers runs
-    with different training settings, the settings that differ are added in brackets, e.g. `[patch 7]`."""
+    """A readable method name from the `keys` that vary in `df` (the bridge always). Where one name, or one name
+    without its compared axes (π, steps, sampler), covers runs with different training settings, the settings that
+    differ are added in brackets, e.g. `[patch 7]`: `rdbm π=one` and `rdbm π=residual` trained with other bridge
+    options are named by those options, not by π alone."""
     varying = [k for k in keys if k == "bridge" or df[k].nunique() > 1]
 
-    def label(r):
+    def label(r, skip=()):
         parts = [str(r["bridge"])]
-        for k in varying[1:]:
+        for k in (k for k in varying[1:] if k not in skip):
             parts.append({"pi": f"π={r['pi']}", "steps": f"{r['steps']} steps", "sampler": str(r["sampler"]),
                           "backbone": str(r["backbone"]),
                           "precision": ("fp32" if r["precision"] == "no" else r["precision"]) + " training"}[k])
         return " ".join(parts)
 
-    names = df.apply(label, axis=1) if len(df) else pd.Series([], dtype=object)
-    return names if settings is None or "settings" not in df else with_settings(names, df["settings"], settings)
+    if not len(df):
+        return pd.Series([], dtype=object)
+    names = df.apply(label, axis=1)
+    if settings is None or "settings" not in df:
+        return names
+    return with_settings(names, df["settings"], settings, groups=df.apply(label, axis=1, skip=COMPARED_AXES))
 
 
-def with_settings(names: pd.Series, keys: pd.Series, settings: dict[str, dict]) -> pd.Series:
-    """`names` where one name covers several training settings (`keys`: each row's `settings_key`, `settings`: the
-    settings by key) with the settings that differ between them added in brackets, e.g. `rdbm [patch 7]`, so rows
-    that differ in their settings are never one row."""
+def with_settings(names: pd.Series, keys: pd.Series, settings: dict[str, dict], groups: pd.Series | None = None
+                  ) -> pd.Series:
+    """`names` where one name (or one of `groups`, each a set of names, default the names) covers several training
+    settings (`keys`: each row's `settings_key`, `settings`: the settings by key) with the settings that differ
+    between them added in brackets, e.g. `rdbm [patch 7]`, so rows that differ in their settings are never one row."""
     out = names.copy()
-    for _, g in keys.groupby(names, sort=False):
+    for _, g in keys.groupby(names if groups is None else groups, sort=False):
         keys_here = list(dict.fromkeys(g))
         if len(keys_here) < 2:
             continue

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .collect import with_settings
 from .stats import PerImage, _finite, _per_seed, fmt_cell, interval
 from .tables import PI_ORDER, value_columns
 
@@ -143,13 +144,17 @@ def fig_per_task(table: pd.DataFrame, out: Path) -> dict | None:
 
 
 
-def fig_nfe(results: pd.DataFrame, out: Path, per_image: pd.DataFrame | PerImage | None = None
-            ) -> tuple[dict | None, str]:
+def fig_nfe(results: pd.DataFrame, out: Path, per_image: pd.DataFrame | PerImage | None = None,
+            settings: dict[str, dict] | None = None) -> tuple[dict | None, str]:
     """PSNR against sampler steps per method (the steps removed from the name); not drawn unless some method has
-    two step counts."""
+    two step counts. A line joins only runs of the same training settings (`settings` column; named by what differs
+    as in `pi_tables`, `settings` by key from settings.json)."""
     import matplotlib.pyplot as plt
 
-    results = results.assign(line=results["method"].map(lambda m: re.sub(r" \d+ steps", "", m)))
+    keys = results["settings"].astype(str)
+    base = results["method"].map(lambda m: re.sub(r" \[.*\]$", "", re.sub(r" \d+ steps", "", m)))
+    line = with_settings(base, keys, settings if settings is not None else {h: {"settings": h} for h in keys})
+    results = results.assign(line=line)
     lines = [(name, g) for name, g in results.groupby("line", sort=False) if g["steps"].nunique() > 1]
     if not lines:
         values = sorted(set(results["steps"]))

@@ -218,7 +218,7 @@ def render_report(out: str | Path, title: str | None = None, rerender_command: s
         for name, ext in ((n, e) for n in ("pi_ablation", "pi_differences") for e in ("csv", "md", "tex")):
             (out / f"{name}.{ext}").unlink(missing_ok=True)
     figures.append(fig_per_task(psnr_table, out))
-    for fig, reason in (fig_nfe(results, out, per_image), fig_compute(summary, out)):
+    for fig, reason in (fig_nfe(results, out, per_image, settings), fig_compute(summary, out)):
         figures.append(fig)
         not_drawn += [reason] if reason else []
     curves = pd.read_csv(out / "training_curves.csv", dtype={"variant": str}, keep_default_na=False)
