@@ -6,8 +6,8 @@ A *method* is everything but the seed: bridge, π, backbone, NFE, sampler, train
 training settings (what the run hash of `bridgezoo.bench.training_settings` covers). Runs that differ in any
 training setting are never pooled; where one name, or one name without the axis a table or figure compares (π,
 steps, sampler), would cover several settings, the differing settings are added to it, and two methods are compared
-along π or steps only where they differ in that alone. Seeds are a method's repetitions and every run evaluates the same test images, so an interval covers both:
-where each evaluation has its per-image results (`eval.csv`), a 95% percentile interval of a two-level bootstrap
+along π or steps only where they differ in that alone. Seeds are a method's repetitions and every run evaluates the
+same test images, so an interval covers both: where each evaluation has its per-image results (`eval.csv`), a 95% percentile interval of a two-level bootstrap
 (resample the seeds, then the images, the same images for every seed; `bootstrap_ci`), and a difference between two
 methods or π modes is paired by image (and seed), which is what resolves a fraction of a dB; where per-image
 results are missing (older runs), the 95% Student-t interval of the mean over seeds (mean ± t₀.₉₇₅,ₙ₋₁·s/√n; none
