@@ -20,7 +20,7 @@ import torch
 
 from .conditioning import set_tasks
 from .memory import NotEnoughMemory, available_bytes, peak_bytes
-from .metrics import LPIPS, NIQE, all_metrics
+from .metrics import LPIPS, NIQE, REFERENCE_METRICS, all_metrics, eval_columns, per_test_set_summary
 from .precision import check_precision, precision_context
 from .presets import CPU_DEFAULTS, GPU_DEFAULTS
 from .seeding import generator as seeded_generator
@@ -417,9 +417,8 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     return write_results(rows, out_dir, bridge, nfe, sampler, lpips, crop_border, settings)
 
 
-COLUMNS = ("index", "name", "task", "height", "width", "test_set", "metric", "psnr", "ssim", "psnr_y", "ssim_y",
-           "lpips", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y", "niqe", "input_niqe", "steps",
-           "evaluations", "seconds", "batch", "warmup")
+COLUMNS = ("index", "name", "task", "height", "width", "test_set", "metric", *eval_columns(), "steps", "evaluations",
+           "seconds", "batch", "warmup")
 # eval.csv and summary.json before the sampler's steps and its network evaluations were named apart: "nfe" held the
 # steps (`steps_of` reads either)
 LEGACY_STEPS = "nfe"
@@ -442,13 +441,13 @@ def write_results(rows, out_dir: Path, bridge, nfe, sampler, lpips, crop_border,
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    for col in ("psnr", "ssim", "psnr_y", "ssim_y", "input_psnr", "input_ssim", "input_psnr_y", "input_ssim_y"):
+    metrics = REFERENCE_METRICS
+    for col in (*metrics, *(f"input_{m}" for m in metrics)):
         if col not in df:  # only test sets without ground truth: no PSNR at all, never one against nothing
             df[col] = np.nan
     buf = io.StringIO()
     df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
     atomic_write_text(out_dir / "eval.csv", buf.getvalue())
-    metrics = ["psnr", "ssim", "psnr_y", "ssim_y"]
     summary = {
         "images": len(df),
         "sampler": sampler or bridge.samplers[0],
@@ -482,38 +481,3 @@ def timing_summary(df) -> dict:
             "warmup_seconds_per_image": float(df.loc[warm, "seconds"].mean()) if warm.any() else None,
             "timing": "wall-clock seconds per image (its batch's time / batch size, device synchronised), the first "
                       "batch (warm-up) apart"}
-
-
-CONVENTIONS = {"y": "Y (BT.601)", "rgb": "RGB"}
-
-
-def per_test_set_summary(df) -> dict:
-    """`per_test_set`: each test set's PSNR/SSIM in its literature's convention ("psnr", "ssim" are on Y for a "y"
-    set, on RGB for an "rgb" one), its input's, and all four metrics; `overall_test_sets`: the mean over test sets
-    of those headline numbers (every set weighs the same, as the papers average a task's test sets)."""
-    mean = lambda g, col: float(g[col].replace(np.inf, np.nan).mean())  # noqa: E731
-    per_set, unpaired = {}, {}
-    for name, g in df.groupby("test_set", sort=False):
-        metric = str(g["metric"].iloc[0])
-        if metric == "nr":  # no ground truth: the no-reference score where one was computed, and no PSNR
-            scored = g["niqe"].notna().sum() if "niqe" in g else 0
-            unpaired[name] = {"task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": "nr",
-                              "convention": "no ground truth: restored images in restored/, NIQE (lower is better)",
-                              "niqe": mean(g, "niqe") if scored else None,
-                              "input_niqe": mean(g, "input_niqe") if scored else None, "niqe_images": int(scored)}
-            continue
-        sfx = "_y" if metric == "y" else ""
-        per_set[name] = {
-            "task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": metric,
-            "convention": CONVENTIONS.get(metric, metric),
-            "psnr": mean(g, f"psnr{sfx}"), "ssim": mean(g, f"ssim{sfx}"),
-            "input_psnr": mean(g, f"input_psnr{sfx}"), "input_ssim": mean(g, f"input_ssim{sfx}"),
-            "all": {m: mean(g, m) for m in ("psnr", "ssim", "psnr_y", "ssim_y")},
-        }
-    sets = list(per_set.values())
-    overall = {k: float(np.mean([r[k] for r in sets])) if sets else None
-               for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
-    overall["test_sets"] = len(sets)
-    overall["note"] = ("mean over test sets of each set's headline PSNR/SSIM (its own convention, Y or RGB)"
-                       + ("; test sets without ground truth are left out" if unpaired else ""))
-    return {"per_test_set": per_set | unpaired, "overall_test_sets": overall}

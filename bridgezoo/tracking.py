@@ -86,12 +86,13 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
 
 def eval_scalars(summary: dict, prefix: str = "eval") -> dict:
     """The numbers of an evaluation summary (`summary.json`) as flat tracker scalars."""
-    metrics = ("psnr", "ssim", "psnr_y", "ssim_y")
+    from .metrics import REFERENCE_METRICS as metrics, REGISTRY
+
     values = {f"{prefix}/{m}": summary["overall"][m] for m in metrics}
     values |= {f"{prefix}/input/{m}": summary["input"][m] for m in metrics}
     for task, scores in summary.get("per_task", {}).items():
         values |= {f"{prefix}/{task}/{m}": scores[m] for m in metrics}
-    for key in ("gain_psnr", "seconds_per_image", "lpips"):
+    for key in ("gain_psnr", "seconds_per_image", *(m.name for m in REGISTRY if m.kind == "learned")):
         if summary.get(key) is not None:
             values[f"{prefix}/{key}"] = summary[key]
     return values

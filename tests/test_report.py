@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from bridgezoo.data import write_png
-from bridgezoo.report import build_report, mean_ci
+from bridgezoo.errors import OptionError
+from bridgezoo.report import build_report, mean_ci, render_report
 
 TASKS = ("derain", "dehaze")
 # PSNR of (bridge, π, seed): chosen so every interval and paired difference can be checked by hand
@@ -109,6 +110,38 @@ def test_pi_ablation_differences_are_paired_by_seed(report):
     assert heat.loc["goub", "one"] == pytest.approx(18.3)
 
 
+RDBM_PAPER = {"lam": 10 / 255, "objective": "noise"}  # RDBM's paper configuration (BRIDGES.md §10)
+RDBM_RELEASED = {"lam": 1e-4, "objective": "x0"}  # its released code's (MiliLab/RDBM code/rdbm.py), with π = one
+
+
+def test_pi_ablation_pairs_only_runs_that_differ_in_pi_alone(tmp_path):
+    """RDBM's paper configuration (π = residual) and its released one (π = one, λ = 1e-4, x0 objective) differ in
+    more than π: never one row, never paired; a run of the paper configuration with π = one is its pair."""
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0, name="paper", bridge_options={"pi": "residual", **RDBM_PAPER})
+    make_run(root, "rdbm", "one", 0, 23.0, name="released", bridge_options={"pi": "one", **RDBM_RELEASED})
+    make_run(root, "rdbm", "one", 0, 19.0, name="paper-one", bridge_options={"pi": "one", **RDBM_PAPER})
+    out = tmp_path / "rep"
+    build_report([root], out)
+    diffs = pd.read_csv(out / "pi_differences.csv")
+    assert len(diffs) == 1 and diffs["contrast"].iloc[0] == "residual − one"
+    assert diffs["mean_db"].iloc[0] == pytest.approx(1.0) and '"objective":"noise"' in diffs["method"].iloc[0]
+    heat = pd.read_csv(out / "pi_ablation.csv").set_index("method")  # rows named by what differs: the options
+    paper, released = (next(m for m in heat.index if f'"objective":"{o}"' in m) for o in ("noise", "x0"))
+    assert paper.startswith("rdbm [bridge_opts {") and '"lam":0.0001' in released
+    assert heat.loc[paper, ["one", "residual"]].tolist() == [19.0, 20.0] and heat.loc[released, "one"] == 23.0
+    assert math.isnan(heat.loc[released, "residual"])
+    methods = pd.read_csv(out / "summary.csv")["method"]  # the summary names them by their options too, not by π alone
+    assert sorted(m.split(" [")[0] for m in methods) == ["rdbm π=one", "rdbm π=one", "rdbm π=residual"]
+    assert all('[bridge_opts {"lam":' in m for m in methods)
+
+    # the paper and released runs alone: no row has two π modes, so no π table, and none of before stays
+    (root / "paper-one" / "summary.json").unlink()
+    build_report([root], out)
+    assert not (out / "pi_differences.csv").exists() and not (out / "pi_ablation.md").exists()
+    assert "π ablation" not in (out / "index.html").read_text()
+
+
 def test_every_figure_is_written_and_every_file_the_html_references_exists(report):
     out, info = report
     for name in ("gain", "per_task_psnr", "pi_heatmap", "pi_differences", "training_loss", "qualitative",
@@ -194,6 +227,19 @@ def test_psnr_against_nfe_uses_extra_evaluations(tmp_path):
     df = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert sorted(zip(df["evaluations"], df["psnr"])) == [(5, 20.0), (20, 22.0)]
     assert "figures/psnr_vs_nfe.png" in info["figures"]  # two NFE values: drawn
+
+
+def test_psnr_against_steps_joins_only_runs_of_the_same_settings(tmp_path):
+    """Two runs that differ in their patch size, one evaluated at 5 steps and one at 10, are two methods of one
+    step count each, not one line: no figure."""
+    root = tmp_path / "runs"
+    make_run(root, "rdbm", "residual", 0, 20.0, nfe=5, name="patch32")
+    make_run(root, "rdbm", "residual", 0, 22.0, nfe=10, name="patch7", patch=7)
+    info = build_report([root], tmp_path / "rep")
+    assert "figures/psnr_vs_nfe.png" not in info["figures"]
+    assert set(pd.read_csv(tmp_path / "rep" / "summary.csv")["method"]) == {"rdbm 5 steps [patch 32]",
+                                                                           "rdbm 10 steps [patch 7]"}
+    assert "every method was evaluated at one step count" in (tmp_path / "rep" / "index.html").read_text()
 
 
 def test_a_grid_file_reads_only_the_evaluations_the_grid_asks_for(tmp_path):
@@ -453,29 +499,19 @@ def test_rebuild_renders_a_report_folder_again_without_its_runs(tmp_path):
     assert {f: (out / f).read_text() for f in before} == before
     page = (out / "index.html").read_text()
     assert "Page rendered again by" in page and "figures/qualitative.png" in page and "figures/gain.png" in page
+    assert "figures/training_loss.png" in page
 
-    # a folder written before the sampler's steps and its evaluations were named apart: its "nfe" column
+    # a folder written before the sampler's steps and its evaluations were named apart, as the committed reports/:
+    # its "nfe" column
     for f in ("results_per_run.csv", "per_task_per_run.csv", "per_image_per_run.csv"):
         pd.read_csv(out / f).rename(columns={"steps": "nfe"}).to_csv(out / f, index=False)
     assert main(["report", "--rebuild", "--out", str(out)]) == 0
     assert {f: (out / f).read_text() for f in before} == before
 
-    # a folder written before the page's data files existed: the committed reports' case
-    for f in ("per_task_per_run.csv", "training_curves.csv", "settings.json", "report.json", "runs_left_out.csv"):
-        (out / f).unlink()
-    pd.read_csv(out / "results_per_run.csv").drop(columns=["settings", "installed"]).to_csv(
-        out / "results_per_run.csv", index=False)
-    (out / "command.txt").write_text("bridgezoo report runs --out rep --title 'An old report'\n")
-    assert main(["report", "--rebuild", "--out", str(out)]) == 0
-    assert {f: (out / f).read_text() for f in before} == before  # the per-task tables it had, as they were
-    page = (out / "index.html").read_text()
-    assert "<title>An old report</title>" in page and "figures/training_loss.png" in page
-    assert "Machine that rendered this page" in page and "backbone unet-test; training precision fp32; batch 2; iters 10; patch 32" in page
-    (out / "report.json").unlink()  # the old page's machine line is kept
-    (out / "index.html").write_text("<p><b>Machine</b>: x86_64, 2 logical CPUs, no GPU</p>")
-    assert main(["report", "--rebuild", "--out", str(out)]) == 0
-    page = (out / "index.html").read_text()
-    assert "<dt>Machine</dt><dd>x86_64, 2 logical CPUs, no GPU</dd>" in page and "rendered this page" not in page
+    # a folder without one of its data files is refused, naming it (no report folder without them exists)
+    (out / "settings.json").unlink()
+    with pytest.raises(OptionError, match="settings.json missing"):
+        render_report(out)
 
 
 def test_report_options_are_checked(tmp_path, capsys):
