@@ -314,7 +314,7 @@ def real_path(device, size, data, out_dir, iters, extra=None) -> dict:
 def evaluation(device, size, model_dir, folder, warm_folder, deadline) -> dict:
     """Images/s of the bare sampler and of `evaluate` per precision; the PSNR of one model in each precision."""
     from bridgezoo.data import PairedFolders
-    from bridgezoo.evaluate import evaluate
+    from bridgezoo.run.evaluate import evaluate
     from bridgezoo.precision import precision_context
     from bridgezoo.run import load_model, make_datasets
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bridgezoo.data import Zoo5Eval
-from bridgezoo.evaluate import evaluate
+from bridgezoo.run.evaluate import evaluate
 from bridgezoo.run import load_model
 
 

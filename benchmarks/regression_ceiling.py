@@ -2,7 +2,7 @@
 `bridgezoo run` (preset cpu-small by default), trained as a *direct regressor* x̂0 = net(μ, μ, t = 1) with L1.
 
 At inference this is the x0-objective DDIM of any pinned bridge at NFE 1 (x_1 = μ, one call, x_0 = x̂0), so the
-evaluation below is `bridgezoo.evaluate` with rdbm(objective=x0) at NFE 1: the same metric code as every run. A
+evaluation below is `bridgezoo.run.evaluate` with rdbm(objective=x0) at NFE 1: the same metric code as every run. A
 bridge trained on the same budget spends most of its updates on t < 1, so in PSNR this is a practical ceiling
 for the main job at this budget, not a competitor.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from bridgezoo.conditioning import set_tasks
-from bridgezoo.evaluate import evaluate
+from bridgezoo.run.conditioning import set_tasks
+from bridgezoo.run.evaluate import evaluate
 from bridgezoo.presets import PRESETS
 from bridgezoo.run import Batches, RunConfig, build_model, dataset_tasks, make_datasets, optimizer_and_schedule, train_loop
 

@@ -1,7 +1,7 @@
 """Where a trained bridge loses: the quality of its one-step x̂0 at every t of its sampler grid.
 
 For each test image and each time t of the sampler's grid this measures three PSNRs (dB, RGB, 8-bit, as
-`bridgezoo.evaluate`):
+`bridgezoo.run.evaluate`):
 - `true x_t`: x̂0 = model's prediction from a *true* x_t = a·x0 + b·μ + c·π⊙ε (what training teaches),
 - `chain`: x̂0 the sampler used at that step, from the state its own chain reached (what sampling gets),
 - `state`: the chain's state x_t itself against x0,
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bridgezoo.conditioning import set_tasks
-from bridgezoo.evaluate import to01
+from bridgezoo.run.conditioning import set_tasks
+from bridgezoo.run.evaluate import to01
 from bridgezoo.metrics import psnr
 from bridgezoo.seeding import generator
 from bridgezoo.run import load_model, make_datasets

@@ -7,7 +7,7 @@ MeanFlow asks for it through `Bridge.backbone_options`) takes t of shape [B, K] 
 own time MLP, the embeddings summed (`embed_times`). A backbone built with `num_tasks=N` (N > 0) is task-conditioned:
 `forward(x_t, mu, t, task=...)` takes the task index (LongTensor [B] in [0, N)) and adds a learned embedding of it
 to the time embedding (`TaskEmbedding`, class conditioning as in ADM's class-conditional U-Net); the core's
-`bridgezoo.conditioning.TaskConditioned` binds the index so bridges and samplers still call `model(x_t, mu, t)`.
+`bridgezoo.run.conditioning.TaskConditioned` binds the index so bridges and samplers still call `model(x_t, mu, t)`.
 """
 
 from __future__ import annotations

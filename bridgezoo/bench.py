@@ -161,7 +161,7 @@ def expand(spec: dict, out: Path | None = None, where: str = "grid", resolve_pi=
         if key in axes:
             raise OptionError(f"{where}: {key!r} is both in [shared] and in [axes]; keep one")
     if shared.get("log_with"):
-        from .tracking import parse_log_with
+        from .run.tracking import parse_log_with
 
         parse_log_with(shared["log_with"], option=f"{where}: [shared] log_with")
     for key in axes:
@@ -307,7 +307,7 @@ def read_job(directory: Path) -> dict:
 
 
 def write_job(directory: Path, record: dict) -> None:
-    from .evaluate import atomic_write_text
+    from .run.evaluate import atomic_write_text
 
     atomic_write_text(Path(directory) / JOB_FILE, json.dumps(record, indent=2))
 
@@ -373,7 +373,7 @@ def plan(grid: Grid) -> tuple[dict, list[GridRun]]:
 
 
 def _write_status(grid: Grid, records: dict, command: str) -> None:
-    from .evaluate import atomic_write_text
+    from .run.evaluate import atomic_write_text
 
     payload = {"grid": grid.name, "file": str(grid.path) if grid.path else None, "command": command,
                "runs": [records[r.name] for r in grid.runs if r.name in records]}

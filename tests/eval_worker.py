@@ -7,7 +7,7 @@ from accelerate import Accelerator
 
 import bridgezoo as bz
 from bridgezoo.data import Zoo5Eval
-from bridgezoo.evaluate import evaluate
+from bridgezoo.run.evaluate import evaluate
 
 if __name__ == "__main__":
     accelerator = Accelerator(cpu=True)

@@ -91,7 +91,7 @@ def test_heldout_script_scores_the_val_photograph_as_a_run_scores_its_test_split
     from skimage.metrics import peak_signal_noise_ratio
 
     from bridgezoo.data import Zoo5Eval
-    from bridgezoo.evaluate import to01
+    from bridgezoo.run.evaluate import to01
 
     run = tmp_path / "run"
     res = subprocess.run([sys.executable, "-m", "bridgezoo.cli", "run", "--backbone", "unet-test", "--iters", "2",

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import bridgezoo as bz
-from bridgezoo import evaluate as ev
-from bridgezoo.conditioning import TaskConditioned
+from bridgezoo.run import evaluate as ev
+from bridgezoo.run.conditioning import TaskConditioned
 
 
 class Images:
@@ -87,7 +87,7 @@ def test_evaluation_noise_is_the_named_stream_of_each_image(tmp_path, monkeypatc
     model, data = conditioned_model(bridge), Images()
     outs = outputs_of(monkeypatch, lambda: ev.evaluate(bridge, model, data, tmp_path, nfe=3, sampler="euler_maruyama",
                                                        quiet=True, seed=5))
-    from bridgezoo.conditioning import set_tasks
+    from bridgezoo.run.conditioning import set_tasks
 
     for i in (0, 3):
         set_tasks(model, data[i]["task"])
@@ -179,7 +179,7 @@ import resource, sys, torch, torch.nn.functional as F
 from torch import nn
 import bridgezoo as bz
 from bridgezoo.backbone import FullAttention, PreNormResidual
-from bridgezoo.evaluate import restore
+from bridgezoo.run.evaluate import restore
 from bridgezoo.memory import peak_tensor_bytes
 
 class Tiny(nn.Module):

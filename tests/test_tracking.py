@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bridgezoo import tracking
+from bridgezoo.run import tracking
 from bridgezoo.bench import expand, load_grid
 from bridgezoo.errors import OptionError
-from bridgezoo.tracking import RunTracker, flatten_config, parse_log_with
+from bridgezoo.run.tracking import RunTracker, flatten_config, parse_log_with
 from bridgezoo.run import RunConfig, run
 
 from helpers import fast

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..evaluate import LEGACY_STEPS, steps_of
+from ..run.evaluate import LEGACY_STEPS, steps_of
 from ..metrics import REFERENCE_METRICS
 from .stats import _finite
 

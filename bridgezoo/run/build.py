@@ -143,7 +143,7 @@ def build_model(cfg: RunConfig, bridge_options: dict | None = None, tasks: list[
     """(bridge, wrapped model) from a resolved config: around `bridge` (the one `check_config` returned), else one
     built from a saved run's resolved `bridge_options` or the config's. A task-conditioned run
     (`cfg.task_conditioned`) needs `tasks`, the task names in the order of the network's embedding table."""
-    from ..conditioning import TaskConditioned
+    from .conditioning import TaskConditioned
     from ..registry import get_backbone
 
     if bridge is None:

@@ -85,7 +85,7 @@ def resolve(self, has_gpu: bool):
         raise OptionError(f"--warmup must lie in [0, --iters = {cfg.iters}], got {cfg.warmup}")
     if not 0 <= cfg.ema_decay < 1:
         raise OptionError(f"--ema-decay must lie in [0, 1), got {cfg.ema_decay}")
-    from ..evaluate import check_tiles
+    from .evaluate import check_tiles
 
     check_tiles(cfg.tile, cfg.tile_overlap)
     return cfg

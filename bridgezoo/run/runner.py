@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ..conditioning import set_tasks
+from .conditioning import set_tasks
 from ..errors import BridgezooError, OptionError
-from ..evaluate import atomic_write_text, evaluate
+from .evaluate import atomic_write_text, evaluate
 from ..precision import eager
 from ..seeding import generator
-from ..tracking import RunTracker
+from .tracking import RunTracker
 from .auxiliary import train_auxiliary
 from .build import build_model, check_config, check_eval_tasks, dataset_tasks, package_versions, providers, saved_config
 from .loop import TrainingError, compile_backbone, optimizer_and_schedule, set_training_precision, train_loop

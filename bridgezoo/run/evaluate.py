@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from .conditioning import set_tasks
-from .memory import NotEnoughMemory, available_bytes, peak_bytes
-from .metrics import LPIPS, NIQE, REFERENCE_METRICS, all_metrics, eval_columns, per_test_set_summary
-from .precision import check_precision, precision_context
-from .presets import CPU_DEFAULTS, GPU_DEFAULTS
-from .seeding import generator as seeded_generator
+from ..memory import NotEnoughMemory, available_bytes, peak_bytes
+from ..metrics import LPIPS, NIQE, REFERENCE_METRICS, all_metrics, eval_columns, per_test_set_summary
+from ..precision import check_precision, precision_context
+from ..presets import CPU_DEFAULTS, GPU_DEFAULTS
+from ..seeding import generator as seeded_generator
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -150,7 +150,7 @@ class TilePlanner:
 def check_tiles(tile: int | None, overlap: int) -> None:
     """Tiles of `tile` pixels (None or 0: whole images) overlapping by `overlap` pixels: the overlap must lie in
     [0, tile). The one check of `run` (`RunConfig.resolve`), `restore` and the tiled restoration itself."""
-    from .errors import OptionError
+    from ..errors import OptionError
 
     if tile and not 0 <= overlap < tile:
         raise OptionError(f"--tile-overlap ({overlap}) must lie in [0, --tile ({tile}))")
@@ -293,7 +293,7 @@ def _score(item: dict, out: torch.Tensor, crop_border: int, sample_dir: Path | N
     An unpaired image (`item["gt"]` None, a test set without ground truth) gets no PSNR/SSIM: its no-reference
     score (`niqe`, None where unavailable) and its input's, and the restored image is always written to
     `out_dir/restored/TESTSET/STEM.png` (for such a set the images are the result)."""
-    from .data import write_png
+    from ..data import write_png
 
     if item["gt"] is None:
         row = {"niqe": niqe(to01(out)) if niqe else None, "input_niqe": niqe(to01(item["lq"])) if niqe else None}
@@ -329,9 +329,9 @@ def evaluate(bridge, model, dataset, out_dir: Path, nfe: int | None = None, samp
     """
     from tqdm.auto import tqdm
 
-    from .progress import tqdm_disable
-    from .samplers import count_evaluations
-    from .run import backbone_of
+    from ..progress import tqdm_disable
+    from ..samplers import count_evaluations
+    from .loop import backbone_of
 
     check_precision(precision)
     out_dir = Path(out_dir)

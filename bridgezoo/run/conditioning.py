@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .devices import moved
-from .errors import OptionError
+from ..devices import moved
+from ..errors import OptionError
 
 
 class TaskConditioned(nn.Module):
@@ -48,7 +48,7 @@ class TaskConditioned(nn.Module):
 
     def forward(self, x_t: torch.Tensor, mu: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.task is None:
-            raise RuntimeError("a task-conditioned model was called before its task was set (bridgezoo.conditioning.set_tasks)")
+            raise RuntimeError("a task-conditioned model was called before its task was set (bridgezoo.run.conditioning.set_tasks)")
         task = self.labels_on(x_t.device)
         if task.numel() == 1:
             task = task.expand(x_t.shape[0])

@@ -25,7 +25,7 @@ import os
 import uuid
 from pathlib import Path
 
-from .errors import BridgezooError, OptionError, suggest
+from ..errors import BridgezooError, OptionError, suggest
 
 # tracker name -> the module it needs
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -86,7 +86,7 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
 
 def eval_scalars(summary: dict, prefix: str = "eval") -> dict:
     """The numbers of an evaluation summary (`summary.json`) as flat tracker scalars."""
-    from .metrics import REFERENCE_METRICS as metrics, REGISTRY
+    from ..metrics import REFERENCE_METRICS as metrics, REGISTRY
 
     values = {f"{prefix}/{m}": summary["overall"][m] for m in metrics}
     values |= {f"{prefix}/input/{m}": summary["input"][m] for m in metrics}
@@ -102,7 +102,7 @@ def sample_triples(samples_dir: Path) -> dict[str, list]:
     """{image name: [LQ, output, GT] as uint8 H×W×3 arrays} from the `samples/` folder `evaluate` writes."""
     import numpy as np
 
-    from .data import read_image
+    from ..data import read_image
 
     triples = {}
     for gt in sorted(Path(samples_dir).glob("*_gt.png")):
