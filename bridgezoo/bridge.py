@@ -18,6 +18,7 @@ import torch
 
 from .devices import PerDevice, as_float64, cast_like, moved
 from .errors import OptionError
+from .lookup import sampler_source
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
 from .options import Option, merged_options, resolve_options
 from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F401 - re-exported
@@ -363,10 +364,8 @@ class Bridge:
     @property
     def samplers(self) -> tuple[str, ...]:
         """Every sampler that applies to this bridge: its official ones first (the first is the default), then
-        the ones registered for its class, then the shared ones."""
-        from .registry import sampler_names
-
-        return sampler_names(self)
+        the ones registered for its class, then the shared ones (from the registry, through `lookup`)."""
+        return sampler_source().sampler_names(self)
 
     def get_sampler(self, sampler: "str | Sampler | None" = None) -> Sampler:
         """A sampler instance from a name or `NAME:KEY=VALUE,...` (default: the official one); an instance is
@@ -375,9 +374,7 @@ class Bridge:
             if not sampler.applies_to(self):
                 raise OptionError(f"bridge {self.name or type(self).__name__!r}: sampler {sampler!r} does not apply to it")
             return sampler
-        from .registry import make_sampler
-
-        return make_sampler(self, sampler or self.samplers[0])
+        return sampler_source().make_sampler(self, sampler or self.samplers[0])
 
     def sampler_info(self, sampler: "str | Sampler | None" = None) -> SamplerInfo:
         return self.get_sampler(sampler).info(self)
