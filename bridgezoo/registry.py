@@ -175,7 +175,7 @@ class Registry:
                 if "name" not in obj.__dict__:
                     obj.name = name
             if kind == "dataset":
-                from .data.adapters import DatasetAdapter
+                from .data.base import DatasetAdapter
 
                 if not (isinstance(obj, type) and issubclass(obj, DatasetAdapter)):
                     raise TypeError(f"register_datasets: {obj!r} is not a subclass of "

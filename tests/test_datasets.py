@@ -18,8 +18,8 @@ import torch
 from bridgezoo.seeding import derive_seed, numpy_rng
 import bridgezoo as bz
 from bridgezoo.data import DataError, DataWarning
-from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, TrainingPairs, parse_data_spec,
-                                     random_crop, scan_pair_dirs)
+from bridgezoo.data.adapters import DatasetAdapter, SplitSpec, TrainingPairs, parse_data_spec, scan_pair_dirs
+from bridgezoo.data.paired import random_crop
 from bridgezoo.evaluate import per_test_set_summary
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -281,7 +281,7 @@ def test_a_wrong_root_and_wrong_specs_say_what_to_give(tmp_path):
 def test_training_draws_crop_the_cached_pixels_as_stored_and_equal_cropping_the_decoded_pair(tmp_path, monkeypatch):
     """A grey LQ with a larger RGB GT (center-cropped, as RESIDE's): the draw crops the stored pixels from the
     process's decoded-image cache and converts only the patch, and gives the pixels of the full-image path."""
-    from bridgezoo.data import adapters
+    from bridgezoo.data import loading  # where TrainingPairs converts
     from bridgezoo.data.adapters import ImagePair, align_gt
     from bridgezoo.data.io import image_cache, read_image
     from bridgezoo.data.zoo5 import to_tensor
@@ -290,8 +290,8 @@ def test_training_draws_crop_the_cached_pixels_as_stored_and_equal_cropping_the_
     iio.imwrite(lq, F.img(1, 20, 30)[..., 0])
     pair = ImagePair(lq, gt, "a")
     converted = []
-    convert = adapters.to_rgb01
-    monkeypatch.setattr(adapters, "to_rgb01", lambda arr, path: converted.append(arr.shape) or convert(arr, path))
+    convert = loading.to_rgb01
+    monkeypatch.setattr(loading, "to_rgb01", lambda arr, path: converted.append(arr.shape) or convert(arr, path))
     image_cache().clear()
     ds = TrainingPairs({"dehaze": [pair]}, patch=8, length=4, seed=0, gt_alignment="center-crop")
     for seed in range(3):
