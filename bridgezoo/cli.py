@@ -186,14 +186,12 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from bridgezoo.data import DataError
-    from bridgezoo.data.adapters import parse_data_spec
+    from bridgezoo.data import DataError, open_data
 
-    spec = parse_data_spec(args.spec)
-    if spec is None:
+    data = open_data(args.spec)
+    if data.kind != "dataset":
         raise DataError(f"{args.spec}: give a registered dataset as NAME:PATH (`bridgezoo data list` lists them)")
-    adapter, root = spec
-    report = adapter.check(root, deep=args.deep)
+    report = data.adapter.check(data.root, deep=args.deep)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
