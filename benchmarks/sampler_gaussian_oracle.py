@@ -37,7 +37,7 @@ def posterior_mean_model(bridge, mean: float = MEAN, std: float = STD):
     """The Bayes-optimal network for x0 ~ N(mean, std²) under a π = one bridge, in the bridge's objective space."""
 
     def model(x_t, mu, t):
-        a, b, c = bridge._coef(t, x_t)
+        a, b, c = bridge.coefficients(t, x_t)
         variance = a * a * std * std + c * c
         gain = torch.where(variance > 0, a * std * std / variance.clamp_min(1e-300), torch.zeros_like(variance))
         return bridge.target(mean + gain * (x_t - a * mean - b * mu), mu, x_t, t)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 
+from . import registry  # noqa: F401 - torch-free; installs itself as the source of bridges' samplers (lookup.py)
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"

@@ -4,7 +4,8 @@ Markov transition that ancestral samplers use. How to sample is not here: sample
 (`samplers.py`), registered like bridges; `sample` runs the one named.
 
 t ∈ [0, 1], t = 0 the clean end (docs/design.md, "One idea"). A plugin subclasses `Bridge` and implements
-`_coefficients(t)`. Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
+`schedule(t)`; its optional hooks are `grid(nfe)` (sampling times) and `train_times()`.
+Images are NCHW in [-1, 1]; t is a float tensor of shape [B] (or a scalar).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import torch
 
 from .devices import PerDevice, as_float64, cast_like, moved
 from .errors import OptionError
+from .lookup import sampler_source
 from .objectives import OBJECTIVE_TABLE, OBJECTIVES, safe_div  # noqa: F401 - OBJECTIVES and safe_div are API
 from .options import AUXILIARY_PI_MODES, PI_MODES, Option, merged_options, resolve_options  # noqa: F401 - API
 from .samplers import Sampler, SamplerInfo, Trajectory, run_sampler  # noqa: F401 - re-exported
 from .seeding import randn
 
 F64 = torch.float64
+RENAMED_HOOKS = {"_coefficients": "schedule", "_grid": "grid", "_train_times": "train_times"}  # old: new
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,19 @@ def _scaling(v, x: torch.Tensor) -> torch.Tensor:
     return torch.full((), v, dtype=torch.get_default_dtype(), device=x.device).to(x.dtype)
 
 
+def per_image(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A per-time value v (t's shape, or broadcastable to it) as shape t.shape + (1, 1, 1), broadcastable against
+    NCHW images (a 0-d t stays 0-d)."""
+    v = v.expand(t.shape) if v.shape != t.shape else v
+    return v.reshape(*t.shape, 1, 1, 1) if t.dim() >= 1 else v
+
+
 class DegenerateBridgeWarning(UserWarning):
     """A valid but degenerate combination of options (the run would teach the network nothing)."""
 
 
 class Bridge:
-    """Base class of every bridge. Subclasses set the class attributes below and implement `_coefficients`.
+    """Base class of every bridge. Subclasses set the class attributes below and implement `schedule`.
 
     Class attributes: `paper` (citation), `summary` (one line), `default_nfe`, `official_samplers` (the method's
     own samplers by name, first = its default; they may be shared ones, e.g. "ddim"), `option_spec` (new
@@ -106,6 +116,11 @@ class Bridge:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        for old, new in RENAMED_HOOKS.items():  # a plugin written before the hooks were public still works
+            if old in cls.__dict__ and new not in cls.__dict__:
+                warnings.warn(f"bridge class {cls.__qualname__}: the hook {old} is now named {new}; rename it",
+                              DeprecationWarning, stacklevel=2)
+                setattr(cls, new, cls.__dict__[old])
         cls._options = merged_options(cls)
 
     def __init__(self, **options):
@@ -154,8 +169,10 @@ class Bridge:
     def setup(self) -> None:
         """Build tables from `self.options` (called once from __init__)."""
 
-    def _coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(a, b, c) at float64 times t (same shape as t), differentiable in t."""
+    def schedule(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The path's (a, b, c) at float64 times t, each of t's shape (or broadcastable to it), in torch ops
+        differentiable in t (the velocity objective and `coefficient_derivatives` differentiate it). The one
+        method a bridge must implement; everything else reads it through `coefficients`."""
         raise NotImplementedError
 
     @property
@@ -176,38 +193,34 @@ class Bridge:
         """Channels the network must output for images of `channels` channels."""
         return OBJECTIVE_TABLE[self.objective].channels * channels
 
-    def coefficients(self, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(a, b, c) at t, each of shape t.shape + (1, 1, 1) (broadcastable against NCHW), in t's float dtype on t's
-        device (computed there in float64)."""
+    def coefficients(self, t, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(a, b, c) at t, each of shape t.shape + (1, 1, 1) (broadcastable against NCHW; [B, 1, 1, 1] for t of
+        shape [B]), computed from `schedule` in float64 on the target device (`devices.as_float64`: no host–device
+        round trip) and cast there: `like`'s device and dtype when given (the images being noised or sampled),
+        else t's device and float dtype. A bridge whose path depends on the images (UDBM's per-pixel path)
+        overrides this for `like`."""
         t = torch.as_tensor(t)
-        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
-        return tuple(moved(self._shape(v, t), t.device, dtype) for v in self._coefficients(as_float64(t)))
+        if like is None:
+            device, dtype = t.device, (t.dtype if t.is_floating_point() else torch.get_default_dtype())
+        else:
+            device, dtype = like.device, like.dtype
+        t64 = as_float64(t, device)
+        return tuple(moved(per_image(v, t64), device, dtype) for v in self.schedule(t64))
 
     def coefficient_derivatives(self, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(da/dt, db/dt, dc/dt) at t (autograd through `_coefficients`), shaped like `coefficients`."""
+        """(da/dt, db/dt, dc/dt) at t (autograd through `schedule`), shaped like `coefficients`."""
         t = torch.as_tensor(t)
         dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
         with torch.enable_grad():
             tt = as_float64(t).clone().requires_grad_(True)
             out = []
-            for v in self._coefficients(tt):
+            for v in self.schedule(tt):
                 (g,) = torch.autograd.grad(v.sum(), tt, allow_unused=True, retain_graph=True) if v.requires_grad else (None,)
                 out.append(torch.zeros_like(tt) if g is None else g)
-        return tuple(moved(self._shape(v.detach(), t), t.device, dtype) for v in out)
-
-    @staticmethod
-    def _shape(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v = v.expand(t.shape) if v.shape != t.shape else v
-        return v.reshape(*t.shape, 1, 1, 1) if t.dim() >= 1 else v
-
-    def _coef(self, t: torch.Tensor, like: torch.Tensor):
-        """(a, b, c) at t, shaped [B, 1, 1, 1], computed in float64 on `like`'s device (`devices.as_float64`: no
-        host–device round trip) and cast to its dtype."""
-        t = as_float64(t, like.device)
-        return tuple(cast_like(self._shape(v, t), like) for v in self._coefficients(t))
+        return tuple(moved(per_image(v.detach(), t), t.device, dtype) for v in out)
 
     def host_coefficients(self, t: float, dtype: torch.dtype = F64) -> tuple[float, float, float]:
-        """(a, b, c) at one time t as Python floats, computed on the CPU as `_coef` computes them for data of
+        """(a, b, c) at one time t as Python floats, computed on the CPU as `coefficients` computes them for data of
         `dtype` (t rounded to it, the coefficients too): what a sampler decides from (a pinned start, the clean end)
         is decided on the host, with no device synchronisation."""
         return tuple(float(v) for v in self.coefficients(torch.full((1,), t, dtype=dtype)))
@@ -222,15 +235,15 @@ class Bridge:
 
     def q_sample(self, x0: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = a·x0 + b·μ + c·π⊙noise."""
-        a, b, c = self._coef(t, x0)
+        a, b, c = self.coefficients(t, x0)
         return a * x0 + b * mu + c * self.pi_field(x0, mu) * noise
 
     # ------------------------------------------------------------------ two-time Markov transition
     def transition(self, t, s, like) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x_t | x_s ~ N(f_m·x_s + f_n·μ, v·π²) for s < t, the Markov chain implied by the marginals (valid where
         `markov`): f_m = a_t/a_s, f_n = b_t − b_s·f_m, v = c_t² − c_s²·f_m². Each [B, 1, 1, 1] in like's dtype."""
-        a_t, b_t, c_t = self._coef(t, like)
-        a_s, b_s, c_s = self._coef(s, like)
+        a_t, b_t, c_t = self.coefficients(t, like)
+        a_s, b_s, c_s = self.coefficients(s, like)
         f_m = a_t / a_s
         return f_m, b_t - b_s * f_m, c_t**2 - c_s**2 * f_m**2
 
@@ -239,16 +252,16 @@ class Bridge:
         [c_s²·f_m·(x_t − f_n·μ) + v·(a_s·x0 + b_s·μ)]/c_t²; where c_t = 0 (a pinned end, x_t = μ) the marginal
         mean a_s·x0 + b_s·μ (the DDPM posterior, Ho et al. 2020 Eq. 7, written for the bridge)."""
         f_m, f_n, v = self.transition(t, s, x_t)
-        _, _, c_t = self._coef(t, x_t)
-        a_s, b_s, c_s = self._coef(s, x_t)
+        _, _, c_t = self.coefficients(t, x_t)
+        a_s, b_s, c_s = self.coefficients(s, x_t)
         w_t = safe_div(c_s**2 * f_m, c_t**2, 0.0)
         w_0 = safe_div(v, c_t**2, 1.0)
         return w_t * (x_t - f_n * mu) + w_0 * (a_s * x0 + b_s * mu)
 
     def posterior_std(self, like, t, s) -> torch.Tensor:
         """Std of q(x_s | x_t, x0) for π = 1: sqrt(v)·c_s/c_t; where c_t = 0 the marginal std c_s."""
-        _, _, c_t = self._coef(t, like)
-        _, _, c_s = self._coef(s, like)
+        _, _, c_t = self.coefficients(t, like)
+        _, _, c_s = self.coefficients(s, like)
         f_m = self.transition(t, s, like)[0]
         v = (c_t**2 - c_s**2 * f_m**2).clamp_min(0)
         return torch.where(c_t == 0, c_s, safe_div(v.sqrt() * c_s, c_t, 0.0))
@@ -267,16 +280,17 @@ class Bridge:
         return network
 
     # ------------------------------------------------------------------ training
-    def _train_times(self) -> torch.Tensor | None:
-        """The discrete set of t the official code trains on, or None for continuous U(0, 1]: for a bridge with a
+    def train_times(self) -> torch.Tensor | None:
+        """The discrete set of t (float64, shape [K]) the official code trains on, or None for continuous U(0, 1]
+        (what `sample_t` draws from; override with the method's own set): for a bridge with a
         `T` option, its official steps k ∈ 0..T−1 ↔ t = (k+1)/T (equivalently i ∈ 1..T ↔ t = i/T)."""
         T = self.options.get("T")
         return None if T is None else torch.arange(1, T + 1, dtype=F64) / T
 
     def _train_grid(self, device) -> torch.Tensor | None:
-        """`_train_times()` as float32 on `device`, built once and copied to each device once (None: continuous)."""
+        """`train_times()` as float32 on `device`, built once and copied to each device once (None: continuous)."""
         if "_train_grid_copies" not in self.__dict__:
-            grid = self._train_times()
+            grid = self.train_times()
             self._train_grid_copies = None if grid is None else PerDevice(grid.to(torch.float32))
         return None if self._train_grid_copies is None else self._train_grid_copies.on(device)
 
@@ -325,8 +339,9 @@ class Bridge:
         return t, randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
 
     # ------------------------------------------------------------------ sampling
-    def _grid(self, nfe: int) -> torch.Tensor:
-        """The bridge's default grid, the one shared samplers use: decreasing float64 from 1 to 0, `nfe` steps."""
+    def grid(self, nfe: int) -> torch.Tensor:
+        """The bridge's default grid of sampling times, the one shared samplers visit (`Sampler.timesteps`):
+        decreasing float64 from 1 to 0, shape [nfe + 1] (default uniform; override with the method's own grid)."""
         return torch.linspace(1.0, 0.0, nfe + 1, dtype=F64)
 
     def initial_state(self, mu: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -334,7 +349,7 @@ class Bridge:
 
         With π = residual the noise at t = 1 would need x0 − μ, which is unknown: the start is noise-free.
         """
-        a, b, c = self._coef(torch.ones(mu.shape[0], dtype=F64, device=mu.device), mu)
+        a, b, c = self.coefficients(torch.ones(mu.shape[0], dtype=F64, device=mu.device), mu)
         x = (a + b) * mu
         if self.pi == "one" and self.host_coefficients(1.0, mu.dtype)[2] != 0:
             x = x + c * randn(mu.shape, generator, device=mu.device, dtype=mu.dtype)
@@ -348,10 +363,8 @@ class Bridge:
     @property
     def samplers(self) -> tuple[str, ...]:
         """Every sampler that applies to this bridge: its official ones first (the first is the default), then
-        the ones registered for its class, then the shared ones."""
-        from .registry import sampler_names
-
-        return sampler_names(self)
+        the ones registered for its class, then the shared ones (from the registry, through `lookup`)."""
+        return sampler_source().sampler_names(self)
 
     def get_sampler(self, sampler: "str | Sampler | None" = None) -> Sampler:
         """A sampler instance from a name or `NAME:KEY=VALUE,...` (default: the official one); an instance is
@@ -360,9 +373,7 @@ class Bridge:
             if not sampler.applies_to(self):
                 raise OptionError(f"bridge {self.name or type(self).__name__!r}: sampler {sampler!r} does not apply to it")
             return sampler
-        from .registry import make_sampler
-
-        return make_sampler(self, sampler or self.samplers[0])
+        return sampler_source().make_sampler(self, sampler or self.samplers[0])
 
     def sampler_info(self, sampler: "str | Sampler | None" = None) -> SamplerInfo:
         return self.get_sampler(sampler).info(self)

@@ -37,7 +37,7 @@ class GeneralizedBridge(Bridge):
     clock: Clock
     lam: float
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         return sinh_bridge_coefficients(self.clock, self.lam, t)
 
     @property

@@ -43,12 +43,12 @@ def _velocity_coefficients(bridge, t, like):
 
 
 def _noise_target(bridge, x0, mu, x_t, t):
-    a, b, c = bridge._coef(t, x0)
+    a, b, c = bridge.coefficients(t, x0)
     return safe_div(x_t - a * x0 - b * mu, c.expand_as(x0), 0.0)
 
 
 def _noise_x0(bridge, out, x_t, mu, t):
-    a, b, c = bridge._coef(t, x_t)
+    a, b, c = bridge.coefficients(t, x_t)
     return safe_div(x_t - b * mu - c * out, a.expand_as(x_t), 0.0) + (a == 0) * mu
 
 
@@ -63,7 +63,7 @@ def _velocity_x0(bridge, out, x_t, mu, t):
 
 
 def _res_noise_x0(bridge, out, x_t, mu, t):
-    a, b, c = bridge._coef(t, x_t)
+    a, b, c = bridge.coefficients(t, x_t)
     channels = out.shape[1] // 2  # x_t = (a + b)·x0 + b·(μ − x0) + c·n
     return (x_t - b * out[:, :channels] - c * out[:, channels:]) / (a + b)
 

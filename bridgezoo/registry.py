@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -22,6 +23,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import BridgezooWarning, OptionError, PluginError, UnknownNameError, suggest
+from .lookup import install_sampler_source
 
 GROUP = "bridgezoo"  # the entry-point group third-party plugins register in (the built-ins are DEFAULT_PLUGINS)
 DISTRIBUTION = "bridgezoo"
@@ -227,7 +229,7 @@ class Registry:
                 if "name" not in obj.__dict__:
                     obj.name = name
             if kind == "dataset":
-                from .data.adapters import DatasetAdapter
+                from .data.base import DatasetAdapter
 
                 if not (isinstance(obj, type) and issubclass(obj, DatasetAdapter)):
                     raise TypeError(f"register_datasets: {obj!r} is not a subclass of "
@@ -477,3 +479,6 @@ def plugin_records() -> list[dict]:
     reg = registry()
     reg.load()
     return [p.as_dict() for p in reg.plugins]
+
+
+install_sampler_source(sys.modules[__name__])  # bridges ask this module for samplers (see lookup.py)

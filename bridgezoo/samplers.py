@@ -15,7 +15,7 @@ dy = x̂0·d(a/c) + μ·d(b/c), whose exact solution over [s, t] with x̂0 held 
 Lu et al. 2022, Eq. (3.4), here in data-prediction form as in DPM-Solver++, Lu et al. 2022, §4).
 Images are NCHW; t and s are tensors of shape [B] (one value across the batch in the loop).
 
-No step makes the host wait for the device: coefficients are computed on the data's device (`Bridge._coef`), and
+No step makes the host wait for the device: coefficients are computed on the data's device (`Bridge.coefficients(t, like=x)`), and
 what a sampler decides (is this the pinned start, the clean end?) it decides from the grid, which lives on the host:
 `Sampler.interval` gives the step's two times as Python floats and `Bridge.host_coefficients` the coefficients
 there.
@@ -100,7 +100,7 @@ class Sampler:
 
     def timesteps(self, bridge, nfe: int) -> torch.Tensor:
         """Decreasing float64 grid from 1 to 0 with `nfe` intervals: the bridge's default grid."""
-        return bridge._grid(nfe)
+        return bridge.grid(nfe)
 
     def initial_state(self, bridge, mu, generator=None) -> torch.Tensor:
         return bridge.initial_state(mu, generator)
@@ -227,8 +227,8 @@ def ddim_update(bridge, x, mu, x0, t, s) -> torch.Tensor:
     """x_s = a_s·x̂0 + b_s·μ + (c_s/c_t)·(x_t − a_t·x̂0 − b_t·μ), the ratio taken as 0 where c_t = 0 (a pinned start).
 
     The exact solution of the probability-flow ODE over [s, t] with x̂0 held fixed (see the module docstring)."""
-    a_t, b_t, c_t = bridge._coef(t, x)
-    a_s, b_s, c_s = bridge._coef(s, x)
+    a_t, b_t, c_t = bridge.coefficients(t, x)
+    a_s, b_s, c_s = bridge.coefficients(s, x)
     ratio = safe_div(c_s, c_t, 0.0)
     return a_s * x0 + b_s * mu + ratio * (x - a_t * x0 - b_t * mu)
 
@@ -236,7 +236,7 @@ def ddim_update(bridge, x, mu, x0, t, s) -> torch.Tensor:
 def log_snr(bridge, t) -> torch.Tensor:
     """λ_t = log(a_t/c_t) in float64, shape [B, 1, 1, 1]; −∞ where a_t = 0 (a pinned start, or x0 forgotten),
     +∞ where c_t = 0 < a_t (the clean end)."""
-    a, _, c = (bridge._shape(v, torch.as_tensor(t)) for v in bridge._coefficients(as_float64(t)))
+    a, _, c = bridge.coefficients(as_float64(t))
     lam = torch.log(a) - torch.log(c)
     return torch.where(a == 0, -math.inf, torch.where(c == 0, math.inf, lam))
 
@@ -330,11 +330,11 @@ class DBIM(Sampler):
         boot = self.options["boot"] and bridge.host_coefficients(self.interval(t, s)[0], x.dtype)[2] == 0
         if self.options["eta"] <= 0 and not boot:
             return ddim_update(bridge, x, mu, x0, t, s), x0
-        a_t, b_t, c_t = bridge._coef(t, x)
+        a_t, b_t, c_t = bridge.coefficients(t, x)
         eta = torch.full_like(c_t, self.options["eta"])
         if self.options["boot"]:
             eta = torch.where(c_t == 0, torch.ones_like(eta), eta)
-        a_s, b_s, c_s = bridge._coef(s, x)
+        a_s, b_s, c_s = bridge.coefficients(s, x)
         rho = eta * bridge.posterior_std(x, t, s)
         keep = safe_div((c_s**2 - rho**2).clamp_min(0).sqrt(), c_t, 0.0)
         z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
@@ -380,8 +380,8 @@ class EulerMaruyama(Sampler):
         if c_host == 0 or a_host == 0:
             z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
             return bridge.posterior_mean(x, x0, mu, t, s) + bridge.posterior_std(x, t, s) * bridge.pi_field(x0, mu) * z, x0
-        a_t, b_t, c_t = bridge._coef(t, x)
-        a_s, b_s, c_s = bridge._coef(s, x)
+        a_t, b_t, c_t = bridge.coefficients(t, x)
+        a_s, b_s, c_s = bridge.coefficients(s, x)
         if bridge.host_coefficients(s_host, x.dtype)[2] == 0:
             return a_s * x0 + b_s * mu, x0
         da, db, dc = (cast_like(v, x) for v in bridge.coefficient_derivatives(t))

@@ -30,7 +30,7 @@ class AuxSine(bz.Bridge):
     calls = {"aux": 0, "main": 0}
     nan_at = None  # the stage-1 call whose loss is NaN
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         a = torch.cos(math.pi * t / 2) ** 2
         return a, 1 - a, 0.3 * torch.sin(math.pi * t).clamp_min(0)
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 pytest.importorskip("submitit")
 
 from bridgezoo.bench import Grid, bench, expand, job_in_flight, load_grid, plan, worker_command, write_job  # noqa: E402
-from bridgezoo.cluster import GridJob, bench_submitit, launcher_settings, make_executor, submit  # noqa: E402
+from bridgezoo.bench.slurm import GridJob, bench_submitit, launcher_settings, make_executor, submit  # noqa: E402
 from bridgezoo.errors import OptionError  # noqa: E402
 
 TINY = """

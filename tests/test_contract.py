@@ -54,22 +54,22 @@ class SineBridge(bz.Bridge):
     option_spec = {"sigma": bz.Option(0.3, "peak noise std, in [-1, 1] units")}
     option_defaults = {"objective": "x0", "pi": "one"}
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         a = torch.cos(math.pi * t / 2) ** 2
         return a, 1 - a, self.options["sigma"] * torch.sin(math.pi * t).clamp_min(0)
 
 
 class NotCleanAtZero(SineBridge):
-    def _coefficients(self, t):
-        a, b, c = super()._coefficients(t)
+    def schedule(self, t):
+        a, b, c = super().schedule(t)
         return 0.9 * a, 1 - 0.9 * a, c
 
 
 class NoisyEndLeftPinned(SineBridge):
     """c(1) = σ: the end is noisy, but `pinned` was left at its default True."""
 
-    def _coefficients(self, t):
-        a, b, _ = super()._coefficients(t)
+    def schedule(self, t):
+        a, b, _ = super().schedule(t)
         return a, b, self.options["sigma"] * torch.sin(math.pi * t / 2)
 
 
@@ -83,7 +83,7 @@ class WrongInverse(SineBridge):
 
 
 class CrashingCoefficients(SineBridge):
-    def _coefficients(self, t):
+    def schedule(self, t):
         return self.tables["a"], None, None  # a plugin bug: no such attribute
 
 

@@ -17,8 +17,9 @@ import torch
 from bridgezoo.seeding import derive_seed, numpy_rng
 import bridgezoo as bz
 from bridgezoo.data import DataError, DataWarning
-from bridgezoo.data.adapters import (DatasetAdapter, SplitSpec, TrainingPairs, parse_data_spec,
-                                     random_crop, scan_pair_dirs)
+from bridgezoo.data import open_data
+from bridgezoo.data.adapters import DatasetAdapter, SplitSpec, TrainingPairs, scan_pair_dirs
+from bridgezoo.data.paired import random_crop
 from bridgezoo.metrics import per_test_set_summary
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -262,21 +263,21 @@ def test_a_wrong_root_and_wrong_specs_say_what_to_give(tmp_path):
     report = bz.get_dataset("lol").check(tmp_path / "rain")  # the wrong dataset's folder
     assert [sc.missing for sc in report.scans] == [True, True] and len(report.errors()) == 2
     with pytest.raises(DataError, match=r"give the dataset's root folder as lol:PATH"):
-        parse_data_spec("lol")
+        open_data("lol")
     with pytest.raises(DataError, match=r"unknown dataset 'lool'. Did you mean 'lol'"):
-        parse_data_spec("lool:/data/LOL")
-    assert parse_data_spec("zoo5") is None and parse_data_spec(str(tmp_path)) is None
+        open_data("lool:/data/LOL")
+    assert open_data("zoo5").kind == "zoo5" and open_data(str(tmp_path)).kind == "folder"
     (tmp_path / "lol").mkdir()  # an existing folder is paired folders, even one named like a dataset
-    assert parse_data_spec(str(tmp_path / "lol")) is None
-    adapter, path = parse_data_spec(f"reside-outdoor:{tmp_path}")
-    assert adapter.name == "reside-outdoor" and path == tmp_path
+    assert open_data(str(tmp_path / "lol")).kind == "folder"
+    data = open_data(f"reside-outdoor:{tmp_path}")
+    assert data.kind == "dataset" and data.adapter.name == "reside-outdoor" and data.root == tmp_path
 
 
 # ----------------------------------------------------------------------------------------------- training draws
 def test_training_draws_crop_the_cached_pixels_as_stored_and_equal_cropping_the_decoded_pair(tmp_path, monkeypatch):
     """A grey LQ with a larger RGB GT (center-cropped, as RESIDE's): the draw crops the stored pixels from the
     process's decoded-image cache and converts only the patch, and gives the pixels of the full-image path."""
-    from bridgezoo.data import adapters
+    from bridgezoo.data import loading  # where TrainingPairs converts
     from bridgezoo.data.adapters import ImagePair, align_gt
     from bridgezoo.data.io import image_cache, read_image
     from bridgezoo.data.zoo5 import to_tensor
@@ -285,8 +286,8 @@ def test_training_draws_crop_the_cached_pixels_as_stored_and_equal_cropping_the_
     iio.imwrite(lq, F.img(1, 20, 30)[..., 0])
     pair = ImagePair(lq, gt, "a")
     converted = []
-    convert = adapters.to_rgb01
-    monkeypatch.setattr(adapters, "to_rgb01", lambda arr, path: converted.append(arr.shape) or convert(arr, path))
+    convert = loading.to_rgb01
+    monkeypatch.setattr(loading, "to_rgb01", lambda arr, path: converted.append(arr.shape) or convert(arr, path))
     image_cache().clear()
     ds = TrainingPairs({"dehaze": [pair]}, patch=8, length=4, seed=0, gt_alignment="center-crop")
     for seed in range(3):
@@ -375,7 +376,8 @@ def test_a_third_party_dataset_registers_through_the_hook(tmp_path):
     assert rec.provides["datasets"] == ["tiny"] and "tiny" in bz.list_datasets()
     for part in ("tr", "te"):
         F.make_pair(tmp_path / part / "noisy/a.png", tmp_path / part / "clean/a.png", 4)
-    adapter, root = parse_data_spec(f"tiny:{tmp_path}")
+    opened = open_data(f"tiny:{tmp_path}")
+    adapter, root = opened.adapter, opened.root
     assert adapter.check(root).ok and adapter.evaluation_set(root)[0]["name"] == "tiny-test/a"
 
 

@@ -201,7 +201,7 @@ def test_tables_are_copied_to_a_device_once():
     assert float64_device("mps") == torch.device("cpu") and float64_device("cuda:1") == torch.device("cuda:1")
     bridge = bz.get_bridge("rdbm")
     t = torch.full((3,), 0.5, device="meta")
-    bridge._coef(t, t)
+    bridge.coefficients(t, t)
     assert bridge.clock._copies.on("meta") is bridge.clock._copies.on("meta")
     assert bridge.sample_t(2, device="meta").device.type == "meta"
     assert bridge._train_grid("meta") is bridge._train_grid("meta")

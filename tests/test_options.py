@@ -53,7 +53,7 @@ def _with_new_option(monkeypatch):
 def test_a_new_option_declared_once_reaches_help_parsing_resume_check_grid_hash_and_report(monkeypatch):
     from bridgezoo.bench import training_key
     from bridgezoo.cli import build_parser
-    from bridgezoo.report import settings_of
+    from bridgezoo.report.collect import settings_of
 
     extended = _with_new_option(monkeypatch)
     parser = build_parser()

@@ -51,7 +51,7 @@ def test_the_preset_warmup_is_capped_for_short_runs():
 
 
 class _BrokenPlugin:
-    """A third-party bridge whose `_coefficients` has a bug (a KeyError), as a user's plugin might."""
+    """A third-party bridge whose `schedule` has a bug (a KeyError), as a user's plugin might."""
 
     @staticmethod
     @bridgezoo.hookimpl
@@ -59,7 +59,7 @@ class _BrokenPlugin:
         base = type(get_bridge("rdbm"))
 
         class Broken(base):
-            def _coefficients(self, t):
+            def schedule(self, t):
                 return self.options["lambda"]  # the option is called lam
 
         register(Broken, name="broken")

@@ -62,7 +62,7 @@ def _bench_submitit(args, grid) -> int:
                           "array_parallelism, gpus_per_node and cpus_per_task in the grid's [launcher] table "
                           "(or --launcher-opt KEY=VALUE)")
     try:
-        from bridgezoo.cluster import bench_submitit
+        from bridgezoo.bench.slurm import bench_submitit
     except ModuleNotFoundError as exc:
         if exc.name != "submitit":
             raise

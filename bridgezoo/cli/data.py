@@ -6,18 +6,14 @@ import json
 
 
 def cmd_data_preview(args) -> int:
-    from bridgezoo.data import PairedFolders, Zoo5Eval
-    from bridgezoo.data.adapters import parse_data_spec
+    from bridgezoo.data import open_data
     from bridgezoo.data.preview import preview
 
-    spec = None if args.data in (None, "zoo5") else parse_data_spec(args.data)
-    if args.data in (None, "zoo5"):
-        ds = Zoo5Eval(args.split, tasks=args.tasks, max_side=args.max_side, seed=args.seed)
-    elif spec is not None:
-        adapter, root = spec
-        ds = adapter.evaluation_set(root, limit=args.per_task, tasks=args.tasks)
-    else:
-        ds = PairedFolders(args.data)
+    data = open_data(args.data or "zoo5")
+    options = {"zoo5": {"split": args.split, "max_side": args.max_side, "seed": args.seed, "tasks": args.tasks},
+               "dataset": {"limit": args.per_task, "tasks": args.tasks},
+               "folder": {"eval_root": data.root}}[data.kind]  # a folder: every pair under it, test/ or not
+    ds = data.evaluation_set(**options)
     by_task: dict = {}
     for i in range(len(ds)):
         item = ds[i]
@@ -63,14 +59,12 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_data_check(args) -> int:
-    from bridgezoo.data import DataError
-    from bridgezoo.data.adapters import parse_data_spec
+    from bridgezoo.data import DataError, open_data
 
-    spec = parse_data_spec(args.spec)
-    if spec is None:
+    data = open_data(args.spec)
+    if data.kind != "dataset":
         raise DataError(f"{args.spec}: give a registered dataset as NAME:PATH (`bridgezoo data list` lists them)")
-    adapter, root = spec
-    report = adapter.check(root, deep=args.deep)
+    report = data.adapter.check(data.root, deep=args.deep)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -100,7 +100,8 @@ def cmd_restore(args) -> int:
     from bridgezoo.run.conditioning import set_tasks, task_names
     from bridgezoo.data import DataError, read_image, write_png
     from bridgezoo.data.io import png_text
-    from bridgezoo.run.evaluate import check_tiles, restore, to01
+    from bridgezoo.run.evaluate import restore, to01
+    from bridgezoo.run.options import check_tiles
     from bridgezoo.memory import NotEnoughMemory, out_of_memory
     from bridgezoo.progress import tqdm_disable
     from bridgezoo.run import load_model, resolve_device

@@ -118,9 +118,9 @@ def find_runs(paths) -> tuple[dict[Path, set[Path] | None], list[dict]]:
 
 def settings_of(config: dict) -> dict:
     """A run's training settings that are not a method key (bridge, π, backbone, precision) or the seed: the
-    `RunConfig` fields that `bench.training_settings` covers, with the bridge's resolved options (π removed)
+    `RunConfig` fields declared with the training role (`run.options.training_settings`), with the bridge's resolved options (π removed)
     instead of the options it was given; a field missing from an older config.json takes today's default."""
-    from ..bench import training_settings
+    from ..run.options import training_settings
     from ..run import RunConfig
 
     defaults = dataclasses.asdict(RunConfig())

@@ -1,14 +1,16 @@
 """One run of `bridgezoo run`, in the order it happens:
 
 - `options`  the declared option table (`RunConfig`): flags, help, choices, roles; the CLI, the resume check, the
-             grid hash and the report's grouping derive from it (no torch import)
-- `resolve`  presets and `auto` values filled in, every declared choice and bound checked
+             grid hash and the report's grouping derive from it (no torch import); `RunConfig.resolve` fills
+             the presets and `auto` values and checks every declared choice and bound
 - `build`    check once and build once: the bridge (exercised), sampler, backbone, data source; the network
 - `stream`   the datasets and the (seed, step)-determined stream of training batches
 - `loop`     the one training loop (also stage 1 of a two-stage bridge, and benchmarks/regression_ceiling.py)
 - `auxiliary` stage 1: a two-stage bridge's auxiliary network
 - `rundir`   the run directory: its checks, the pickle-free resumable state, the weights, `load_model`
 - `runner`   `run()`: all of the above, then the evaluation (`evaluate_run`)
+- `evaluate` restoring (whole or tiled) and scoring a test set; `tracking` the experiment trackers;
+             `conditioning` a network told each image's task
 
 Names are imported lazily, so `from bridgezoo.run import RunConfig` (and `bridgezoo run --help`) does not import
 torch.
@@ -21,7 +23,7 @@ import importlib
 _LAZY = {
     "RunConfig": "options", "flag": "options", "training_settings": "options", "resume_conflicts": "options",
     "TRAINING": "options", "EVALUATION": "options", "BOOKKEEPING": "options",
-    "default_workers": "resolve",
+    "default_workers": "options",
     "PluginCheckError": "build", "exercise_bridge": "build", "check_config": "build", "saved_config": "build",
     "build_bridge": "build", "build_model": "build", "build_auxiliary": "build", "dataset_tasks": "build",
     "check_eval_tasks": "build", "providers": "build", "resolve_device": "build", "package_versions": "build",

@@ -65,6 +65,7 @@ def exercise_bridge(bridge) -> None:
 def check_config(cfg, has_gpu: bool | None = None):
     """(resolved RunConfig, bridge) or a BridgezooError naming the option and what is wrong. Builds no network,
     reads no image: the data folders are only checked to exist (their full validation follows in `run`)."""
+    from ..data import open_data
     from ..data.io import DataError
     from ..registry import check_backbone_options
 
@@ -79,25 +80,7 @@ def check_config(cfg, has_gpu: bool | None = None):
     except Exception as exc:  # noqa: BLE001
         raise OptionError(f"{flag('nfe')} {cfg.nfe} with sampler {sampler.name!r} of bridge {bridge.name!r}: {exc}") from None
     check_backbone_options(cfg.backbone, cfg.backbone_opts)  # unknown names, options and values
-    if cfg.data == "zoo5":
-        from ..data.zoo5 import SPLITS, check_tasks
-
-        check_tasks(cfg.tasks)
-        if cfg.eval_split not in SPLITS:
-            raise OptionError(f"--eval-split {cfg.eval_split!r}: zoo5 splits are {', '.join(SPLITS)}")
-    else:
-        from ..data.adapters import parse_data_spec
-
-        spec = parse_data_spec(cfg.data)  # NAME:PATH of a registered dataset: unknown names fail here
-        if spec is not None:
-            if not spec[1].is_dir():
-                raise DataError(f"--data {cfg.data}: {spec[1]} is not a folder")
-        elif not Path(cfg.data).is_dir():
-            raise DataError(f"{cfg.data}: not a folder (--data takes zoo5, a folder of paired images, or NAME:PATH "
-                            "of a dataset from `bridgezoo data list`)")
-        elif cfg.tasks:
-            raise OptionError("--tasks selects tasks of zoo5 or of a multi-task dataset; with --data FOLDER, point "
-                              "--data at the task's folder")
+    open_data(cfg.data).check(tasks=cfg.tasks, split=cfg.eval_split)  # exists, tasks and split known; no scan
     if cfg.eval_data and not Path(cfg.eval_data).is_dir():
         raise DataError(f"{cfg.eval_data}: not a folder (--eval-data)")
     return cfg, bridge

@@ -24,6 +24,7 @@ from ..metrics import LPIPS, NIQE, REFERENCE_METRICS, all_metrics, eval_columns,
 from ..precision import check_precision, precision_context
 from ..presets import CPU_DEFAULTS, GPU_DEFAULTS
 from ..seeding import generator as seeded_generator
+from .options import check_tiles
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -145,15 +146,6 @@ class TilePlanner:
         if not plan.image_bytes:
             return wanted
         return max(1, min(wanted, int(self.available(lq.device) // plan.image_bytes)))
-
-
-def check_tiles(tile: int | None, overlap: int) -> None:
-    """Tiles of `tile` pixels (None or 0: whole images) overlapping by `overlap` pixels: the overlap must lie in
-    [0, tile). The one check of `run` (`RunConfig.resolve`), `restore` and the tiled restoration itself."""
-    from ..errors import OptionError
-
-    if tile and not 0 <= overlap < tile:
-        raise OptionError(f"--tile-overlap ({overlap}) must lie in [0, --tile ({tile}))")
 
 
 def _restore_tiles(bridge, model, lq, nfe, sampler, tile: int, overlap: int, generator) -> torch.Tensor:

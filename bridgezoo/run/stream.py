@@ -5,8 +5,6 @@ noise (`Batches`)."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-
 import torch
 
 from ..errors import OptionError
@@ -18,49 +16,34 @@ ZOO5_EVAL_VARIANTS = 2  # two degradations of every zoo5 test photograph per tas
 
 
 def make_datasets(cfg: RunConfig):
-    """(training dataset, evaluation dataset or None); validates user folders before anything runs."""
-    from ..data import TASKS, PairedFolders, Zoo5Eval, Zoo5Train
-    from ..data.adapters import parse_data_spec
-    from ..data.paired import plain_task_name
+    """(training dataset, evaluation dataset or None) of `cfg.data`, through `data.open_data` (zoo5, a folder of
+    pairs or NAME:PATH of a registered dataset); validates user folders before anything runs."""
+    from ..data import open_data
 
+    data = open_data(cfg.data)
     draws = cfg.iters * cfg.batch * cfg.grad_accum  # one item per draw of the training stream
-    spec = None if cfg.data == "zoo5" else parse_data_spec(cfg.data)
-    if spec is None and (cfg.eval_sets or cfg.eval_limit):
-        raise OptionError("--eval-sets and --eval-limit apply to --data NAME:PATH (a registered dataset), not to "
-                          f"--data {cfg.data}")
     pattern = None
     if cfg.task_batch is not None:
         from ..data.composition import batch_pattern, check_composition, parse_task_batch
 
-        if cfg.data != "zoo5" and spec is None:
-            raise OptionError(f"--task-batch applies to zoo5 and to registered datasets (--data NAME:PATH, e.g. "
-                              f"universal5:/data/Restoration), not to the folder --data {cfg.data}")
+        if data.kind == "folder":  # the folder's adapter says why it takes no composition
+            data.training_set(patch=cfg.patch, batch_pattern=cfg.task_batch)
         comp = parse_task_batch(cfg.task_batch)
-        known = TASKS if cfg.data == "zoo5" else spec[0].tasks()
-        check_composition(comp, known, cfg.tasks, data="zoo5" if cfg.data == "zoo5" else spec[0].name)
+        check_composition(comp, data.tasks(), cfg.tasks, data=data.adapter.name)
         pattern = batch_pattern(comp, cfg.batch)
-    if cfg.data == "zoo5":
-        train = Zoo5Train(tasks=cfg.tasks, patch=cfg.patch, length=draws, seed=cfg.seed, side=cfg.eval_max_side,
-                          batch_pattern=pattern)
-        evalset = Zoo5Eval(cfg.eval_split, tasks=cfg.tasks, max_side=cfg.eval_max_side, seed=cfg.eval_seed,
-                           variants=ZOO5_EVAL_VARIANTS)
-        return train, evalset
-    if spec is not None:  # a registered dataset in its authors' layout
-        adapter, root = spec
-        if cfg.eval_data:
-            raise OptionError(f"--eval-data does not apply to --data {cfg.data}; choose its test sets with "
-                              "--eval-sets (see `bridgezoo data list`)")
-        train = adapter.training_set(root, patch=cfg.patch, length=draws, seed=cfg.seed, tasks=cfg.tasks,
-                                     batch_pattern=pattern)
-        evalset = adapter.evaluation_set(root, sets=cfg.eval_sets, limit=cfg.eval_limit, tasks=cfg.tasks)
-        return train, evalset
-    root = Path(cfg.data)
-    train_root = root / "train" if (root / "train").is_dir() else root
-    train = PairedFolders(train_root, patch=cfg.patch, seed=cfg.seed, strict=cfg.strict_pairs)
-    eval_root = Path(cfg.eval_data) if cfg.eval_data else (root / "test" if (root / "test").is_dir() else None)
-    # a plain evaluation pair is the training data's one task (`mydata`), whatever its own folder is called
-    evalset = (PairedFolders(eval_root, seed=cfg.seed, task=plain_task_name(train_root), strict=cfg.strict_pairs)
-               if eval_root else None)
+    if data.kind == "dataset" and cfg.eval_data:
+        raise OptionError(f"--eval-data does not apply to --data {cfg.data}; choose its test sets with "
+                          "--eval-sets (see `bridgezoo data list`)")
+    own = {  # the options only one kind of source takes: (training, evaluation)
+        "zoo5": ({"side": cfg.eval_max_side},
+                 {"split": cfg.eval_split, "max_side": cfg.eval_max_side, "seed": cfg.eval_seed,
+                  "variants": ZOO5_EVAL_VARIANTS}),
+        "folder": ({"strict": cfg.strict_pairs}, {"eval_root": cfg.eval_data, "seed": cfg.seed, "strict": cfg.strict_pairs}),
+        "dataset": ({}, {}),
+    }[data.kind]
+    evalset = data.evaluation_set(sets=cfg.eval_sets, limit=cfg.eval_limit, tasks=cfg.tasks, **own[1])
+    train = data.training_set(patch=cfg.patch, length=draws, seed=cfg.seed, tasks=cfg.tasks, batch_pattern=pattern,
+                              **own[0])
     return train, evalset
 
 

@@ -55,7 +55,7 @@ class BBDM(Bridge):
         # m(t): piecewise linear through the official m_k at t = (k+1)/T, with m(0) = 0 (a clock of its own)
         self.m = Clock(torch.cat([torch.zeros(1, dtype=F64), m]), f"bbdm-{self.options['mt_type']}")
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         m = self.m(t)
         return 1 - m, m, (2 * self.options["max_var"] * (m - m * m)).clamp_min(0).sqrt()
 
@@ -113,8 +113,8 @@ class SkipSampler(Sampler):
         x0 = bridge.x0_hat(model, x, mu, t)
         if self.interval(t, s)[1] == 0.0:
             return x0, x0
-        a_t, m_t, c_t = bridge._coef(t, x)
-        a_s, m_s, c_s = bridge._coef(s, x)
+        a_t, m_t, c_t = bridge.coefficients(t, x)
+        a_s, m_s, c_s = bridge.coefficients(s, x)
         d_t, d_s = c_t**2, c_s**2
         var = safe_div((d_t - d_s * (1 - m_t) ** 2 / (1 - m_s) ** 2) * d_s, d_t, 0.0).clamp_min(0)
         eta = bridge.options["eta"]

@@ -47,7 +47,7 @@ class DDBM(Bridge):
     def setup(self):
         self.tmax = self.options["sigma_max"]
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         return self._native(t * self.tmax, self.tmax)
 
     def preconditioning(self, t):
@@ -62,7 +62,7 @@ class DDBM(Bridge):
         return tuple(v.reshape(-1, 1, 1, 1) for v in (c_in, c_skip, c_out))
 
     def _precond_abc(self, t):
-        return self._coefficients(t)
+        return self.schedule(t)
 
     def wrap(self, network):
         def scalings(t):
@@ -142,7 +142,7 @@ class DDBMVP(DDBM):
     def _precond_abc(self, t):
         if self.options["official_precond_T1"]:
             return self._native(t * self.tmax, 1.0)
-        return self._coefficients(t)
+        return self.schedule(t)
 
     def _g2(self, tau):
         return self.options["beta_d"] * tau + self.options["beta_min"]

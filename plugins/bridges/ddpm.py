@@ -61,11 +61,11 @@ class DDPM(Bridge):
         betas = torch.linspace(lo, hi, T, dtype=F64)
         self.clock = inclusive_clock(-torch.log1p(-betas), "ddpm-linear")  # s(t) = −log ᾱ(t)
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         s = self.clock(t)
         return torch.exp(-s / 2), torch.zeros_like(s), (-torch.expm1(-s)).clamp_min(0).sqrt()
 
-    def _grid(self, nfe):
+    def grid(self, nfe):
         """The official indices `linspace(−1, T−1, nfe+1).int()` reversed (all T at nfe = T), index k ↔ t = (k+1)/T."""
         return index_grid(self.options["T"], nfe)
 
@@ -99,8 +99,8 @@ class Ancestral(Sampler):
         if bridge.options["variance"] == "small":
             std = bridge.posterior_std(x, t, s)
         else:
-            a_t, _, _ = bridge._coef(t, x)
-            a_s, _, _ = bridge._coef(s, x)
+            a_t, _, _ = bridge.coefficients(t, x)
+            a_s, _, _ = bridge.coefficients(s, x)
             std = (1 - (a_t / a_s) ** 2).clamp_min(0).sqrt()  # β of the (respaced) step: 1 − ᾱ_t/ᾱ_s
         z = randn(x.shape, generator, device=x.device, dtype=x.dtype)
         return mean + std * z, x0

@@ -24,7 +24,7 @@ class FlowMatching(Bridge):
     }
     option_defaults = {"pi": "zero", "objective": "velocity", "loss_type": "l2"}
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         return 1 - t, t, self.options["sigma"] * (t * (1 - t)).clamp_min(0).sqrt()
 
     @property

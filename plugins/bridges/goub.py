@@ -35,7 +35,7 @@ class GOUB(IRSDEClock, GeneralizedSDEBridge):
         self.setup_clock()
         self.lam = self.options["stationary_std"] ** 2
 
-    def _train_times(self):
+    def train_times(self):
         T = self.options["T"]
         return torch.arange(1, T, dtype=F64) / T  # official t ~ U{1..T−1} (denoising_model.py L346)
 

@@ -83,7 +83,7 @@ class I2SB(Bridge):
         self.clock = inclusive_clock(i2sb_betas(T, self.options["beta_max"]), f"i2sb(T={T})")
         self.default_nfe = T - 1  # sample.py L140: `opt.nfe or interval − 1`
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         F, S = self.clock(t), self.clock.total
         return 1 - F / S, F / S, (F * (S - F) / S).clamp_min(0).sqrt()
 
@@ -107,7 +107,7 @@ class I2SB(Bridge):
         power = 2 if self.options["loss_type"] == "l2" else 1
         return 1 / self.sigma_f(t).flatten() ** power
 
-    def _grid(self, nfe: int) -> torch.Tensor:
+    def grid(self, nfe: int) -> torch.Tensor:
         """The official `space_indices(T, nfe+1)` reversed, step n ↔ t = (n+1)/T, its final n = 0 moved to t = 0."""
         T = self.options["T"]
         if not 0 < nfe < T:

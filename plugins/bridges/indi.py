@@ -52,7 +52,7 @@ class InDI(Bridge):
         r = self.options["eps_ratio"]
         return self.options["eps"] * (r - (r - 1) * t)
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         return 1 - t, t, t * self.noise_level(t)
 
     @property

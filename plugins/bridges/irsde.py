@@ -50,7 +50,7 @@ class IRSDE(IRSDEClock, SDEBridge):
         self.setup_clock()
         self.lam = self.options["stationary_std"]
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         s = self.clock(t)
         decay = torch.exp(-s)
         return decay, 1 - decay, self.lam * (-torch.expm1(-2 * s)).clamp_min(0).sqrt()

@@ -109,7 +109,7 @@ class MeanFlow(Bridge):
         "loss_type": {"l1": "MeanFlow's loss is the adaptively weighted squared error: loss_type='l2'"},
     }
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         return 1 - t, t, self.options["sigma"] * t
 
     def wrap(self, network):

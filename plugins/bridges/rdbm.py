@@ -63,7 +63,7 @@ class ThetaBridge(GeneralizedSDEBridge):
         self.clock = theta_clock(self.options["theta_schedule"], self.options["T"], self.options["theta_scale"])
         self.lam = self.options["lam"]
 
-    def _grid(self, nfe: int):
+    def grid(self, nfe: int):
         """The official grid `linspace(−1, T−1, nfe+1).int()` reversed, index k ↔ t = (k+1)/T (RDBM L201-205)."""
         return index_grid(self.options["T"], nfe)
 

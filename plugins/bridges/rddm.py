@@ -66,14 +66,14 @@ class RDDM(Bridge):
         if self.options["T"] < 2 or self.options["sum_scale"] <= 0:
             raise OptionError(f"bridge {self.name!r}: need T >= 2 and sum_scale > 0")
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         T = self.options["T"]
         n = t * T
         abar = n * (2 * T - n + 1) / (T * (T + 1))
         bbar2 = self.options["sum_scale"] * n * (n + 1) / (T * (T + 1))
         return 1 - abar, abar, bbar2.clamp_min(0).sqrt()
 
-    def _grid(self, nfe):
+    def grid(self, nfe):
         return index_grid(self.options["T"], nfe)
 
     def loss(self, output, x0, mu, x_t, t):
@@ -97,7 +97,7 @@ class RDDM(Bridge):
 
     def residual_and_noise(self, output, x_t, mu, t):
         """(R̂, ε̂) from any objective's output; R̂ clipped to [-2, 2] (or [-1, 1] with official_residual_clip)."""
-        a, b, c = self._coef(t, x_t)
+        a, b, c = self.coefficients(t, x_t)
         lim = 1.0 if self.options["official_residual_clip"] else 2.0
         if self.objective == "res_noise":
             ch = output.shape[1] // 2
@@ -126,8 +126,8 @@ class RDDMSampler(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         res, noise = bridge.residual_and_noise(model(x, mu, t), x, mu, t)
-        _, abar_t, bbar_t = bridge._coef(t, x)
-        _, abar_s, bbar_s = bridge._coef(s, x)
+        _, abar_t, bbar_t = bridge.coefficients(t, x)
+        _, abar_s, bbar_s = bridge.coefficients(s, x)
         x0 = x - abar_t * res - bbar_t * noise
         if bridge.options["clip_x0"]:
             x0 = x0.clamp(-1, 1)

@@ -80,13 +80,13 @@ class ResShift(Bridge):
         self.eta = Clock(torch.cat([torch.zeros(1, dtype=F64), sqrt_etas**2]), f"resshift-eta(T={o['T']})")
         self.default_nfe = o["T"]  # the official loop visits every step
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         eta = self.eta(t)
         return 1 - eta, eta, self.options["kappa"] * eta.clamp_min(0).sqrt()
 
     def input_scale(self, t) -> torch.Tensor:
         """k(t) of the official input normalization, shape [B, 1, 1, 1], float64 (1 for `input_scaling="none"`)."""
-        c = self._coefficients(as_float64(t))[2].reshape(-1, 1, 1, 1)
+        c = self.schedule(as_float64(t))[2].reshape(-1, 1, 1, 1)
         mode = self.options["input_scaling"]
         return 3 * c + 1 if mode == "pixel" else (c * c + 1).sqrt() if mode == "latent" else torch.ones_like(c)
 
@@ -117,8 +117,8 @@ class ResShiftPosterior(Sampler):
 
     def step(self, bridge, model, x, mu, t, s, generator=None):
         x0 = bridge.x0_hat(model, x, mu, t)
-        a_t, b_t, c_t = bridge._coef(t, x)
-        a_s, b_s, c_s = bridge._coef(s, x)
+        a_t, b_t, c_t = bridge.coefficients(t, x)
+        a_s, b_s, c_s = bridge.coefficients(s, x)
         k = safe_div(c_s**2, c_t**2, 0.0)
         if bridge.pi == "residual" and self.interval(t, s)[0] == 1.0:
             k = torch.zeros_like(k)  # a noise-free start: sample the marginal at s

@@ -113,7 +113,7 @@ class SDEBridge(Bridge):
 
     def score_term(self, x, mu, x0, t):
         """g²(t)·∇log q(x_t | x̂0, μ), without π (it cancels); 0 where c_t = 0."""
-        a, b, c = self._coef(t, x)
+        a, b, c = self.coefficients(t, x)
         g2 = cast_like(self.diffusion_sq(t), x)
         return -g2 * safe_div(x - a * x0 - b * mu, (c * c).expand_as(x), 0.0)
 

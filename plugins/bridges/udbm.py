@@ -111,7 +111,7 @@ class UDBM(Bridge):
         """c(t) = noise_scale·[4t(1 − t) + endpoint·t²]: the official noise at d = 0 ((1 + d)·c(t) at d)."""
         return self.options["noise_scale"] * (4 * t * (1 - t) + self.options["endpoint"] * t**2)
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         s = s_curve(t, self.exponent(self.options["d_fixed"]))
         return 1 - s, s, self.noise_curve(t)
 
@@ -161,18 +161,18 @@ class UDBM(Bridge):
         """(a, b, c) at t (shape [B]) for the images μ: a and b per pixel when the path follows the uncertainty
         field (`path=uncertainty`, network attached), else `coefficients(t)`; c is always per time."""
         if not self._per_pixel():
-            return Bridge._coef(self, t, mu)
+            return Bridge.coefficients(self, t, mu)
         t64 = as_float64(t, mu.device).reshape(-1, 1, 1, 1)
         s = s_curve(t64, self.exponent(self._field(mu).to(F64)))
         return cast_like(1 - s, mu), cast_like(s, mu), cast_like(self.noise_curve(t64), mu)
 
-    def _coef(self, t, like):
+    def coefficients(self, t, like=None):
         """The coefficients the samplers and objectives use: per pixel for the batch in `_with_field`."""
-        if self._d is not None and self._per_pixel() and self._d.shape == like.shape:
+        if like is not None and self._d is not None and self._per_pixel() and self._d.shape == like.shape:
             t64 = as_float64(t, like.device).reshape(-1, 1, 1, 1)
             s = s_curve(t64, self.exponent(self._d.to(F64)))
             return cast_like(1 - s, like), cast_like(s, like), cast_like(self.noise_curve(t64), like)
-        return super()._coef(t, like)
+        return super().coefficients(t, like)
 
     def pi_field(self, x0, mu):
         if self.pi == "uncertainty":
@@ -202,11 +202,11 @@ class UDBM(Bridge):
     def _index_to_t(self, k: torch.Tensor) -> torch.Tensor:
         return k.clamp_min(0).to(F64) / (self.options["T"] - 1)
 
-    def _train_times(self):
+    def train_times(self):
         """Official k ∈ 1..T−1 ↔ t = k/(T − 1) (index 0, where x_t = x0, left out)."""
         return self._index_to_t(torch.arange(1, self.options["T"]))
 
-    def _grid(self, nfe: int):
+    def grid(self, nfe: int):
         """The official grid `linspace(−1, T−1, nfe+1).int()` reversed, k ↔ k/(T − 1), −1 ↔ 0."""
         return self._index_to_t(torch.linspace(-1, self.options["T"] - 1, nfe + 1).int().flip(0))
 

@@ -58,7 +58,7 @@ class UniDB(GOUB):
         total = -self.lam * torch.expm1(torch.tensor(-2 * S, dtype=F64))
         return s, to_end, total
 
-    def _coefficients(self, t):
+    def schedule(self, t):
         s, to_end, total = self._ou_variances(t)
         a = torch.exp(-s) * (self.gamma_inv + to_end) / (self.gamma_inv + total)
         c = sinh_bridge_coefficients(self.clock, self.lam, t)[2]  # GOUB's c (the official f_sigma)

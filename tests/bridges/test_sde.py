@@ -43,7 +43,7 @@ def marginal_mismatch(b, sampler="reverse_sde", nfe=100):
                        return_trajectory=True)
     worst = 0.0
     for k in (nfe // 4, nfe // 2, 3 * nfe // 4):
-        a, bb, c = b._coef(traj.t[k : k + 1], x0)
+        a, bb, c = b.coefficients(traj.t[k : k + 1], x0)
         z = (traj.x[k] - a * x0 - bb * mu) / c
         worst = max(worst, abs(z.mean().item()), abs(z.std().item() - 1))
     return worst

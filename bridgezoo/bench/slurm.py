@@ -46,9 +46,10 @@ from pathlib import Path
 
 import submitit
 
-from .bench import (Grid, GridRun, _write_status, done_record, failed_record, plan, read_job, worker_command,
-                    worker_spec, write_job)
-from .errors import BridgezooError, OptionError, suggest
+from ..errors import BridgezooError, OptionError, suggest
+from .grid import Grid, GridRun
+from .jobs import done_record, failed_record, plan, read_job, write_job, write_status
+from .pool import worker_command, worker_spec
 
 # [launcher] keys of our own: (type, meaning). Anything else must be an sbatch parameter prefixed `slurm_`.
 LAUNCHER_KEYS = {
@@ -142,12 +143,6 @@ def submit(executor: submitit.AutoExecutor, runs: list[GridRun], settings: Launc
                                     "folder": str(settings.folder), "stdout": str(job.paths.stdout),
                                     "stderr": str(job.paths.stderr)})
     return jobs
-
-
-def slurm_state(record: dict) -> str:
-    """SLURM's state of the job named in a `RUN/job.json` record (sacct, through submitit)."""
-    job = submitit.SlurmJob(folder=record.get("folder") or ".", job_id=str(record["job_id"]))
-    return job.state
 
 
 class GridJob(submitit.helpers.Checkpointable):
@@ -279,12 +274,12 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
 
     where = (f"{grid.path}: [launcher]" if grid.path else "[launcher]") + (" or --launcher-opt" if options else "")
     settings = launcher_settings(dict(grid.launcher) | dict(options or {}), grid, where)
-    from .progress import rich_bar
+    from ..progress import rich_bar
 
     bar = rich_bar(quiet)  # else (a pipe, a log) one plain line per finished run
     grid.out.mkdir(parents=True, exist_ok=True)
     records, todo = plan(grid)
-    _write_status(grid, records, command)
+    write_status(grid, records, command)
     if not todo:
         return records
     executor = make_executor(settings)
@@ -303,12 +298,12 @@ def bench_submitit(grid: Grid, options: dict | None = None, quiet: bool = False,
                     records[r.name] = {"name": r.name, "directory": str(r.directory), "status": "submitted",
                                        "job_id": job.job_id, "stdout": str(job.paths.stdout),
                                        "stderr": str(job.paths.stderr)}
-                _write_status(grid, records, command)
+                write_status(grid, records, command)
             ended = [a for a in active if a[1].done()]
             for r, job, started in ended:
                 active.remove((r, job, started))
                 rec = records[r.name] = _finished_record(r, job, time.time() - started)
-                _write_status(grid, records, command)
+                write_status(grid, records, command)
                 info = (f"{r.name}: {rec['psnr']:.2f} dB" if rec["status"] == "done"
                         else f"[red]{r.name} failed (job {job.job_id}): {rec['error'][:80]}")
                 progress.update(task, advance=1, info=info)
