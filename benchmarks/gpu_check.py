@@ -12,7 +12,7 @@ keeps what it measured; `--budget` seconds skips what would not fit):
   training    unet-L at 256², batch 16 (the trainer's step: per-item generators, clipping, fused AdamW) in fp32
               eager (PyTorch's default TF32: matmul off, cuDNN on), bf16, bf16 + channels_last, and bf16 +
               channels_last + torch.compile: it/s, MFU = 3·2·MACs·batch / time / bf16 peak, peak memory;
-  real path   `bridgezoo run`'s own `train.run` with the default data workers on zoo5 and on a generated folder of
+  real path   `bridgezoo run`'s own `bridgezoo.run.run` with the default data workers on zoo5 and on a generated folder of
               1280×720 pairs, its it/s against the same step on synthetic on-device data (how busy the GPU is);
   evaluation  images/s at NFE 10 of the bare sampler and of `evaluate` (batched, metrics overlapped) per precision;
               PSNR of one briefly trained model sampled in fp32, TF32 and bf16.
@@ -294,7 +294,7 @@ def write_pair_folder(root: Path, n: int, width: int, height: int, seed: int = 0
 
 
 def real_path(device, size, data, out_dir, iters, extra=None) -> dict:
-    """`train.run` as `bridgezoo run` calls it (default workers): it/s from its train.jsonl after the first log line."""
+    """`bridgezoo.run.run` as `bridgezoo run` calls it (default workers): it/s from its train.jsonl after the first log line."""
     from bridgezoo.run import RunConfig, run
 
     cfg = RunConfig(bridge="rdbm", backbone=size["backbone"], data=data, iters=iters, batch=size["batch"],

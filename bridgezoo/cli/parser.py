@@ -33,6 +33,12 @@ def _run_epilog() -> str:
               "  bridgezoo run --bridge fm --bridge-opt sigma=0.05 --data my_pairs/ --steps 20")
 
 
+def _command(sub, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is wrapped to 78 columns and whose epilog keeps its own lines."""
+    return sub.add_parser(name, help=help, description=textwrap.fill(description, 78), epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bridgezoo",
@@ -42,23 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="bridges (paper, defaults, samplers, relation), samplers and backbones")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser(
-        "run", help="train a bridge on a backbone, evaluate it, write a run directory",
-        description=textwrap.fill(
-            "Train a bridge on a backbone, evaluate its EMA model and write a run directory (config.json, "
-            "train.jsonl, eval.csv, summary.json, model.safetensors, samples/, state/). Bad options and bad data "
-            "fail before anything is written.", 78),
-        epilog=_run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(sub, "run", "train a bridge on a backbone, evaluate it, write a run directory",
+                 "Train a bridge on a backbone, evaluate its EMA model and write a run directory (config.json, "
+                 "train.jsonl, eval.csv, summary.json, model.safetensors, samples/, state/). Bad options and bad "
+                 "data fail before anything is written.", _run_epilog())
     add_arguments(p)  # every RunConfig field, declared once in bridgezoo.run.options
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser(
-        "restore", help="restore your own images with a trained model",
-        description=textwrap.fill(
-            "Restore your own degraded images (any size) with a model trained by `bridgezoo run`. The weights file "
-            "holds the full config, so nothing else from the run is needed.", 78),
-        epilog="example:\n  bridgezoo restore --run runs/rdbm-unet-T-s0 photos/ extra.jpg --out restored/",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(sub, "restore", "restore your own images with a trained model",
+                 "Restore your own degraded images (any size) with a model trained by `bridgezoo run`. The weights "
+                 "file holds the full config, so nothing else from the run is needed.",
+                 "example:\n  bridgezoo restore --run runs/rdbm-unet-T-s0 photos/ extra.jpg --out restored/")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a run directory written by `bridgezoo run` (uses its model.safetensors)")
     src.add_argument("--weights", help="a model.safetensors written by `bridgezoo run` (the config is inside it)")
