@@ -89,7 +89,7 @@ def main(argv=None):
         r = by.loc["all"]
         wall, cpu = (f"{v / 60:.1f} min" if pd.notna(v) else "" for v in (r.wall_s, r.cpu_s))
         lines.append(f"| {r.kind} (`{name}`) | {r.backbone} | {r.budget} | {wall} | {cpu} | {r.psnr:.2f} dB | **{cell(r)}** | "
-                     + " | ".join(cell(by.loc[t]) for t in tasks) + " |")
+                     + " | ".join(cell(by.loc[t]) if t in by.index else "not trained" for t in tasks) + " |")
     inputs = df[df["task"] != "all"].groupby("task")["input_psnr"].first()
     lines.append("")
     lines.append("Degraded inputs: " + ", ".join(f"{t} {inputs[t]:.2f} dB" for t in tasks)
