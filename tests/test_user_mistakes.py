@@ -88,6 +88,16 @@ def test_a_plugin_whose_predict_x0_does_not_invert_its_target_is_caught():
         exercise_bridge(bridge)
 
 
+def test_the_start_up_check_accepts_valid_few_step_bridges_and_checks_the_runs_own_grid():
+    """ResShift's journal setting (T = 4) and udbm with T = 8 are valid runs: the start-up check tests the run's
+    sampler and steps, not every sampler at 5 steps, nor more distinct training times than T."""
+    from bridgezoo.run import RunConfig, check_config
+
+    for bridge, opts in (("resshift", {"T": "4", "min_noise_level": "0.2"}), ("udbm", {"T": "8"})):
+        cfg, b = check_config(RunConfig(bridge=bridge, backbone="unet-test", bridge_opts=opts), has_gpu=False)
+        assert b.options["T"] == int(opts["T"])
+
+
 # ------------------------------------------------------------------------------------------------ restore
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):

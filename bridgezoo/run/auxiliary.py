@@ -50,7 +50,8 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
     iters = spec.iters or cfg.iters
     seed = derive_seed(cfg.seed, "auxiliary")
     network = network.to(device)
-    optimizer, scheduler = optimizer_and_schedule(cfg, network.parameters(), iters, min(cfg.warmup, iters), device)
+    # plain AdamW (not fused on a GPU), as stage 1 always trained: its weights match runs made before
+    optimizer, scheduler = optimizer_and_schedule(cfg, network.parameters(), iters, min(cfg.warmup, iters))
     model, optimizer, scheduler = acc.prepare(network, optimizer, scheduler)
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     start, state = 0, state_dir(run_dir, "auxiliary_state")

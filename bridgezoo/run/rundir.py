@@ -91,8 +91,9 @@ def _set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and torch.cuda.is_available():  # the devices both runs see (a resume may see fewer GPUs);
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):  # the training stream is
+            torch.cuda.set_rng_state(state, index)  # seeded by (seed, step) anyway, not by this global state
 
 
 def save_state(accelerator, run: Path, step: int, parts: dict, name: str = "state") -> None:

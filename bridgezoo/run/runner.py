@@ -3,7 +3,7 @@
 The runner never special-cases a method: it calls `bridge.wrap`, `bridge.training_loss` and `bridge.sample`.
 Everything that makes a run repeatable is a function of (seed, step): the batch of step k and the noise of
 step k, so a resumed run continues bit for bit (on CPU) where an uninterrupted one would be. One path: check and
-build (`build.check_config`, `build.build`), the data (`stream`), stage 1 of a two-stage bridge (`auxiliary`),
+build (`build.check_config`, `build.build_model`), the data (`stream`), stage 1 of a two-stage bridge (`auxiliary`),
 the loop (`loop.train_loop`), the run directory (`rundir`), the evaluation (`evaluate_run`).
 """
 
