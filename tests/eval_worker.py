@@ -16,3 +16,5 @@ if __name__ == "__main__":
     model = bridge.wrap(bz.get_backbone("unet-test")).eval()
     data = Zoo5Eval("test", tasks=["lowlight", "dehaze"], max_side=40)
     evaluate(bridge, model, data, sys.argv[1], nfe=3, accelerator=accelerator, quiet=True)
+    accelerator.wait_for_everyone()
+    accelerator.state.destroy_process_group()  # a clean gloo teardown: no worker thread left joinable at exit
