@@ -135,3 +135,20 @@ def smooth_net(x, mu, t):
     """A fixed smooth 'network' (t of shape [B] or [B, K])."""
     tt = t.reshape(x.shape[0], -1)
     return 0.4 * torch.tanh(x - 0.5 * mu + 0.3 * tt[:, :1].view(-1, 1, 1, 1)) + 0.1 * tt[:, -1:].view(-1, 1, 1, 1) * mu
+
+
+def straight_path_relation_holds(name: str) -> None:
+    """π = zero: (a, b) = (1 − t, t) equals the generalized bridge's (Θ_τ, 1 − Θ_τ) at 1 − t = Θ_τ (λ = 0), for a
+    θ schedule with total S = 2; with noise the relation is none: c(1) > 0 while Σ_1 = 0 (indi, meanflow)."""
+    from bridgezoo.generalized import sinh_coefficients
+
+    b = bz.get_bridge(name)
+    assert b.relation["kind"] == "exact" and b.relation["lam"] == 0.0
+    tau = torch.linspace(0, 1, 21, dtype=F64)
+    theta, one_minus, sigma = sinh_coefficients(2.0 * tau, 2.0, 0.0)
+    a, bb, _ = b.coefficients(1 - theta)
+    torch.testing.assert_close(a.flatten(), theta, atol=1e-14, rtol=0)
+    torch.testing.assert_close(bb.flatten(), one_minus, atol=1e-14, rtol=0)
+    noisy = bz.get_bridge(name, pi="one")
+    assert noisy.relation["kind"] == "none" and noisy.coefficients(torch.tensor(1.0, dtype=F64))[2].item() > 0
+    assert sinh_coefficients(torch.tensor(2.0, dtype=F64), 2.0, 0.3)[2].item() == 0

@@ -4,7 +4,6 @@ trained with the run's own loop, optimizer, schedule, batch, clipping and precis
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..seeding import derive_seed, generator
 from .build import build_auxiliary
 from .loop import optimizer_and_schedule, train_loop
 from .options import RunConfig
-from .rundir import load_state, save_state, state_dir
+from .rundir import load_state, save_state, state_dir, write_tensors
 from .stream import Batches, batch_to_device
 
 
@@ -29,7 +28,7 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
     a resumed stage 1 continues exactly, and the bridge's network (built before, from the run's seed) starts stage
     2 the same either way."""
     from accelerate import Accelerator, DataLoaderConfiguration
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from tqdm.auto import tqdm
 
     spec = bridge.auxiliary()
@@ -94,9 +93,7 @@ def train_auxiliary(cfg: RunConfig, bridge, train_set, run_dir: Path, stop_reque
             log.close()
     network = acc.unwrap_model(model)
     if acc.is_main_process:
-        tmp = final.with_name(f".{final.name}.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(tmp))
-        os.replace(tmp, final)
+        write_tensors(final, network.state_dict())
         for folder in ("auxiliary_state", "auxiliary_state.old"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
     acc.wait_for_everyone()

@@ -49,6 +49,10 @@ def exercise_bridge(bridge, sampler=None, steps: int | None = None) -> None:
     from ..testing import CHECKS, Subject
 
     name = bridge.name or type(bridge).__name__
+
+    def fail(what: str) -> PluginCheckError:
+        return PluginCheckError(f"bridge {name!r}{_provider_text('bridge', name)} failed its start-up check: {what}")
+
     subject = Subject(bridge)
     own = {k: bridge.options.get(k) for k in ("objective", "pi")}
     skip = () if own["pi"] in PI_MODES else ("q_sample_matches_formula",)  # a π of an auxiliary network (udbm) has
@@ -59,20 +63,16 @@ def exercise_bridge(bridge, sampler=None, steps: int | None = None) -> None:
             check.run(subject, case)
         except Exception as exc:  # noqa: BLE001 - any error of a plugin is reported with its name
             detail = str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
-            raise PluginCheckError(f"bridge {name!r}{_provider_text('bridge', name)} failed its start-up check: "
-                                   f"{check.name} ({check.claim}): {detail}") from None
+            raise fail(f"{check.name} ({check.claim}): {detail}") from None
     try:
         ts = bridge.sample_t(16, generator=torch.Generator().manual_seed(0))
         grid = bridge.timesteps(steps, sampler)
     except Exception as exc:  # noqa: BLE001
-        raise PluginCheckError(f"bridge {name!r}{_provider_text('bridge', name)} failed its start-up check: "
-                               f"sample_t / timesteps: {type(exc).__name__}: {exc}") from None
+        raise fail(f"sample_t / timesteps: {type(exc).__name__}: {exc}") from None
     if not (ts.numel() == 16 and bool(((ts > 0) & (ts <= 1)).all())):
-        raise PluginCheckError(f"bridge {name!r}{_provider_text('bridge', name)} failed its start-up check: "
-                               f"sample_t: training times must lie in (0, 1], got {ts.tolist()}")
+        raise fail(f"sample_t: training times must lie in (0, 1], got {ts.tolist()}")
     if not (abs(float(grid[-1])) < 1e-12 and bool((grid[1:] < grid[:-1]).all())):
-        raise PluginCheckError(f"bridge {name!r}{_provider_text('bridge', name)} failed its start-up check: "
-                               f"timesteps: the sampling grid must decrease to 0, got {grid.tolist()}")
+        raise fail(f"timesteps: the sampling grid must decrease to 0, got {grid.tolist()}")
 
 
 def check_config(cfg, has_gpu: bool | None = None):

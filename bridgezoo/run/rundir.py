@@ -169,17 +169,23 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 AUXILIARY_PREFIX = "__auxiliary__."  # the auxiliary network's tensors inside model.safetensors
 
 
+def write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    """Tensors (moved to the CPU, contiguous) as the safetensors file `path`, atomically (a temporary file, then
+    renamed)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
 def save_weights(path: Path, model: torch.nn.Module, cfg: dict, auxiliary: torch.nn.Module | None = None) -> None:
     """EMA weights as safetensors with the full resolved config in the metadata; atomic. A bridge's trained
     auxiliary network is stored beside them (keys prefixed `AUXILIARY_PREFIX`), so the file alone restores."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = dict(model.state_dict())
     if auxiliary is not None:
-        tensors |= {AUXILIARY_PREFIX + k: v.detach().cpu().contiguous() for k, v in auxiliary.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "bridgezoo-1", "config": json.dumps(cfg)})
-    os.replace(tmp, path)
+        tensors |= {AUXILIARY_PREFIX + k: v for k, v in auxiliary.state_dict().items()}
+    write_tensors(path, tensors, metadata={"format": "bridgezoo-1", "config": json.dumps(cfg)})
 
 
 def load_model(weights: str | Path, device: str | torch.device | None = "auto"):

@@ -7,10 +7,9 @@ import torch
 
 import bridgezoo as bz
 from bridgezoo.errors import OptionError
-from bridgezoo.generalized import sinh_coefficients
 from bridgezoo.testing import check_bridge, oracle
 
-from helpers import F64, pair, smooth_net
+from helpers import F64, pair, smooth_net, straight_path_relation_holds
 
 
 @pytest.mark.parametrize("name", ["indi"])
@@ -68,13 +67,4 @@ def test_indi_oracle_and_stochastic_marginals(pi):
 def test_straight_path_relation_exact_after_a_time_change(name):
     """π = zero: (a, b) = (1 − t, t) equals the generalized bridge's (Θ_τ, 1 − Θ_τ) at 1 − t = Θ_τ (λ = 0), for a
     θ schedule with total S = 2; with noise the relation is none: c(1) > 0 while Σ_1 = 0."""
-    b = bz.get_bridge(name)
-    assert b.relation["kind"] == "exact" and b.relation["lam"] == 0.0
-    tau = torch.linspace(0, 1, 21, dtype=F64)
-    theta, one_minus, sigma = sinh_coefficients(2.0 * tau, 2.0, 0.0)
-    a, bb, _ = b.coefficients(1 - theta)
-    torch.testing.assert_close(a.flatten(), theta, atol=1e-14, rtol=0)
-    torch.testing.assert_close(bb.flatten(), one_minus, atol=1e-14, rtol=0)
-    noisy = bz.get_bridge(name, pi="one")
-    assert noisy.relation["kind"] == "none" and noisy.coefficients(torch.tensor(1.0, dtype=F64))[2].item() > 0
-    assert sinh_coefficients(torch.tensor(2.0, dtype=F64), 2.0, 0.3)[2].item() == 0
+    straight_path_relation_holds(name)
