@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from bridgezoo.bench import Grid, GridRun, bench, load_grid, slot_env, worker_command, worker_spec, write_status
+from bridgezoo.run.options import usable_cores
 
 # benchmarks/grids/NAME.toml, run in one pool; in order of priority: where the fit would give fewer than --min-iters,
 # the last ones are left out (the x0 arm first, the zoo never)
@@ -251,7 +252,7 @@ def pack(runs: list[GridRun], out: Path, root: Path, extra: list[Path]) -> dict:
 
 # ------------------------------------------------------------------------------------------------ main
 def environment() -> dict:
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cpus": usable_cores(),
            "host": platform.node()}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
     if runs_dir.exists() and any(runs_dir.iterdir()):
         print(f"gpu_zoo: {runs_dir} is not empty: give a fresh --work", file=sys.stderr)
         return 2
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     slots_n = SMOKE["slots"] if args.smoke else args.slots
     threads = SMOKE["threads"] if args.smoke else max(1, cores // slots_n)
     gpu = None if args.smoke or not torch.cuda.is_available() else 0

@@ -220,19 +220,22 @@ def test_the_committed_grids_expand_to_what_they_promise():
     assert goub.evals[-1] == (50, None)  # "official": goub's reverse SDE
 
 
-def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path):
+def test_runs_are_spread_over_gpus_one_at_a_time_each(tmp_path, monkeypatch):
     import threading
     import time
 
     from bridgezoo.bench import slot_env
 
+    # a container that lets this process use 6 of the host's 64 cores: each GPU's run gets 3 of the 6
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     grid = _fake_grid(tmp_path, n_seeds=3)
     busy, used, lock = set(), [], threading.Lock()
 
     def launch(run, slot):
         with lock:
             assert slot["gpu"] not in busy  # never two runs on one GPU
-            assert slot["threads"] == max(1, (os.cpu_count() or 1) // 2)  # each GPU's run: its share of the cores
+            assert slot["threads"] == 3  # each GPU's run: its share of the cores it may use
             busy.add(slot["gpu"])
             used.append(slot["gpu"])
         time.sleep(0.05)

@@ -86,12 +86,14 @@ def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int
 
     bar = rich_bar(quiet)  # else (a pipe, a log) one plain line per finished run
     grid.out.mkdir(parents=True, exist_ok=True)
+    from ..run.options import usable_cores
+
     if gpus:  # a GPU listed k times runs k runs at once; each run gets its share of the cores
-        per = threads or max(1, (os.cpu_count() or 1) // len(gpus))
+        per = threads or max(1, usable_cores() // len(gpus))
         slots = [{"gpu": g, "threads": per} for g in gpus]
     else:
         jobs = max(1, jobs)
-        per = threads or max(1, (os.cpu_count() or 1) // jobs)
+        per = threads or max(1, usable_cores() // jobs)
         slots = [{"threads": per} for _ in range(jobs)]
     records, todo = plan(grid)
     write_status(grid, records, command)

@@ -318,6 +318,12 @@ def check_tiles(tile: int | None, overlap: int) -> None:
 # ----------------------------------------------------------------------------------------- RunConfig.resolve
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container or `taskset` may limit below the
+    machine's count), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(has_gpu: bool) -> int:
     """Data-loading processes per training process: with a GPU, GPU_DEFAULTS's capped by the cores this process
     may use less one (for the main process); on CPU, CPU_DEFAULTS's (workers take cores from training). The cores
@@ -328,8 +334,7 @@ def default_workers(has_gpu: bool) -> int:
     if os.environ.get("BRIDGEZOO_CPUS"):
         cores = int(os.environ["BRIDGEZOO_CPUS"])
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        cores = usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(GPU_DEFAULTS["num_workers"], cores - 1))
 
 
