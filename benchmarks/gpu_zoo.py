@@ -125,10 +125,10 @@ def stages(run: GridRun) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ probe and fit
-def probe(template: GridRun, slots: list[dict], iters: int, work: Path) -> dict:
+def probe(template: GridRun, slots: list[dict], iters: int, work: Path, timeout: float) -> dict:
     """`len(slots)` copies of `template` (seeds 0, 1, ...) trained for `iters` at once, each on its slot: the median
     training it/s of a run while all train, the mean start-up (process start to first step, plus writing) and the
-    mean seconds of its one evaluation."""
+    mean seconds of its one evaluation. RuntimeError where one fails or they take over `timeout` seconds."""
     procs = []
     for i, slot in enumerate(slots):
         cfg = dict(template.config) | {"iters": iters, "seed": i, "out": str(work / f"probe-{i}")}
@@ -138,7 +138,12 @@ def probe(template: GridRun, slots: list[dict], iters: int, work: Path) -> dict:
                                                             text=True)))
     rows = []
     for i, (start, proc) in enumerate(procs):
-        err = proc.communicate()[1]
+        try:
+            err = proc.communicate(timeout=max(1.0, timeout - (time.perf_counter() - start)))[1]
+        except subprocess.TimeoutExpired:
+            for _, other in procs:
+                other.kill()
+            raise RuntimeError(f"probe run {i} did not finish in {timeout:.0f} s (stopped)") from None
         wall = time.perf_counter() - start
         if proc.returncode:
             raise RuntimeError(f"probe run {i} failed (exit {proc.returncode}):\n{err[-3000:]}")
@@ -301,7 +306,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     save()
     try:
-        measured = probe(template, slots, SMOKE["probe_iters"] if args.smoke else args.probe_iters, work / "probe")
+        measured = probe(template, slots, SMOKE["probe_iters"] if args.smoke else args.probe_iters, work / "probe",
+                         timeout=args.budget / 3)
     except RuntimeError as exc:  # a run of the grids' settings fails here: say why, nothing else to do
         report["error"] = str(exc)
         save()
