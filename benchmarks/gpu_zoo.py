@@ -11,9 +11,10 @@ trained and evaluated on one GPU within a time budget, brought back as two archi
 Within `--budget` seconds (default 420, counted from the start of this script):
   1. probe: `--slots` runs of rdbm at the grids' settings at once on the one GPU (as `bridgezoo bench --gpus
      0,0,...` runs them, each on its share of the CPU cores with its data worker), `--probe-iters` iterations each:
-     the training it/s of one run while all train, a run's start-up seconds and an evaluation's seconds;
+     the training it/s of one run while all train, a run's start-up seconds and an evaluation's seconds (fixed,
+     and per step: each probe run is evaluated at 10 and at 1 DDIM steps);
   2. fit: the iterations per run that fit every run of GRIDS (a run two grids share counted once, udbm's two stages
-     twice, each evaluation at its measured cost) into what is left, rounded down to hundreds (`--iters` fixes it);
+     twice, each evaluation at its measured cost for its steps) into what is left, rounded down to hundreds (`--iters` fixes it);
      below `--min-iters` the x0 arm, then the steps sweep, then the π ablation are left out;
   3. the grids, written with those iterations to WORK/grids/, their runs in one pool of `--slots`, longest first; a
      run that would end after the deadline is not started (recorded as failed: not started);
@@ -55,7 +56,7 @@ RESULT_FILES = ("config.json", "train.jsonl", "summary.json", "eval.csv", "error
 SMOKE = {  # --smoke: the same path on CPU at tiny sizes
     "shared": {"backbone": "unet-test", "batch": 2, "patch": 16, "eval_max_side": 32, "warmup": 1,
                "tasks": ["lowlight", "derain"]},
-    "axes": {"zoo_h200": {"bridge": ["rdbm", "udbm"]}, "samplers_h200": {"bridge": ["rdbm"], "nfe": [10, 1]},
+    "axes": {"zoo_h200": {"bridge": ["rdbm", "udbm"], "nfe": [10, 2]}, "samplers_h200": {"bridge": ["rdbm"], "nfe": [10, 1]},
              "pi_ablation_h200": {"bridge": ["rdbm"]},
              "pi_ablation_x0_h200": {"bridge": ["rdbm"], "pi": ["one"]}},
     "slots": 2, "threads": 1, "probe_iters": 4, "iters": 4,
@@ -125,14 +126,22 @@ def stages(run: GridRun) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ probe and fit
+def evaluation_seconds(summary: dict) -> float:
+    """The wall-clock seconds of one evaluation, from its summary.json (images × steady seconds per image, plus the
+    first batch's warm-up)."""
+    return summary["images"] * summary["seconds_per_image"] + summary["eval_batch"] * max(
+        0.0, (summary.get("warmup_seconds_per_image") or 0) - summary["seconds_per_image"])
+
+
 def probe(template: GridRun, slots: list[dict], iters: int, work: Path, timeout: float) -> dict:
-    """`len(slots)` copies of `template` (seeds 0, 1, ...) trained for `iters` at once, each on its slot: the median
-    training it/s of a run while all train, the mean start-up (process start to first step, plus writing) and the
-    mean seconds of its one evaluation. RuntimeError where one fails or they take over `timeout` seconds."""
+    """`len(slots)` copies of `template` (seeds 0, 1, ...) trained for `iters` at once, each on its slot, each then
+    evaluated with DDIM at 10 steps and at 1: the median training it/s of a run while all train, the mean start-up
+    (process start to first step, loading the model again, writing) and an evaluation's cost, its fixed seconds and
+    its seconds per step. RuntimeError where one fails or they take over `timeout` seconds."""
     procs = []
     for i, slot in enumerate(slots):
         cfg = dict(template.config) | {"iters": iters, "seed": i, "out": str(work / f"probe-{i}")}
-        spec = worker_spec(GridRun(f"probe-{i}", work / f"probe-{i}", cfg, [template.evals[0]]))
+        spec = worker_spec(GridRun(f"probe-{i}", work / f"probe-{i}", cfg, [template.evals[0], (1, "ddim")]))
         procs.append((time.perf_counter(), subprocess.Popen(worker_command(spec), env=slot_env(slot),
                                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                             text=True)))
@@ -150,21 +159,28 @@ def probe(template: GridRun, slots: list[dict], iters: int, work: Path, timeout:
         directory = work / f"probe-{i}"
         log = [json.loads(ln) for ln in (directory / "train.jsonl").read_text().splitlines() if ln.strip()]
         rates = sorted(rec["it_per_s"] for rec in log[2:] or log if rec.get("it_per_s"))
-        summary = json.loads((directory / "summary.json").read_text())
-        evaluation = summary["images"] * summary["seconds_per_image"] + summary["eval_batch"] * max(
-            0.0, (summary.get("warmup_seconds_per_image") or 0) - summary["seconds_per_image"])
+        ten = evaluation_seconds(json.loads((directory / "summary.json").read_text()))
+        one = evaluation_seconds(json.loads((directory / "evals" / "nfe1-ddim" / "summary.json").read_text()))
+        step = max(0.0, (ten - one) / 9)
         rate = rates[len(rates) // 2]
-        rows.append({"wall_s": wall, "it_per_s": rate, "eval_s": evaluation,
-                     "startup_s": max(0.0, wall - iters / rate - evaluation)})
-    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("startup_s", "eval_s")}
+        rows.append({"wall_s": wall, "it_per_s": rate, "eval_s": ten, "eval_fixed_s": max(0.0, one - step),
+                     "eval_step_s": step, "startup_s": max(0.0, wall - iters / rate - ten - one)})
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("startup_s", "eval_s", "eval_fixed_s", "eval_step_s")}
     return {"runs": len(rows), "iters": iters, "it_per_s": sorted(r["it_per_s"] for r in rows)[len(rows) // 2],
             **mean, "per_run": rows}
+
+
+def eval_cost(evaluation: tuple, measured: dict) -> float:
+    """Estimated seconds of one evaluation (steps, sampler): its fixed seconds and its steps at the measured DDIM
+    cost per step, doubled for a bridge's official sampler (a Heun step is two network evaluations)."""
+    steps, sampler = evaluation
+    return measured["eval_fixed_s"] + measured["eval_step_s"] * steps * (2 if sampler is None else 1)
 
 
 def fit_iters(runs: list[GridRun], measured: dict, slots: int, seconds: float) -> dict:
     """The iterations per run (hundreds, at least 100) whose estimated pool time fits `seconds` on `slots`."""
     evals = sum(len(r.evals) for r in runs)
-    fixed = len(runs) * measured["startup_s"] + evals * measured["eval_s"]
+    fixed = len(runs) * measured["startup_s"] + sum(eval_cost(e, measured) for r in runs for e in r.evals)
     passes = sum(stages(r) for r in runs)
     train_s = slots * seconds * SAFETY - fixed
     iters = max(100, int(train_s * measured["it_per_s"] / passes) // 100 * 100)
@@ -185,7 +201,9 @@ def plan_grids(grid_dir: Path, runs_dir: Path, measured: dict, slots: int, secon
 
 
 def run_seconds(run: GridRun, measured: dict, iters: int) -> float:
-    return measured["startup_s"] + stages(run) * iters / measured["it_per_s"] + len(run.evals) * measured["eval_s"]
+    """Estimated seconds of one run: start-up, training passes, evaluations."""
+    return (measured["startup_s"] + stages(run) * iters / measured["it_per_s"]
+            + sum(eval_cost(e, measured) for e in run.evals))
 
 
 # ------------------------------------------------------------------------------------------------ the pool
@@ -315,7 +333,8 @@ def main(argv=None) -> int:
         return 1
     report["probe"] = measured | {"wall_s": round(time.perf_counter() - t0, 1)}
     print(f"probe: {measured['it_per_s']:.1f} it/s per run with {slots_n} at once, start-up "
-          f"{measured['startup_s']:.1f} s, evaluation {measured['eval_s']:.1f} s", flush=True)
+          f"{measured['startup_s']:.1f} s, evaluation {measured['eval_fixed_s']:.1f} s + "
+          f"{measured['eval_step_s']:.2f} s per step", flush=True)
     left = deadline - time.perf_counter() - PACK_SECONDS
     names, fit = plan_grids(grid_dir, runs_dir, measured, slots_n, left, args.smoke,
                             min_iters=0 if iters else args.min_iters)

@@ -62,7 +62,7 @@ def test_the_smoke_call_trains_every_planned_run_and_its_archives_render_the_two
 
     zoo = pd.read_csv(report("zoo_h200", "samplers_h200") / "results_per_run.csv")
     assert set(zoo["bridge"]) == {"rdbm", "udbm"}
-    assert set(zoo.loc[zoo["bridge"] == "rdbm", "steps"]) == {1, 10}  # the steps sweep on the zoo's model
+    assert set(zoo.loc[zoo["bridge"] == "rdbm", "steps"]) == {1, 2, 10}  # the zoo's steps and the sweep's
     pi = pd.read_csv(report("pi_ablation_h200", "pi_ablation_x0_h200") / "results_per_run.csv")
     assert {"zero", "one", "residual"} <= set(pi["pi"])
 
@@ -89,17 +89,17 @@ def test_the_committed_grids_share_their_models_and_plan_forty_runs(tmp_path):
         assert r.evals[0] == (10, "ddim") and len(set(r.evals)) == len(r.evals)
         assert r.config["iters"] == 1200 and r.config["compile"] == "off"
     sweep = next(r for r in runs if r.config["bridge"] == "fm")
-    assert {e[0] for e in sweep.evals} == {1, 2, 3, 5, 10}
+    assert {e[0] for e in sweep.evals} == {1, 2, 3, 5, 10, 100} and (100, None) in sweep.evals  # Euler at 100 steps
 
 
 def test_the_fit_takes_the_most_iterations_whose_estimate_fits_the_slots_time(tmp_path):
     runs = gpu_zoo.merged(gpu_zoo.write_grids(tmp_path / "grids", tmp_path / "runs", 100, smoke=False))
-    measured = {"it_per_s": 40.0, "startup_s": 8.0, "eval_s": 2.5}
+    measured = {"it_per_s": 40.0, "startup_s": 8.0, "eval_fixed_s": 1.5, "eval_step_s": 0.1}
     fit = gpu_zoo.fit_iters(runs, measured, slots=8, seconds=370)
 
     def pool_seconds(iters):  # the same estimate written out: every run's start-up, training passes, evaluations
-        return sum(measured["startup_s"] + gpu_zoo.stages(r) * iters / measured["it_per_s"]
-                   + len(r.evals) * measured["eval_s"] for r in runs)
+        evaluations = sum(1.5 + 0.1 * steps * (1 if sampler else 2) for r in runs for steps, sampler in r.evals)
+        return sum(8.0 + gpu_zoo.stages(r) * iters / 40.0 for r in runs) + evaluations
 
     budget = 8 * 370 * gpu_zoo.SAFETY
     assert fit["iters"] % 100 == 0 and pool_seconds(fit["iters"]) <= budget < pool_seconds(fit["iters"] + 100)
@@ -115,10 +115,10 @@ def test_a_run_that_would_end_after_the_deadline_is_not_started(tmp_path):
 
 def test_where_the_fit_is_too_short_the_last_grids_are_left_out_and_the_zoo_kept(tmp_path):
     args = (tmp_path / "grids", tmp_path / "runs")
-    fast = {"it_per_s": 60.0, "startup_s": 5.0, "eval_s": 1.0}
+    fast = {"it_per_s": 60.0, "startup_s": 5.0, "eval_fixed_s": 0.5, "eval_step_s": 0.05}
     names, fit = gpu_zoo.plan_grids(*args, fast, slots=8, seconds=370, smoke=False, min_iters=1000)
     assert names == gpu_zoo.GRIDS and fit["iters"] >= 1000
-    slow = {"it_per_s": 20.0, "startup_s": 10.0, "eval_s": 3.0}
+    slow = {"it_per_s": 20.0, "startup_s": 10.0, "eval_fixed_s": 2.0, "eval_step_s": 0.1}
     names, fit = gpu_zoo.plan_grids(*args, slow, slots=8, seconds=370, smoke=False, min_iters=1000)
     assert names[0] == "zoo_h200" and names == gpu_zoo.GRIDS[: len(names)] and len(names) < len(gpu_zoo.GRIDS)
     assert fit["iters"] >= 1000 or names == ("zoo_h200",)
