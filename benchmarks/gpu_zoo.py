@@ -41,7 +41,8 @@ from pathlib import Path
 
 import torch
 
-from bridgezoo.bench import Grid, GridRun, bench, load_grid, slot_env, worker_command, worker_spec, write_status
+from bridgezoo.bench import (Grid, GridRun, bench, launch_worker, load_grid, slot_env, worker_command, worker_spec,
+                             write_status)
 from bridgezoo.run.options import usable_cores
 
 # benchmarks/grids/NAME.toml, run in one pool; in order of priority: where the fit would give fewer than --min-iters,
@@ -180,7 +181,7 @@ def eval_cost(evaluation: tuple, measured: dict) -> float:
 def fit_iters(runs: list[GridRun], measured: dict, slots: int, seconds: float) -> dict:
     """The iterations per run (hundreds, at least 100) whose estimated pool time fits `seconds` on `slots`."""
     evals = sum(len(r.evals) for r in runs)
-    fixed = len(runs) * measured["startup_s"] + sum(eval_cost(e, measured) for r in runs for e in r.evals)
+    fixed = sum(run_seconds(r, measured, iters=0) for r in runs)  # start-up and evaluations
     passes = sum(stages(r) for r in runs)
     train_s = slots * seconds * SAFETY - fixed
     iters = max(100, int(train_s * measured["it_per_s"] / passes) // 100 * 100)
@@ -211,16 +212,9 @@ def launcher(deadline: float, estimate):
     """A `bench` launch that starts a run only if its estimated end is before `deadline`, and stops it there."""
 
     def launch(run: GridRun, slot: dict) -> tuple[int, str, float]:
-        start = time.perf_counter()
         if time.perf_counter() + estimate(run) > deadline:
             return 3, "not started: it would end after the call's budget", 0.0
-        try:
-            proc = subprocess.run(worker_command(worker_spec(run)), env=slot_env(slot), capture_output=True,
-                                  text=True, timeout=max(1.0, deadline - time.perf_counter()))
-            return proc.returncode, (proc.stderr or "")[-4000:], time.perf_counter() - start
-        except subprocess.TimeoutExpired as exc:
-            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return 124, err[-3000:] + "\nstopped at the call's budget", time.perf_counter() - start
+        return launch_worker(run, slot, timeout=max(1.0, deadline - time.perf_counter()))
 
     return launch
 

@@ -257,3 +257,12 @@ def test_an_official_sampler_that_is_ddim_is_evaluated_once():
     evals = {r.config["bridge"]: r.evals for r in runs}
     assert evals["rdbm"] == [(10, "ddim")]  # rdbm's own sampler is ddim
     assert evals["goub"] == [(10, "ddim"), (10, None)]  # goub's is the reverse SDE
+
+
+def test_a_worker_past_its_timeout_is_stopped_and_says_so(tmp_path):
+    from bridgezoo.bench import launch_worker
+
+    run = _fake_grid(tmp_path, n_seeds=1).runs[0]  # a real worker process: stopped long before it could train
+    code, error, seconds = launch_worker(run, {"threads": 1}, timeout=0.2)
+    assert code == 124 and error.endswith("stopped after 0.2 s") and seconds < 30
+    assert not (run.directory / "summary.json").exists()

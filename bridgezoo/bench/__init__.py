@@ -35,9 +35,9 @@ from .grid import (AXES, EVAL_AXES, TRAIN_AXES, Grid, GridRun, check_grid, expan
                    training_key, training_settings)
 from .jobs import (JOB_FILE, done_record, failed_record, job_in_flight, plan, read_job, slurm_state, write_job,
                    write_status)
-from .pool import bench, run_one, slot_env, worker_command, worker_spec
+from .pool import bench, launch_worker, run_one, slot_env, worker_command, worker_spec
 
 __all__ = ["AXES", "EVAL_AXES", "TRAIN_AXES", "Grid", "GridRun", "check_grid", "expand", "load_grid",
            "training_key", "training_settings", "JOB_FILE", "done_record", "failed_record", "job_in_flight", "plan",
-           "read_job", "slurm_state", "write_job", "write_status", "bench", "run_one", "slot_env", "worker_command",
-           "worker_spec"]
+           "read_job", "slurm_state", "write_job", "write_status", "bench", "launch_worker", "run_one", "slot_env",
+           "worker_command", "worker_spec"]

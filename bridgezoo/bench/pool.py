@@ -66,15 +66,21 @@ def slot_env(slot: dict, base: dict | None = None) -> dict:
     return env
 
 
-def _launch(run: GridRun, slot: dict) -> tuple[int, str, float]:
-    """Run one grid run in a subprocess on `slot` (its GPU or its CPU threads); (exit code, stderr tail, seconds)."""
+def launch_worker(run: GridRun, slot: dict, timeout: float | None = None) -> tuple[int, str, float]:
+    """Run one grid run in a subprocess on `slot` (its GPU or its CPU threads); (exit code, stderr tail, seconds).
+    A run still going after `timeout` seconds is stopped: exit code 124, its stderr tail and why."""
     start = time.perf_counter()
-    proc = subprocess.run(worker_command(worker_spec(run)), env=slot_env(slot), capture_output=True, text=True)
+    try:
+        proc = subprocess.run(worker_command(worker_spec(run)), env=slot_env(slot), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return 124, err[-3000:] + f"\nstopped after {timeout:.1f} s", time.perf_counter() - start
     return proc.returncode, (proc.stderr or "")[-4000:], time.perf_counter() - start
 
 
 def bench(grid: Grid, jobs: int = 1, gpus: list[int] | None = None, threads: int | None = None,
-          quiet: bool = False, launch=_launch, command: str = "") -> dict:
+          quiet: bool = False, launch=launch_worker, command: str = "") -> dict:
     """Run every unfinished run of `grid`; returns {run name: record}. A failed run does not stop the grid.
 
     `gpus`: one run at a time per listed GPU. Otherwise `jobs` runs at a time, each limited to `threads` CPU
